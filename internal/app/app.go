@@ -1,0 +1,107 @@
+// Package app wires the hitless command tree and turns its outcome into an
+// exit code.
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
+
+	"github.com/hitless-dev/hitless/internal/cmd/cluster"
+	"github.com/hitless-dev/hitless/internal/cmd/demo"
+	"github.com/hitless-dev/hitless/internal/cmd/version"
+	"github.com/hitless-dev/hitless/internal/exitcode"
+)
+
+// Main runs hitless with the process's arguments and streams and returns
+// the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	return Run(ctx, filepath.Base(os.Args[0]), os.Args[1:], streams)
+}
+
+// Run executes the command line args as program name argv0 would and
+// returns the exit code. Errors are printed to streams.ErrOut.
+func Run(ctx context.Context, argv0 string, args []string, streams genericiooptions.IOStreams) int {
+	root, reached := NewRoot(argv0, streams)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitcode.OK
+	}
+	code := exitcode.Of(err)
+	if !*reached && code == exitcode.Failed {
+		// cobra refused the command line before any command ran: an
+		// unknown command, a missing or extra argument.
+		code = exitcode.Usage
+	}
+	_, _ = fmt.Fprintf(streams.ErrOut, "Error: %v\n", err)
+	if code == exitcode.Usage && !*reached {
+		_, _ = fmt.Fprintf(streams.ErrOut, "Run '%s --help' for usage.\n", root.DisplayName())
+	}
+	return code
+}
+
+// NewRoot builds the command tree. reached becomes true once a command's
+// own code starts, which tells usage errors from failures.
+func NewRoot(argv0 string, streams genericiooptions.IOStreams) (*cobra.Command, *bool) {
+	reached := new(bool)
+	flags := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "hitless",
+		Short: "Safe, measured day-2 operations on a Kubernetes cluster's network layer",
+		Long: `hitless makes the riskiest day-2 operations on a cluster's network layer
+safe and measured: checks before and after, install, upgrade, CNI migration,
+rollback and uninstall, and node-by-node rolls with drains that respect
+PodDisruptionBudgets, resumable after any crash.
+
+Exit codes: 0 success, 1 the operation or a hard check failed, 2 bad input or
+usage, 3 refused because another hitless operation holds the cluster lock.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			*reached = true
+			return nil
+		},
+	}
+	if strings.HasPrefix(argv0, "kubectl-") {
+		// Invoked as a kubectl plugin: `kubectl hitless ...`.
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl hitless"}
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.BadInput(err) })
+	flags.AddFlags(root.PersistentFlags())
+	addKlogFlags(root)
+
+	root.AddCommand(
+		version.NewCommand(streams),
+		cluster.NewCommand(streams),
+		demo.NewCommand(streams),
+	)
+	return root, reached
+}
+
+// addKlogFlags exposes klog's verbosity as -v; logs go to stderr.
+func addKlogFlags(root *cobra.Command) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	for _, name := range []string{"v", "vmodule"} {
+		if f := fs.Lookup(name); f != nil {
+			root.PersistentFlags().AddGoFlag(f)
+		}
+	}
+}

@@ -1,0 +1,219 @@
+// Package localcluster runs real Kubernetes control planes with KWOK nodes
+// on loopback: the embedded cluster of the demo, the tests and benchmarks.
+package localcluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/klog/v2"
+
+	"github.com/hitless-dev/hitless/internal/binaries"
+)
+
+// EnvHome overrides where local clusters keep their state.
+const EnvHome = "HITLESS_HOME"
+
+// DefaultName is the cluster name used when none is given.
+const DefaultName = "hitless"
+
+// ErrNotFound is returned for a cluster name with no state on this machine.
+var ErrNotFound = errors.New("no such local cluster")
+
+// ErrExists is returned by Up when a running cluster already has the name.
+var ErrExists = errors.New("local cluster already exists")
+
+// InvalidError is bad input to Up: nothing was started.
+type InvalidError struct{ Field, Msg string }
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+// Options configure a new local cluster.
+type Options struct {
+	Name              string
+	Nodes             int // workers
+	ControlPlaneNodes int
+	NodeLabels        map[string]string // added to every worker
+	// Home is the state directory; empty means Home().
+	Home string
+	// Attached ties the components' lives to this process (test clusters).
+	Attached bool
+	// Binaries resolves the component binaries; nil means NewResolver.
+	Binaries *binaries.Resolver
+	// Progress receives one line per step. May be nil.
+	Progress io.Writer
+}
+
+// Cluster is the recorded state of a local cluster.
+type Cluster struct {
+	Name       string    `json:"name"`
+	Dir        string    `json:"dir"`
+	Kubeconfig string    `json:"kubeconfig"`
+	Server     string    `json:"server"`
+	Created    time.Time `json:"created"`
+	Workers    int       `json:"workers"`
+	Controls   int       `json:"controlPlaneNodes"`
+	Processes  []Process `json:"processes"`
+}
+
+// Running reports whether every component process is alive.
+func (c *Cluster) Running() bool {
+	if len(c.Processes) == 0 {
+		return false
+	}
+	for _, p := range c.Processes {
+		if !alive(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// Home returns the directory under which local clusters keep their state.
+func Home() (string, error) {
+	if h := os.Getenv(EnvHome); h != "" {
+		return h, nil
+	}
+	if s := os.Getenv("XDG_STATE_HOME"); s != "" {
+		return filepath.Join(s, "hitless"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the home directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "hitless"), nil
+}
+
+// ValidateName checks that name can name a cluster: a DNS-1123 label short
+// enough to prefix its node names.
+func ValidateName(name string) error {
+	if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		return &InvalidError{Field: "--name", Msg: fmt.Sprintf("%q is not a valid cluster name: %s", name, strings.Join(msgs, "; "))}
+	}
+	if len(name) > 40 {
+		return &InvalidError{Field: "--name", Msg: fmt.Sprintf("%q is longer than 40 characters", name)}
+	}
+	return nil
+}
+
+// Validate checks the options without touching anything.
+func (o *Options) Validate() error {
+	if err := ValidateName(o.Name); err != nil {
+		return err
+	}
+	if o.Nodes < 0 || o.Nodes > 10000 {
+		return &InvalidError{Field: "--nodes", Msg: fmt.Sprintf("%d is out of range: want 0 to 10000 worker nodes", o.Nodes)}
+	}
+	if o.ControlPlaneNodes < 1 || o.ControlPlaneNodes > 7 {
+		return &InvalidError{Field: "--control-plane-nodes", Msg: fmt.Sprintf("%d is out of range: want 1 to 7", o.ControlPlaneNodes)}
+	}
+	for k, v := range o.NodeLabels {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			return &InvalidError{Field: "--node-labels", Msg: fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
+			return &InvalidError{Field: "--node-labels", Msg: fmt.Sprintf("value %q of %q: %s", v, k, strings.Join(msgs, "; "))}
+		}
+	}
+	return nil
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "cluster.json") }
+
+// Get loads the state of the named cluster.
+func Get(home, name string) (*Cluster, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(statePath(filepath.Join(home, "clusters", name)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading cluster %q: %w", name, err)
+	}
+	var c Cluster
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("reading cluster %q state %s: %w", name, statePath(filepath.Join(home, "clusters", name)), err)
+	}
+	return &c, nil
+}
+
+// List returns every local cluster recorded under home, by name.
+func List(home string) ([]*Cluster, error) {
+	entries, err := os.ReadDir(filepath.Join(home, "clusters"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing clusters: %w", err)
+	}
+	var out []*Cluster
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		c, err := Get(home, e.Name())
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *Cluster) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func (c *Cluster) save() error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding cluster %q state: %w", c.Name, err)
+	}
+	tmp := statePath(c.Dir) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("writing cluster %q state: %w", c.Name, err)
+	}
+	if err := os.Rename(tmp, statePath(c.Dir)); err != nil {
+		return fmt.Errorf("writing cluster %q state: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Down stops every process of the named cluster and removes its state.
+func Down(ctx context.Context, home, name string) error {
+	c, err := Get(home, name)
+	if err != nil {
+		return err
+	}
+	return c.teardown(ctx)
+}
+
+// teardown stops the components in reverse start order, then deletes the
+// state directory.
+func (c *Cluster) teardown(ctx context.Context) error {
+	var errs []error
+	for _, p := range slices.Backward(c.Processes) {
+		if err := stop(ctx, p, 10*time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("stopping cluster %q: %w", c.Name, errors.Join(errs...))
+	}
+	if err := os.RemoveAll(c.Dir); err != nil {
+		return fmt.Errorf("removing cluster %q state %s: %w", c.Name, c.Dir, err)
+	}
+	klog.V(1).InfoS("local cluster removed", "cluster", c.Name)
+	return nil
+}
