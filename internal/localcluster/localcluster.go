@@ -63,6 +63,8 @@ type Cluster struct {
 	Workers    int       `json:"workers"`
 	Controls   int       `json:"controlPlaneNodes"`
 	Processes  []Process `json:"processes"`
+	// Ports are the loopback ports the components listen on, by component.
+	Ports map[string]int `json:"ports"`
 }
 
 // Running reports whether every component process is alive.

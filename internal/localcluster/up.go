@@ -99,6 +99,10 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Kubeconfig = f.Kubeconfig
+	c.Ports = map[string]int{
+		"etcd-client": p.EtcdClient, "etcd-peer": p.EtcdPeer, "kube-apiserver": p.APIServer,
+		"kube-controller-manager": p.ControllerManager, "kube-scheduler": p.Scheduler, "kwok": p.Kwok,
+	}
 	c.Server = "https://" + net.JoinHostPort(loopback, strconv.Itoa(p.APIServer))
 
 	progress("starting control plane of %q (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) on %s", opts.Name, loopback)
