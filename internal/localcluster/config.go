@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/hitless-dev/hitless/internal/pki"
 )

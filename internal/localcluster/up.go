@@ -190,7 +190,9 @@ func waitHealthy(ctx context.Context, name string, proc Process, p ports, cfg *r
 	var check func() error
 	switch name {
 	case "etcd":
-		check = func() error { return get(ctx, insecure, fmt.Sprintf("http://%s:%d/health", loopback, p.EtcdClient), `"health":"true"`) }
+		check = func() error {
+			return get(ctx, insecure, fmt.Sprintf("http://%s:%d/health", loopback, p.EtcdClient), `"health":"true"`)
+		}
 	case "kube-apiserver":
 		client, err := rest.HTTPClientFor(cfg)
 		if err != nil {
@@ -199,9 +201,13 @@ func waitHealthy(ctx context.Context, name string, proc Process, p ports, cfg *r
 		client.Timeout = 2 * time.Second
 		check = func() error { return get(ctx, client, cfg.Host+"/readyz", "ok") }
 	case "kube-controller-manager":
-		check = func() error { return get(ctx, insecure, fmt.Sprintf("https://%s:%d/healthz", loopback, p.ControllerManager), "ok") }
+		check = func() error {
+			return get(ctx, insecure, fmt.Sprintf("https://%s:%d/healthz", loopback, p.ControllerManager), "ok")
+		}
 	case "kube-scheduler":
-		check = func() error { return get(ctx, insecure, fmt.Sprintf("https://%s:%d/healthz", loopback, p.Scheduler), "ok") }
+		check = func() error {
+			return get(ctx, insecure, fmt.Sprintf("https://%s:%d/healthz", loopback, p.Scheduler), "ok")
+		}
 	case "kwok":
 		check = func() error { return get(ctx, insecure, fmt.Sprintf("http://%s:%d/healthz", loopback, p.Kwok), "ok") }
 	default:

@@ -1,0 +1,108 @@
+package demo_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/hitless-dev/hitless/internal/demo"
+	"github.com/hitless-dev/hitless/internal/localcluster"
+)
+
+// TestDemoFromNothingThenAgain runs the demo on a machine with no cluster,
+// checks what it installed in the cluster itself, then runs it again and
+// expects the cluster reused and nothing changed.
+func TestDemoFromNothingThenAgain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a local cluster")
+	}
+	home := t.TempDir()
+	t.Setenv(localcluster.EnvHome, home)
+	const name = "demo-test"
+	t.Cleanup(func() { _ = localcluster.Down(context.Background(), home, name) })
+	ctx := context.Background()
+
+	res, err := demo.Run(ctx, demo.Options{Cluster: name, Nodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Steps) < 4 || !strings.Contains(res.Steps[0].Detail, "started cluster") {
+		t.Fatalf("steps = %+v", res.Steps)
+	}
+	c, err := localcluster.Get(home, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, cfg, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("the data plane runs on every node", func(t *testing.T) {
+		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := cs.AppsV1().DaemonSets("contrail").Get(ctx, "contrail-vrouter-nodes", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(ds.Status.NumberReady) != len(nodes.Items) {
+			t.Errorf("vRouter ready on %d of %d nodes", ds.Status.NumberReady, len(nodes.Items))
+		}
+	})
+	t.Run("controllers, config store and applications are available", func(t *testing.T) {
+		for _, d := range []struct{ ns, name string }{{"contrail", "contrail-controller"}, {"contrail-deploy", "contrail-k8s-deployer"}, {"shop", "frontend"}, {"shop", "checkout"}, {"shop", "reports"}} {
+			got, err := cs.AppsV1().Deployments(d.ns).Get(ctx, d.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.AvailableReplicas != *got.Spec.Replicas {
+				t.Errorf("deployment %s/%s: %d of %d available", d.ns, d.name, got.Status.AvailableReplicas, *got.Spec.Replicas)
+			}
+		}
+		for _, s := range []struct{ ns, name string }{{"contrail-system", "contrail-config"}, {"shop", "orders-db"}} {
+			got, err := cs.AppsV1().StatefulSets(s.ns).Get(ctx, s.name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.ReadyReplicas != *got.Spec.Replicas {
+				t.Errorf("statefulset %s/%s: %d of %d ready", s.ns, s.name, got.Status.ReadyReplicas, *got.Spec.Replicas)
+			}
+		}
+	})
+	t.Run("global config objects exist", func(t *testing.T) {
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range []struct {
+			gvr  schema.GroupVersionResource
+			name string
+		}{
+			{schema.GroupVersionResource{Group: "dataplane.sample.hitless.dev", Version: "v1alpha1", Resource: "globalvrouterconfigs"}, "default-global-vrouter-config"},
+			{schema.GroupVersionResource{Group: "core.sample.hitless.dev", Version: "v1alpha1", Resource: "globalsystemconfigs"}, "default-global-system-config"},
+		} {
+			if _, err := dyn.Resource(g.gvr).Get(ctx, g.name, metav1.GetOptions{}); err != nil {
+				t.Errorf("%s %s: %v", g.gvr.Resource, g.name, err)
+			}
+		}
+	})
+
+	again, err := demo.Run(ctx, demo.Options{Cluster: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(again.Steps[0].Detail, "reused running cluster") {
+		t.Errorf("second run did not reuse the cluster: %s", again.Steps[0].Detail)
+	}
+	for _, s := range again.Steps[1:3] {
+		if strings.Contains(s.Detail, "created") || strings.Contains(s.Detail, "configured") {
+			t.Errorf("second run changed objects: %s: %s", s.Name, s.Detail)
+		}
+	}
+}
