@@ -32,7 +32,7 @@ func TestNamespacesAreFreshAndRemoved(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("namespace %s of a finished test still exists (err %v)", first, err)
+		return fmt.Errorf("namespace %s of a finished test still exists (err %w)", first, err)
 	})
 }
 

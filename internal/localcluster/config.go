@@ -185,7 +185,7 @@ type component struct {
 	args   []string
 }
 
-func components(bins map[string]string, dir string, p ports, f files) []component {
+func components(bins map[string]string, p ports, f files) []component {
 	addr := func(port int) string { return net.JoinHostPort(loopback, strconv.Itoa(port)) }
 	return []component{
 		{name: "etcd", binary: bins["etcd"], args: []string{

@@ -75,6 +75,35 @@ func TestFiftyNodesDrainAndDown(t *testing.T) {
 		}
 	})
 
+	t.Run("a second named cluster runs side by side", func(t *testing.T) {
+		code, stdout, stderr := hitless(t, "cluster", "up", "--name", "beside", "--nodes", "1")
+		if code != 0 {
+			t.Fatalf("cluster up --name beside: exit %d\n%s%s", code, stdout, stderr)
+		}
+		t.Cleanup(func() { _ = localcluster.Down(context.Background(), home, "beside") })
+		other, err := localcluster.Get(home, "beside")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.Server == c.Server || other.Kubeconfig == c.Kubeconfig {
+			t.Errorf("clusters share server %s or kubeconfig %s", other.Server, other.Kubeconfig)
+		}
+		code, out, _ := hitless(t, "cluster", "list", "-o", "json")
+		if code != 0 || strings.Count(out, `"status": "Running"`) != 2 {
+			t.Errorf("cluster list should show both Running:\n%s", out)
+		}
+		code, out, _ = hitless(t, "cluster", "kubeconfig", "--name", "beside")
+		if code != 0 || strings.TrimSpace(out) != other.Kubeconfig {
+			t.Errorf("cluster kubeconfig --name beside = %q (exit %d), want %s", out, code, other.Kubeconfig)
+		}
+		if code, _, stderr := hitless(t, "cluster", "down", "--name", "beside"); code != 0 {
+			t.Fatalf("down beside: %s", stderr)
+		}
+		if !c.Running() {
+			t.Error("taking down one cluster stopped the other")
+		}
+	})
+
 	cs, _, err := c.Client()
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 
@@ -88,10 +89,11 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.opts.Validate()
+			var invalid *InvalidError
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("unexpected error %v", err)
-			case tt.wantErr != "" && (err == nil || err.(*InvalidError).Field != tt.wantErr):
+			case tt.wantErr != "" && (!errors.As(err, &invalid) || invalid.Field != tt.wantErr):
 				t.Errorf("error = %v, want one about %s", err, tt.wantErr)
 			}
 		})

@@ -115,7 +115,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating client: %w", err)
 	}
-	for _, comp := range components(bins, dir, p, f) {
+	for _, comp := range components(bins, p, f) {
 		proc, err := start(dir, comp.name, comp.binary, comp.args, opts.Attached)
 		if err != nil {
 			return nil, err
@@ -256,8 +256,9 @@ func WaitNodesReady(ctx context.Context, cs kubernetes.Interface, want int) erro
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-		ready := 0
+		ready, total := 0, 0
 		if err == nil {
+			total = len(nodes.Items)
 			for _, n := range nodes.Items {
 				if NodeReady(&n) {
 					ready++
@@ -268,7 +269,10 @@ func WaitNodesReady(ctx context.Context, cs kubernetes.Interface, want int) erro
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("waiting for %d nodes Ready: %d Ready after 5m (last error: %v)", want, ready, err)
+			if err != nil {
+				return fmt.Errorf("waiting for %d nodes Ready: %w", want, err)
+			}
+			return fmt.Errorf("waiting for %d nodes Ready: %d of %d Ready after 5m", want, ready, total)
 		}
 		select {
 		case <-ctx.Done():

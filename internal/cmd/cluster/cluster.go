@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/hitless-dev/hitless/internal/binaries"
 	"github.com/hitless-dev/hitless/internal/exitcode"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/output"
@@ -38,7 +40,7 @@ ones. State lives under HITLESS_HOME (default ~/.local/state/hitless).`,
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams))
+	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams), newBinaries(streams))
 	return cmd
 }
 
@@ -205,6 +207,42 @@ func newList(streams genericiooptions.IOStreams) *cobra.Command {
 				for _, s := range items {
 					_, _ = fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Status, s.Workers+s.ControlPlaneNodes, s.Server,
 						duration.HumanDuration(time.Since(s.Created)), s.Kubeconfig)
+				}
+				return nil
+			})
+		},
+	}
+	output.AddFlag(cmd.Flags(), &format)
+	return cmd
+}
+
+func newBinaries(streams genericiooptions.IOStreams) *cobra.Command {
+	var format output.Format
+	cmd := &cobra.Command{
+		Use:   "binaries",
+		Short: "Build (on first use) or locate the local cluster's binaries and print their paths",
+		Long: `Builds the pinned etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, kubectl and kwok binaries if they are not cached yet, and
+prints where they are. Run it once to warm a machine or a CI cache.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := binaries.NewResolver(streams.ErrOut)
+			if err != nil {
+				return err
+			}
+			paths, err := r.All(cmd.Context())
+			if err != nil {
+				return err
+			}
+			names := make([]string, 0, len(paths))
+			for n := range paths {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			return output.Print(streams.Out, format, paths, func(w io.Writer) error {
+				_, _ = fmt.Fprintln(w, "BINARY\tPATH")
+				for _, n := range names {
+					_, _ = fmt.Fprintf(w, "%s\t%s\n", n, paths[n])
 				}
 				return nil
 			})

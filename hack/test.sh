@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The test command of README.md, run by CI as is: formatting, vet, lint, unit
+# tests with the race detector, a short fuzz of the parsers, and the
+# integration tests on real local clusters. It builds everything it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GOLANGCI_LINT_VERSION=v2.6.2
+export GOTOOLCHAIN=local
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+
+step "go modules"
+go mod download
+go mod verify >/dev/null
+
+step "gofmt"
+unformatted=$(gofmt -l cmd internal examples)
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed on:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "golangci-lint $GOLANGCI_LINT_VERSION"
+mkdir -p bin
+if ! bin/golangci-lint version 2>/dev/null | grep -q "${GOLANGCI_LINT_VERSION#v}"; then
+  GOBIN="$PWD/bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+fi
+bin/golangci-lint run ./...
+
+step "unit tests (-race -short)"
+go test -race -short -count=1 ./...
+
+step "fuzz the manifest parser"
+go test -run '^$' -fuzz FuzzParse -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/manifest
+
+step "local cluster binaries (built once, then cached)"
+go run ./cmd/hitless cluster binaries
+
+step "integration tests on local clusters"
+go test -count=1 -timeout 30m ./...
+
+step "done"
