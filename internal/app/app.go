@@ -17,8 +17,12 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/klog/v2"
 
+	"github.com/hitless-dev/hitless/internal/cmd/abort"
 	"github.com/hitless-dev/hitless/internal/cmd/cluster"
 	"github.com/hitless-dev/hitless/internal/cmd/demo"
+	"github.com/hitless-dev/hitless/internal/cmd/resume"
+	"github.com/hitless-dev/hitless/internal/cmd/roll"
+	"github.com/hitless-dev/hitless/internal/cmd/status"
 	"github.com/hitless-dev/hitless/internal/cmd/version"
 	"github.com/hitless-dev/hitless/internal/exitcode"
 )
@@ -91,6 +95,10 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		version.NewCommand(streams),
 		cluster.NewCommand(streams),
 		demo.NewCommand(streams),
+		roll.NewCommand(streams, flags),
+		status.NewCommand(streams, flags),
+		resume.NewCommand(streams, flags),
+		abort.NewCommand(streams, flags),
 	)
 	return root, reached
 }

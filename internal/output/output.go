@@ -54,6 +54,9 @@ func (f *Format) Type() string { return "format" }
 
 // AddFlag registers -o/--output on fs.
 func AddFlag(fs *pflag.FlagSet, f *Format) {
+	if *f == "" {
+		*f = Table
+	}
 	fs.VarP(f, "output", "o", "Output format: table, json or yaml")
 }
 

@@ -1,0 +1,69 @@
+// Package resume implements `hitless resume`.
+package resume
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/hitless-dev/hitless/internal/cmd/operation"
+	"github.com/hitless-dev/hitless/internal/exitcode"
+	"github.com/hitless-dev/hitless/internal/journal"
+	"github.com/hitless-dev/hitless/internal/output"
+	"github.com/hitless-dev/hitless/internal/roll"
+)
+
+// NewCommand returns the `resume` command.
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
+	var (
+		format output.Format
+		yes    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "resume ID",
+		Short: "Continue an unfinished operation from its journal",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cs, err := operation.Client(getter)
+			if err != nil {
+				return err
+			}
+			op, err := journal.NewStore(cs).Get(cmd.Context(), args[0])
+			if err != nil {
+				return operation.Classify(err)
+			}
+			if !op.Status.Resumable() {
+				return exitcode.BadInput(&resumeError{id: op.ID, status: string(op.Status)})
+			}
+			spec, err := roll.SpecOf(op)
+			if err != nil {
+				return exitcode.BadInput(err)
+			}
+			opts := roll.Options{Spec: spec, Command: operation.CommandLine(), Yes: yes, In: streams.In, Prompt: streams.ErrOut}
+			if format == output.Table {
+				opts.Progress = operation.Progress(streams.ErrOut)
+			}
+			res, runErr := roll.Run(cmd.Context(), cs, opts)
+			if res != nil && res.Operation != nil {
+				if err := output.Print(streams.Out, format, res, func(w io.Writer) error {
+					roll.PrintRecap(w, res.Operation, res.Recap)
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			return operation.Classify(runErr)
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "Continue after the canary without asking")
+	output.AddFlag(cmd.Flags(), &format)
+	return cmd
+}
+
+type resumeError struct{ id, status string }
+
+func (e *resumeError) Error() string {
+	return "operation " + e.id + " is " + e.status + ": nothing to resume"
+}
