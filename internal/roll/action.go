@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,6 +52,11 @@ func runCommand(ctx context.Context, name, command string, env hookEnv, timeout 
 	start := time.Now()
 	cmd := exec.CommandContext(cctx, "/bin/sh", "-c", command)
 	cmd.Env = env.vars()
+	// The command runs in a process group of its own; cancelling kills the
+	// whole group, so a child it started cannot hold the roll up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out

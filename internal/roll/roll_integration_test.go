@@ -1,0 +1,385 @@
+package roll_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/hitless-dev/hitless/internal/app"
+	"github.com/hitless-dev/hitless/internal/clustertest"
+	"github.com/hitless-dev/hitless/internal/exitcode"
+	"github.com/hitless-dev/hitless/internal/journal"
+	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/roll"
+)
+
+var env = clustertest.New(clustertest.Options{Workers: 2})
+
+// envRunCLI makes the test binary act as the hitless CLI, so tests can run
+// and SIGKILL real `hitless roll` processes.
+const envRunCLI = "HITLESS_TEST_RUN_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunCLI) == "1" {
+		os.Exit(app.Main())
+	}
+	os.Exit(env.Run(m))
+}
+
+// pool adds n nodes labelled for one test, and protected workloads pinned
+// to them: web (2 pods a node, PDB maxUnavailable 1) and api (one a node,
+// PDB minAvailable n-1), with 1 s grace periods.
+func pool(t *testing.T, n int) (ns, selector string, nodes []string) {
+	t.Helper()
+	id := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(id) > 50 {
+		id = id[len(id)-50:]
+	}
+	id = strings.Trim(id, "-")
+	nodes = env.AddNodes(t, n, map[string]string{"roll-test": id})
+	ns = env.Namespace(t)
+	sel := map[string]string{"roll-test": id}
+	env.Deployment(t, ns, "web", int32(2*n), clustertest.Workload{GracePeriod: 1, NodeSelector: sel})
+	env.Deployment(t, ns, "api", int32(n), clustertest.Workload{GracePeriod: 1, NodeSelector: sel})
+	env.PDB(t, ns, "web", ptr.To(intstr.FromInt32(1)), nil)
+	env.PDB(t, ns, "api", nil, ptr.To(intstr.FromInt32(int32(n-1))))
+	env.WaitDeploymentAvailable(t, ns, "web", time.Minute)
+	env.WaitDeploymentAvailable(t, ns, "api", time.Minute)
+	return ns, "roll-test=" + id, nodes
+}
+
+func hitless(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append([]string{"--kubeconfig", env.Kubeconfig(t)}, args...)
+	code := app.Run(context.Background(), "hitless", args, genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	return code, out.String(), errOut.String()
+}
+
+// cliProcess starts `hitless ARGS` as a real process.
+func cliProcess(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envRunCLI+"=1", "KUBECONFIG="+env.Kubeconfig(t))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+func lastRoll(t *testing.T, cs kubernetes.Interface) *journal.Operation {
+	t.Helper()
+	ops, err := journal.NewStore(cs).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		if op.Kind == roll.Kind {
+			return op
+		}
+	}
+	t.Fatal("no roll journaled")
+	return nil
+}
+
+func cordoned(t *testing.T, cs kubernetes.Interface, names []string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range names {
+		node, err := cs.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Spec.Unschedulable {
+			out = append(out, n)
+		}
+		if v := node.Annotations[roll.AnnotationOperation]; v != "" {
+			t.Errorf("node %s still marked by operation %s", n, v)
+		}
+	}
+	return out
+}
+
+func assertLockFree(t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	h, err := lock.Current(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != nil {
+		t.Errorf("lock still held by %+v", *h)
+	}
+}
+
+// TestCrashAndResume kills the CLI with SIGKILL at random moments of a
+// 20-node roll and re-runs the same command each time.
+func TestCrashAndResume(t *testing.T) {
+	cs := env.Client(t)
+	ns, selector, nodes := pool(t, 20)
+	startGuard(t, cs, ns, nodes, 2)
+	actions := filepath.Join(t.TempDir(), "actions")
+	args := []string{"roll", "--selector", selector, "--batch", "2", "--evict-retry-delay", "200ms",
+		"--exec", `echo "$HITLESS_NODE" >> ` + actions}
+	counts := func() map[string]int {
+		b, _ := os.ReadFile(actions)
+		c := map[string]int{}
+		for _, l := range strings.Fields(string(b)) {
+			c[l]++
+		}
+		return c
+	}
+	kills := 0
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for run := 0; run < 40; run++ {
+		var doneBefore map[string]int
+		if run > 0 {
+			op := lastRoll(t, cs)
+			doneBefore = map[string]int{}
+			c := counts()
+			for _, n := range op.Nodes {
+				if n.Phase == roll.PhaseDone {
+					doneBefore[n.Name] = c[n.Name]
+				}
+			}
+		}
+		cmd, out := cliProcess(t, args...)
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		var err error
+		killed := false
+		if kills < 12 {
+			select {
+			case err = <-exited:
+			case <-time.After(time.Duration(300+rng.IntN(2500)) * time.Millisecond):
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				err = <-exited
+				killed = true
+				kills++
+			}
+		} else {
+			select {
+			case err = <-exited:
+			case <-time.After(5 * time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatalf("final roll did not finish:\n%s", out)
+			}
+		}
+		c := counts()
+		for n, before := range doneBefore {
+			if c[n] != before {
+				t.Errorf("run %d ran the action of node %s again after it had finished (%d -> %d)", run, n, before, c[n])
+			}
+		}
+		if !killed {
+			if err != nil {
+				t.Fatalf("run %d: %v\n%s", run, err, out)
+			}
+			break
+		}
+	}
+	if kills < 10 {
+		t.Errorf("only %d kills: the roll finished too fast to test resuming", kills)
+	}
+	op := lastRoll(t, cs)
+	if op.Status != journal.Succeeded || op.Runs < kills+1 {
+		t.Errorf("journal: status %s after %d runs, want Succeeded after %d", op.Status, op.Runs, kills+1)
+	}
+	c := counts()
+	for _, n := range op.Nodes {
+		if n.Phase != roll.PhaseDone {
+			t.Errorf("node %s ended in phase %s", n.Name, n.Phase)
+		}
+		if c[n.Name] < 1 {
+			t.Errorf("node %s never ran its action", n.Name)
+		}
+		if c[n.Name] > n.ActionRuns {
+			t.Errorf("node %s ran its action %d times but the journal counts %d starts", n.Name, c[n.Name], n.ActionRuns)
+		}
+		if c[n.Name] > 1 && len(n.Notes) == 0 {
+			t.Errorf("node %s ran its action %d times and the journal does not say why", n.Name, c[n.Name])
+		}
+	}
+	if left := cordoned(t, cs, nodes); len(left) > 0 {
+		t.Errorf("nodes left cordoned: %v", left)
+	}
+	assertLockFree(t, cs)
+	t.Logf("%d kills, %d runs", kills, op.Runs)
+}
+
+// TestCordonedByOthersStayCordoned: a node the user cordoned before the
+// roll is still cordoned after; a node outside the roll is never touched.
+func TestCordonedByOthersStayCordoned(t *testing.T) {
+	cs := env.Client(t)
+	ns, selector, nodes := pool(t, 4)
+	outside := env.AddNodes(t, 1, nil)[0]
+	ctx := context.Background()
+	for _, n := range []string{nodes[1], outside} {
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, n, "application/merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startGuard(t, cs, ns, nodes, 2)
+	code, out, errOut := hitless(t, "roll", "--selector", selector, "--batch", "2", "--evict-retry-delay", "200ms")
+	if code != 0 {
+		t.Fatalf("roll: exit %d\n%s%s", code, out, errOut)
+	}
+	if left := cordoned(t, cs, nodes); len(left) != 1 || left[0] != nodes[1] {
+		t.Errorf("cordoned after the roll: %v, want only %s", left, nodes[1])
+	}
+	if !strings.Contains(out, "left cordoned: it was cordoned before the roll") {
+		t.Errorf("recap does not say %s stays cordoned:\n%s", nodes[1], out)
+	}
+	if left := cordoned(t, cs, []string{outside}); len(left) != 1 {
+		t.Errorf("node %s outside the roll was uncordoned", outside)
+	}
+	assertLockFree(t, cs)
+}
+
+// TestPDBThatNeverAllowsEviction: the drain-timeout policy is obeyed and
+// the recap names the blocking PDB and pods.
+func TestPDBThatNeverAllowsEviction(t *testing.T) {
+	cs := env.Client(t)
+	tests := []struct {
+		policy   string
+		wantCode int
+		outcome  string
+	}{
+		{roll.OnDrainTimeoutSkip, exitcode.OK, roll.OutcomeSkipped},
+		{roll.OnDrainTimeoutFail, exitcode.Failed, roll.OutcomeFailed},
+		{roll.OnDrainTimeoutUncordon, exitcode.Failed, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			nodes := env.AddNodes(t, 1, map[string]string{"stuck": tt.policy})
+			ns := env.Namespace(t)
+			env.Deployment(t, ns, "frozen", 2, clustertest.Workload{GracePeriod: 1, NodeSelector: map[string]string{"stuck": tt.policy}})
+			env.PDB(t, ns, "frozen", nil, ptr.To(intstr.FromInt32(2)))
+			env.WaitDeploymentAvailable(t, ns, "frozen", time.Minute)
+			code, out, errOut := hitless(t, "roll", "--selector", "stuck="+tt.policy, "--drain-timeout", "3s",
+				"--on-drain-timeout", tt.policy, "--evict-retry-delay", "500ms", "-o", "json")
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\n%s", code, tt.wantCode, errOut)
+			}
+			var res roll.Result
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("-o json: %v\n%s", err, out)
+			}
+			row := res.Recap[0]
+			if res.Operation.Nodes[0].Outcome != tt.outcome {
+				t.Errorf("outcome %q, want %q", res.Operation.Nodes[0].Outcome, tt.outcome)
+			}
+			blockers := strings.Join(append(row.Blockers, res.Operation.Nodes[0].Notes...), " ") + row.Error
+			if !strings.Contains(blockers, "frozen") {
+				t.Errorf("recap does not name the blocking PDB or pods: %+v", row)
+			}
+			if left := cordoned(t, cs, nodes); len(left) != 0 {
+				t.Errorf("node left cordoned after a blocked drain: %v", left)
+			}
+			assertLockFree(t, cs)
+		})
+	}
+}
+
+// TestUnmanagedPods: the plan fails naming them; --force deletes them and says so.
+func TestUnmanagedPods(t *testing.T) {
+	cs := env.Client(t)
+	nodes := env.AddNodes(t, 1, map[string]string{"unmanaged": "yes"})
+	ns := env.Namespace(t)
+	env.UnmanagedPod(t, ns, "loner", clustertest.Workload{GracePeriod: 1, NodeName: nodes[0]})
+	clustertest.Eventually(t, time.Minute, func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "loner", metav1.GetOptions{})
+		if err != nil || p.Status.Phase != "Running" {
+			return fmt.Errorf("loner not running (%v)", err)
+		}
+		return nil
+	})
+	code, out, errOut := hitless(t, "roll", "--selector", "unmanaged=yes")
+	if code != exitcode.Failed || !strings.Contains(errOut, ns+"/loner") || !strings.Contains(out, "Non managed pod exists") {
+		t.Fatalf("plan with an unmanaged pod: exit %d, want 1 naming %s/loner\n%s%s", code, ns, out, errOut)
+	}
+	if left := cordoned(t, cs, nodes); len(left) != 0 {
+		t.Errorf("a blocked plan changed the cluster: %v cordoned", left)
+	}
+	code, out, errOut = hitless(t, "roll", "--selector", "unmanaged=yes", "--force")
+	if code != 0 {
+		t.Fatalf("roll --force: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "deleted unmanaged pods (--force): "+ns+"/loner") {
+		t.Errorf("recap does not say the unmanaged pod was deleted:\n%s", out)
+	}
+}
+
+// TestSecondRollIsRefused: a second mutating command while a roll runs
+// exits 3 and names the holder.
+func TestSecondRollIsRefused(t *testing.T) {
+	cs := env.Client(t)
+	_, selector, nodes := pool(t, 2)
+	cmd, out := cliProcess(t, "roll", "--selector", selector, "--exec", "sleep 3")
+	defer func() { _ = cmd.Wait() }()
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		h, err := lock.Current(context.Background(), cs)
+		if err != nil || h == nil {
+			return fmt.Errorf("lock not taken yet (%v)", err)
+		}
+		return nil
+	})
+	code, _, errOut := hitless(t, "roll", "--nodes", nodes[0], "--exec", "true")
+	if code != exitcode.Locked {
+		t.Errorf("second roll: exit %d, want 3\n%s", code, errOut)
+	}
+	for _, want := range []string{"holds the cluster lock", "operation roll-", "pid", "started"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("refusal does not name the holder (%q):\n%s", want, errOut)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("first roll: %v\n%s", err, out)
+	}
+	assertLockFree(t, cs)
+}
+
+// TestAbortUncordonsAndReleases aborts a running roll from another process.
+func TestAbortUncordonsAndReleases(t *testing.T) {
+	cs := env.Client(t)
+	_, selector, nodes := pool(t, 3)
+	cmd, out := cliProcess(t, "roll", "--selector", selector, "--exec", "sleep 30")
+	var op *journal.Operation
+	clustertest.Eventually(t, 30*time.Second, func() error {
+		op = lastRoll(t, cs)
+		for _, n := range op.Nodes {
+			if n.Phase == roll.PhaseAction {
+				return nil
+			}
+		}
+		return fmt.Errorf("no node in its action yet")
+	})
+	code, stdout, errOut := hitless(t, "abort", op.ID)
+	if code != 0 {
+		t.Fatalf("abort: exit %d\n%s%s", code, stdout, errOut)
+	}
+	_ = cmd.Wait()
+	if got := lastRoll(t, cs); got.Status != journal.Aborted {
+		t.Errorf("status %s after abort, want Aborted\n%s", got.Status, out)
+	}
+	if left := cordoned(t, cs, nodes); len(left) != 0 {
+		t.Errorf("nodes left cordoned after abort: %v", left)
+	}
+	assertLockFree(t, cs)
+}

@@ -1,0 +1,98 @@
+package roll
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+func TestSpecValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		spec  Spec
+		field string
+	}{
+		{"defaults are valid", Spec{}, ""},
+		{"selector and nodes", Spec{Selector: "a=b", Nodes: []string{"n1"}}, "--selector"},
+		{"bad selector", Spec{Selector: "a=(b"}, "--selector"},
+		{"bad node name", Spec{Nodes: []string{"Bad_Node"}}, "--nodes"},
+		{"zero batch", Spec{Batch: "0"}, "--batch"},
+		{"percent over 100", Spec{Batch: "150%"}, "--batch"},
+		{"batch not a number", Spec{Batch: "some"}, "--batch"},
+		{"unknown order", Spec{Order: "random"}, "--order"},
+		{"unknown drain timeout policy", Spec{OnDrainTimeout: "ignore"}, "--on-drain-timeout"},
+		{"negative canary", Spec{Canary: -1}, "--canary"},
+		{"daemonset without namespace", Spec{RestartDaemonSet: "vrouter"}, "--restart-daemonset"},
+		{"bad label key", Spec{SetNodeLabels: map[string]string{"bad key": "v"}}, "--set-node-label"},
+		{"confirm with pre-node", Spec{Confirm: true, PreNode: "true"}, "--confirm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.spec
+			s.Defaults()
+			err := s.Validate()
+			var se *SpecError
+			switch {
+			case tt.field == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tt.field != "" && (!errors.As(err, &se) || se.Field != tt.field):
+				t.Errorf("error = %v, want one naming %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestBatchSize(t *testing.T) {
+	tests := []struct {
+		batch string
+		total int
+		want  int
+	}{
+		{"1", 20, 1}, {"3", 20, 3}, {"10%", 500, 50}, {"10%", 5, 1}, {"25%", 7, 1}, {"50%", 7, 3}, {"100%", 4, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.batch, func(t *testing.T) {
+			s := Spec{Batch: tt.batch}
+			if got := s.BatchSize(tt.total); got != tt.want {
+				t.Errorf("BatchSize(%d) = %d, want %d", tt.total, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSpecHashIgnoresNodeOrder(t *testing.T) {
+	a := Spec{Nodes: []string{"b", "a"}}
+	b := Spec{Nodes: []string{"a", "b"}}
+	a.Defaults()
+	b.Defaults()
+	if a.Hash() != b.Hash() {
+		t.Error("the same nodes in another order must resume the same roll")
+	}
+	c := b
+	c.Exec = "true"
+	if c.Hash() == b.Hash() {
+		t.Error("a different action must be a different roll")
+	}
+}
+
+func TestBatches(t *testing.T) {
+	nodes := []NodePlan{{Name: "a1", Zone: "a"}, {Name: "a2", Zone: "a"}, {Name: "a3", Zone: "a"}, {Name: "b1", Zone: "b"}, {Name: "b2", Zone: "b"}}
+	tests := []struct {
+		name string
+		spec Spec
+		size int
+		want [][]string
+	}{
+		{"by two", Spec{Order: OrderName}, 2, [][]string{{"a1", "a2"}, {"a3", "b1"}, {"b2"}}},
+		{"zones never mix", Spec{Order: OrderZone}, 2, [][]string{{"a1", "a2"}, {"a3"}, {"b1", "b2"}}},
+		{"canary alone first", Spec{Order: OrderName, Canary: 1}, 2, [][]string{{"a1"}, {"a2", "a3"}, {"b1", "b2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := batches(nodes, tt.spec, tt.size)
+			if !slices.EqualFunc(got, tt.want, slices.Equal) {
+				t.Errorf("batches = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
