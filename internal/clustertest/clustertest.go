@@ -144,6 +144,18 @@ func (e *Env) Config(t testing.TB) *rest.Config {
 	return rest.CopyConfig(e.config)
 }
 
+// Restart restarts one component of the cluster (kube-apiserver, etcd, ...)
+// and waits until it is healthy again.
+func (e *Env) Restart(t testing.TB, component string) {
+	e.ready(t)
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := e.cluster.Restart(ctx, component); err != nil {
+		t.Fatalf("restarting %s: %v", component, err)
+	}
+}
+
 // Kubeconfig returns the path of the cluster's kubeconfig.
 func (e *Env) Kubeconfig(t testing.TB) string {
 	e.ready(t)

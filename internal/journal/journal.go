@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/transient"
 )
 
 // Labels on journal ConfigMaps.
@@ -244,7 +245,7 @@ func (w *Writer) Update(ctx context.Context, mutate func(op *Operation)) error {
 	for attempt := 0; ; attempt++ {
 		next := w.op.clone()
 		mutate(next)
-		err := w.store.Put(ctx, next)
+		err := transient.Retry(ctx, func() error { return w.store.Put(ctx, next) })
 		if err == nil {
 			w.op = next
 			return nil
@@ -252,7 +253,8 @@ func (w *Writer) Update(ctx context.Context, mutate func(op *Operation)) error {
 		if !apierrors.IsConflict(err) || attempt >= 5 {
 			return err
 		}
-		fresh, gerr := w.store.Get(ctx, w.op.ID)
+		var fresh *Operation
+		gerr := transient.Retry(ctx, func() (err error) { fresh, err = w.store.Get(ctx, w.op.ID); return err })
 		if gerr != nil {
 			return gerr
 		}
@@ -275,7 +277,7 @@ func (w *Writer) Force(ctx context.Context, mutate func(op *Operation)) error {
 	for attempt := 0; ; attempt++ {
 		next := w.op.clone()
 		mutate(next)
-		err := w.store.Put(ctx, next)
+		err := transient.Retry(ctx, func() error { return w.store.Put(ctx, next) })
 		if err == nil {
 			w.op = next
 			return nil
@@ -283,7 +285,8 @@ func (w *Writer) Force(ctx context.Context, mutate func(op *Operation)) error {
 		if !apierrors.IsConflict(err) || attempt >= 5 {
 			return err
 		}
-		fresh, gerr := w.store.Get(ctx, w.op.ID)
+		var fresh *Operation
+		gerr := transient.Retry(ctx, func() (err error) { fresh, err = w.store.Get(ctx, w.op.ID); return err })
 		if gerr != nil {
 			return gerr
 		}

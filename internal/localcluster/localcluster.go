@@ -65,6 +65,8 @@ type Cluster struct {
 	Processes  []Process `json:"processes"`
 	// Ports are the loopback ports the components listen on, by component.
 	Ports map[string]int `json:"ports"`
+	// Attached components die with the process that started them.
+	Attached bool `json:"attached,omitempty"`
 }
 
 // Running reports whether every component process is alive.

@@ -74,7 +74,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
-	c := &Cluster{Name: opts.Name, Dir: dir, Created: time.Now().UTC(), Workers: opts.Nodes, Controls: opts.ControlPlaneNodes}
+	c := &Cluster{Name: opts.Name, Dir: dir, Created: time.Now().UTC(), Workers: opts.Nodes, Controls: opts.ControlPlaneNodes, Attached: opts.Attached}
 	ok := false
 	defer func() {
 		if !ok {
@@ -310,4 +310,40 @@ func waitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface) err
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Restart stops one component (SIGTERM, then SIGKILL) and starts it again
+// with the same arguments, waiting until it is healthy: how tests take the
+// API server away in the middle of an operation.
+func (c *Cluster) Restart(ctx context.Context, component string) error {
+	i := -1
+	for j, p := range c.Processes {
+		if p.Name == component {
+			i = j
+		}
+	}
+	if i < 0 {
+		return fmt.Errorf("cluster %q has no component %q", c.Name, component)
+	}
+	old := c.Processes[i]
+	if err := stop(ctx, old, 10*time.Second); err != nil {
+		return err
+	}
+	proc, err := start(c.Dir, old.Name, old.Binary, old.Args, c.Attached)
+	if err != nil {
+		return err
+	}
+	c.Processes[i] = proc
+	if err := c.save(); err != nil {
+		return err
+	}
+	_, cfg, err := c.Client()
+	if err != nil {
+		return err
+	}
+	p := ports{
+		EtcdClient: c.Ports["etcd-client"], EtcdPeer: c.Ports["etcd-peer"], APIServer: c.Ports["kube-apiserver"],
+		ControllerManager: c.Ports["kube-controller-manager"], Scheduler: c.Ports["kube-scheduler"], Kwok: c.Ports["kwok"],
+	}
+	return waitHealthy(ctx, component, proc, p, cfg)
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/journal"
+	"github.com/hitless-dev/hitless/internal/transient"
 )
 
 // Machine-config annotations of OpenShift's machine-config daemon.
@@ -211,11 +212,12 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// poll calls f every interval until it reports done, fails, or ctx ends.
+// poll calls f every interval until it reports done, fails for good, or
+// ctx ends; transient API errors are polled through.
 func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) error {
 	for {
 		done, err := f()
-		if err != nil {
+		if err != nil && !transient.Is(err) {
 			return err
 		}
 		if done {

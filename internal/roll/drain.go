@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/kubectl/pkg/drain"
+
+	"github.com/hitless-dev/hitless/internal/transient"
 )
 
 // DrainRefusedError is a drain that kubectl's filters refuse to start:
@@ -72,7 +74,17 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 		Out:                  io.Discard,
 		ErrOut:               io.Discard,
 	}
-	list, errs := helper.GetPodsForDeletion(node)
+	var (
+		list *drain.PodDeleteList
+		errs []error
+	)
+	_ = transient.Retry(ctx, func() error {
+		list, errs = helper.GetPodsForDeletion(node)
+		if len(errs) == 1 && transient.Is(errs[0]) {
+			return errs[0]
+		}
+		return nil
+	})
 	if len(errs) > 0 {
 		reasons := make([]string, 0, len(errs))
 		for _, e := range errs {
@@ -88,29 +100,9 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 	dctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
-	// List then watch from the list's version, so no deletion is missed
-	// and pods already gone are not waited for.
-	sel := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}
-	current, err := cs.CoreV1().Pods(metav1.NamespaceAll).List(dctx, sel)
-	if err != nil {
-		return res, fmt.Errorf("listing pods on node %s: %w", node, err)
-	}
-	present := map[types.UID]bool{}
-	for _, p := range current.Items {
-		present[p.UID] = true
-	}
-	sel.ResourceVersion = current.ResourceVersion
-	w, err := cs.CoreV1().Pods(metav1.NamespaceAll).Watch(dctx, sel)
-	if err != nil {
-		return res, fmt.Errorf("watching pods on node %s: %w", node, err)
-	}
-	defer w.Stop()
-
 	remaining := map[types.UID]string{}
 	for _, p := range pods {
-		if present[p.UID] {
-			remaining[p.UID] = p.Namespace + "/" + p.Name
-		}
+		remaining[p.UID] = p.Namespace + "/" + p.Name
 		if metav1.GetControllerOf(&p) == nil {
 			res.Deleted = append(res.Deleted, p.Namespace+"/"+p.Name)
 		} else {
@@ -134,6 +126,8 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 					mu.Lock()
 					blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
 					mu.Unlock()
+				case transient.Is(err):
+					// The API server is restarting or overloaded: retry.
 				default:
 					mu.Lock()
 					evictErr = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
@@ -148,7 +142,7 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 			}
 		})
 	}
-	waitErr := waitGone(dctx, w, remaining)
+	waitErr := waitGone(dctx, cs, node, remaining)
 	cancel()
 	wg.Wait()
 	if evictErr != nil {
@@ -176,22 +170,61 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 	return res, nil
 }
 
-// waitGone consumes watch events until every UID in remaining is deleted
-// or replaced, deleting entries as they go.
-func waitGone(ctx context.Context, w watch.Interface, remaining map[types.UID]string) error {
+// waitGone waits until every UID in remaining is gone from node, deleting
+// entries as they go: one list, then one watch from the list's version,
+// listing and watching again if the watch breaks (an API server restart).
+func waitGone(ctx context.Context, cs kubernetes.Interface, node string, remaining map[types.UID]string) error {
+	for {
+		sel := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}
+		var current *corev1.PodList
+		err := transient.Retry(ctx, func() (err error) {
+			current, err = cs.CoreV1().Pods(metav1.NamespaceAll).List(ctx, sel)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("listing pods on node %s: %w", node, err)
+		}
+		present := map[types.UID]bool{}
+		for _, p := range current.Items {
+			present[p.UID] = true
+		}
+		for uid := range remaining {
+			if !present[uid] {
+				delete(remaining, uid)
+			}
+		}
+		if len(remaining) == 0 {
+			return nil
+		}
+		sel.ResourceVersion = current.ResourceVersion
+		w, err := cs.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, sel)
+		if err != nil {
+			if transient.Is(err) || ctx.Err() == nil && apierrors.IsResourceExpired(err) {
+				continue
+			}
+			return fmt.Errorf("watching pods on node %s: %w", node, err)
+		}
+		err = consume(ctx, w, remaining)
+		w.Stop()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		// The watch broke: list and watch again.
+	}
+}
+
+var errWatchClosed = errors.New("pod watch closed")
+
+func consume(ctx context.Context, w watch.Interface, remaining map[types.UID]string) error {
 	for len(remaining) > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return errors.New("pod watch closed")
+			if !ok || ev.Type == watch.Error {
+				return errWatchClosed
 			}
-			p, isPod := ev.Object.(*corev1.Pod)
-			if !isPod {
-				continue
-			}
-			if ev.Type == watch.Deleted {
+			if p, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type == watch.Deleted {
 				delete(remaining, p.UID)
 			}
 		}

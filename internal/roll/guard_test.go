@@ -153,3 +153,16 @@ func nodeReady(n *corev1.Node) bool {
 	}
 	return false
 }
+
+// take returns and clears the violations seen so far; disarm also stops
+// checking.
+func (g *guard) take(disarm bool) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	v := g.violations
+	g.violations = nil
+	if disarm {
+		g.synced = false
+	}
+	return v
+}

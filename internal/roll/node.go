@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/hitless-dev/hitless/internal/journal"
+	"github.com/hitless-dev/hitless/internal/transient"
 )
 
 // Phases of a node, in order. Each is journaled before it acts.
@@ -316,7 +317,11 @@ func (r *runner) patchNode(ctx context.Context, name, mark string, touchSchedula
 	if err != nil {
 		return fmt.Errorf("encoding node patch: %w", err)
 	}
-	if _, err := r.cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	err = transient.Retry(ctx, func() error {
+		_, err := r.cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
+	if err != nil {
 		verb := "marking"
 		switch {
 		case touchSchedulable && unschedulable:

@@ -383,3 +383,75 @@ func TestAbortUncordonsAndReleases(t *testing.T) {
 	}
 	assertLockFree(t, cs)
 }
+
+// TestGuardCatchesABrokenPDB proves the guard can fail: deleting pods
+// around their PDB, as a drain without the Eviction API would, is seen.
+func TestGuardCatchesABrokenPDB(t *testing.T) {
+	cs := env.Client(t)
+	ns, _, nodes := pool(t, 2)
+	g := startGuard(t, cs, ns, nodes, 1)
+	ctx := context.Background()
+	if err := cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, n, "application/merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen []string
+	clustertest.Eventually(t, 10*time.Second, func() error {
+		seen = append(seen, g.take(false)...)
+		joined := strings.Join(seen, "\n")
+		if !strings.Contains(joined, "PDB web") || !strings.Contains(joined, "nodes unavailable at once") {
+			return fmt.Errorf("guard saw only: %v", seen)
+		}
+		return nil
+	})
+	g.take(true)
+	for _, n := range nodes {
+		_, _ = cs.CoreV1().Nodes().Patch(ctx, n, "application/merge-patch+json", []byte(`{"spec":{"unschedulable":null}}`), metav1.PatchOptions{})
+	}
+}
+
+// TestAPIServerRestartMidRoll restarts kube-apiserver while a roll runs:
+// the roll rides through, or fails cleanly and the same command resumes it.
+func TestAPIServerRestartMidRoll(t *testing.T) {
+	cs := env.Client(t)
+	ns, selector, nodes := pool(t, 4)
+	startGuard(t, cs, ns, nodes, 1)
+	args := []string{"roll", "--selector", selector, "--exec", "sleep 1", "--evict-retry-delay", "200ms"}
+	cmd, out := cliProcess(t, args...)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	time.Sleep(2500 * time.Millisecond)
+	env.Restart(t, "kube-apiserver")
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("roll hung after the API server restart:\n%s", out)
+	}
+	runs := 1
+	for err != nil && runs < 4 {
+		t.Logf("run %d failed (%v); resuming with the same command:\n%s", runs, err, out)
+		cmd, out = cliProcess(t, args...)
+		err = cmd.Wait()
+		runs++
+	}
+	if err != nil {
+		t.Fatalf("roll did not complete after %d runs: %v\n%s", runs, err, out)
+	}
+	op := lastRoll(t, cs)
+	for _, n := range op.Nodes {
+		if n.Phase != roll.PhaseDone {
+			t.Errorf("node %s in phase %s", n.Name, n.Phase)
+		}
+	}
+	if left := cordoned(t, cs, nodes); len(left) > 0 {
+		t.Errorf("nodes left cordoned: %v", left)
+	}
+	assertLockFree(t, cs)
+	t.Logf("completed in %d run(s)", runs)
+}
