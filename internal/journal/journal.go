@@ -208,6 +208,43 @@ func (s *Store) List(ctx context.Context) ([]*Operation, error) {
 	return out, nil
 }
 
+// WatchStatus calls onChange with the operation's status at every change
+// of its record, until ctx ends: one watch, re-established when it breaks.
+func (s *Store) WatchStatus(ctx context.Context, id string, onChange func(Status)) {
+	opts := metav1.ListOptions{FieldSelector: "metadata.name=" + cmName(id)}
+	for ctx.Err() == nil {
+		w, err := s.client.CoreV1().ConfigMaps(lock.Namespace).Watch(ctx, opts)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for ev := range w.ResultChan() {
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			if !ok {
+				continue
+			}
+			opts.ResourceVersion = cm.ResourceVersion
+			if st := cm.Labels[LabelStatus]; st != "" {
+				onChange(statusFromLabel(st))
+			}
+		}
+		w.Stop()
+		opts.ResourceVersion = "" // start over from the current state
+	}
+}
+
+func statusFromLabel(l string) Status {
+	for _, s := range []Status{Running, Paused, Interrupted, Failed, Succeeded, Aborting, Aborted} {
+		if strings.ToLower(string(s)) == l {
+			return s
+		}
+	}
+	return Status(l)
+}
+
 // Put writes op if nobody changed it since it was read. It returns a
 // conflict error (apierrors.IsConflict) otherwise.
 func (s *Store) Put(ctx context.Context, op *Operation) error {
@@ -240,38 +277,26 @@ func NewWriter(store *Store, op *Operation) *Writer { return &Writer{store: stor
 // writer requested an abort meanwhile, it returns ErrAborted and the
 // mutation is not written.
 func (w *Writer) Update(ctx context.Context, mutate func(op *Operation)) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for attempt := 0; ; attempt++ {
-		next := w.op.clone()
-		mutate(next)
-		err := transient.Retry(ctx, func() error { return w.store.Put(ctx, next) })
-		if err == nil {
-			w.op = next
-			return nil
-		}
-		if !apierrors.IsConflict(err) || attempt >= 5 {
-			return err
-		}
-		var fresh *Operation
-		gerr := transient.Retry(ctx, func() (err error) { fresh, err = w.store.Get(ctx, w.op.ID); return err })
-		if gerr != nil {
-			return gerr
-		}
+	return w.write(ctx, mutate, func(fresh *Operation) error {
 		if fresh.Status == Aborting || fresh.Status == Aborted {
 			w.op.Status = fresh.Status
 			w.op.resourceVersion = fresh.resourceVersion
 			return ErrAborted
 		}
-		// Someone else wrote: keep our view, which is authoritative for a
-		// running operation, on top of the fresher version.
-		w.op.resourceVersion = fresh.resourceVersion
-	}
+		return nil
+	})
 }
 
 // Force is Update for the final writes of an aborted or interrupted run:
 // it writes whatever status another writer set meanwhile.
 func (w *Writer) Force(ctx context.Context, mutate func(op *Operation)) error {
+	return w.write(ctx, mutate, func(*Operation) error { return nil })
+}
+
+// write applies mutate and writes, retrying transient errors; on a
+// conflict it reads the fresh version, lets onConflict refuse, and writes
+// our view, which is authoritative for a running operation, on top of it.
+func (w *Writer) write(ctx context.Context, mutate func(op *Operation), onConflict func(fresh *Operation) error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for attempt := 0; ; attempt++ {
@@ -286,9 +311,11 @@ func (w *Writer) Force(ctx context.Context, mutate func(op *Operation)) error {
 			return err
 		}
 		var fresh *Operation
-		gerr := transient.Retry(ctx, func() (err error) { fresh, err = w.store.Get(ctx, w.op.ID); return err })
-		if gerr != nil {
-			return gerr
+		if err := transient.Retry(ctx, func() (err error) { fresh, err = w.store.Get(ctx, w.op.ID); return err }); err != nil {
+			return err
+		}
+		if err := onConflict(fresh); err != nil {
+			return err
 		}
 		w.op.resourceVersion = fresh.resourceVersion
 	}

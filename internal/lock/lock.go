@@ -57,6 +57,10 @@ func (e *HeldError) Error() string {
 		h.Operation, h.Command, h.Host, h.PID, h.Started.Format(time.RFC3339), h.Renewed.Format(time.RFC3339))
 }
 
+// ErrReleased means the lease was deleted under a running operation (an
+// abort forced it free): the operation must stop.
+var ErrReleased = errors.New("the cluster lock was released by someone else")
+
 // Self describes the calling process as a holder of operation op.
 func Self(op, command string) Holder {
 	host, _ := os.Hostname()
@@ -69,6 +73,7 @@ type Lock struct {
 	holder Holder
 	cancel context.CancelFunc
 	done   chan struct{}
+	lease  *coordinationv1.Lease // as last written by us; touched only by renew
 
 	mu   sync.Mutex
 	lost error
@@ -84,6 +89,7 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, holder Holder) (*Lock
 		return nil, err
 	}
 	leases := cs.CoordinationV1().Leases(Namespace)
+	var written *coordinationv1.Lease
 	for attempt := 0; ; attempt++ {
 		now := metav1.NewMicroTime(time.Now())
 		existing, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
@@ -91,7 +97,7 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, holder Holder) (*Lock
 		case apierrors.IsNotFound(err):
 			lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: Namespace}}
 			fill(lease, holder, now)
-			if _, err := leases.Create(ctx, lease, metav1.CreateOptions{}); err != nil {
+			if written, err = leases.Create(ctx, lease, metav1.CreateOptions{}); err != nil {
 				if apierrors.IsAlreadyExists(err) && attempt < 5 {
 					continue
 				}
@@ -108,7 +114,7 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, holder Holder) (*Lock
 				klog.FromContext(ctx).V(1).Info("taking over the cluster lock", "previous", current.Operation, "previousPID", current.PID)
 			}
 			fill(existing, holder, now)
-			if _, err := leases.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
+			if written, err = leases.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
 				if apierrors.IsConflict(err) && attempt < 5 {
 					continue
 				}
@@ -118,7 +124,7 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, holder Holder) (*Lock
 		break
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l := &Lock{client: cs, holder: holder, cancel: cancel, done: make(chan struct{})}
+	l := &Lock{client: cs, holder: holder, cancel: cancel, done: make(chan struct{}), lease: written}
 	go l.renew(rctx)
 	return l, nil
 }
@@ -144,7 +150,7 @@ func (l *Lock) renew(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			klog.FromContext(ctx).Error(err, "renewing the cluster lock")
 			var held *HeldError
-			if errors.As(err, &held) {
+			if errors.As(err, &held) || errors.Is(err, ErrReleased) {
 				l.mu.Lock()
 				l.lost = err
 				l.mu.Unlock()
@@ -154,19 +160,31 @@ func (l *Lock) renew(ctx context.Context) {
 	}
 }
 
+// renewOnce updates the lease it last wrote (one request); only when
+// someone else wrote it since does it read it to see who.
 func (l *Lock) renewOnce(ctx context.Context) error {
 	leases := l.client.CoordinationV1().Leases(Namespace)
-	lease, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading lease: %w", err)
+	lease := l.lease
+	if lease == nil {
+		var err error
+		if lease, err = leases.Get(ctx, LeaseName, metav1.GetOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				return ErrReleased
+			}
+			return fmt.Errorf("reading lease: %w", err)
+		}
+		if cur := holderOf(lease); cur.Operation != l.holder.Operation || cur.PID != l.holder.PID || cur.Host != l.holder.Host {
+			return &HeldError{Holder: cur}
+		}
 	}
-	if cur := holderOf(lease); cur.Operation != l.holder.Operation || cur.PID != l.holder.PID || cur.Host != l.holder.Host {
-		return &HeldError{Holder: cur}
-	}
+	lease = lease.DeepCopy()
 	lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(time.Now()))
-	if _, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+	out, err := leases.Update(ctx, lease, metav1.UpdateOptions{})
+	if err != nil {
+		l.lease = nil // read it next time
 		return fmt.Errorf("renewing lease: %w", err)
 	}
+	l.lease = out
 	return nil
 }
 

@@ -172,12 +172,17 @@ func waitNodeAnnotations(ctx context.Context, cs kubernetes.Interface, node stri
 	})
 }
 
+// nodeGetter reads nodes, from a cache.
+type nodeGetter interface {
+	Get(name string) (*corev1.Node, error)
+}
+
 // waitNodeHealthy waits for the node to be Ready and every DaemonSet pod on
 // it Ready.
-func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, node string) error {
+func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGetter, node string) error {
 	var why string
 	err := poll(ctx, 500*time.Millisecond, func() (bool, error) {
-		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		n, err := nodes.Get(node)
 		if err != nil {
 			return false, fmt.Errorf("reading node %s: %w", node, err)
 		}

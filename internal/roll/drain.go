@@ -60,7 +60,13 @@ type drainResult struct {
 // drain does (its filters pick the pods: DaemonSet pods stay), retrying
 // refusals after retryDelay, and waits for the pods to be gone with one
 // watch instead of polling each pod.
-func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec Spec) (drainResult, error) {
+//
+// pdbChanged returns a channel closed at the next change of any
+// PodDisruptionBudget: a refused eviction is retried as soon as its budget
+// may allow it, or after the retry delay at the latest.
+//
+// budgetOf names the PodDisruptionBudget covering a pod, or "".
+func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec Spec, pdbChanged func() <-chan struct{}, budgetOf func(*corev1.Pod) string) (drainResult, error) {
 	var res drainResult
 	helper := &drain.Helper{
 		Ctx:                  ctx,
@@ -115,29 +121,51 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 		evictErr error
 		wg       sync.WaitGroup
 	)
-	for _, p := range pods {
+	// evict retries one pod's eviction until it is accepted, refused for
+	// good, or the drain ends.
+	evict := func(p corev1.Pod) bool {
+		for {
+			changed := pdbChanged()
+			err := helper.EvictPod(p, policyv1.SchemeGroupVersion)
+			switch {
+			case err == nil || apierrors.IsNotFound(err):
+				return true
+			case apierrors.IsTooManyRequests(err):
+				mu.Lock()
+				blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
+				mu.Unlock()
+			case transient.Is(err):
+				// The API server is restarting or overloaded: retry.
+			default:
+				mu.Lock()
+				evictErr = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
+				mu.Unlock()
+				return false
+			}
+			select {
+			case <-dctx.Done():
+				return false
+			case <-changed:
+			case <-time.After(spec.EvictRetryDelay):
+			}
+		}
+	}
+	// Pods under one PDB are evicted one after the other (concurrent
+	// evictions against one budget conflict in the API server, which backs
+	// off half a second per conflict); groups run side by side.
+	groups := map[string][]corev1.Pod{}
+	for i, p := range pods {
+		key := budgetOf(&p)
+		if key == "" {
+			key = fmt.Sprintf("pod-%d", i)
+		}
+		groups[key] = append(groups[key], p)
+	}
+	for _, group := range groups {
 		wg.Go(func() {
-			for {
-				err := helper.EvictPod(p, policyv1.SchemeGroupVersion)
-				switch {
-				case err == nil || apierrors.IsNotFound(err):
+			for _, p := range group {
+				if !evict(p) {
 					return
-				case apierrors.IsTooManyRequests(err):
-					mu.Lock()
-					blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
-					mu.Unlock()
-				case transient.Is(err):
-					// The API server is restarting or overloaded: retry.
-				default:
-					mu.Lock()
-					evictErr = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
-					mu.Unlock()
-					return
-				}
-				select {
-				case <-dctx.Done():
-					return
-				case <-time.After(spec.EvictRetryDelay):
 				}
 			}
 		})

@@ -69,11 +69,50 @@ func (r *runner) phases() []string {
 	return append(out, PhaseUncordon)
 }
 
+// takeDrained returns, once, what the node's drain did, for the next write.
+func (r *runner) takeDrained(name string) drainResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.drained[name]
+	delete(r.drained, name)
+	return res
+}
+
+func recordDrain(n *journal.Node, res drainResult) {
+	n.Evicted = append(n.Evicted, res.Evicted...)
+	n.Deleted = append(n.Deleted, res.Deleted...)
+}
+
+// deferPhase keeps a phase record to journal with the next write.
+func (r *runner) deferPhase(name string, rec *journal.PhaseRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deferred[name] = rec
+}
+
+// applyDeferred closes the open phase when the deferred one started and
+// appends the deferred record.
+func (r *runner) applyDeferred(n *journal.Node) {
+	r.mu.Lock()
+	rec := r.deferred[n.Name]
+	delete(r.deferred, n.Name)
+	r.mu.Unlock()
+	if rec == nil {
+		return
+	}
+	closePhase(n, rec.Started, "")
+	n.Phase = rec.Name
+	n.Phases = append(n.Phases, *rec)
+}
+
 // enter journals that the node starts phase, closing the previous one.
 func (r *runner) enter(ctx context.Context, name, phase string, extra func(n *journal.Node)) error {
+	drained := r.takeDrained(name)
 	err := r.w.Update(ctx, func(op *journal.Operation) {
 		n := op.NodeByName(name)
 		now := time.Now().UTC()
+		recordDrain(n, drained)
+		r.applyDeferred(n)
 		closePhase(n, now, "")
 		n.Phase = phase
 		n.Phases = append(n.Phases, journal.PhaseRecord{Name: phase, Started: now})
@@ -127,9 +166,24 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 	}
 	env := hookEnv{Node: name, NodeIP: r.planOf(name).InternalIP, Operation: r.w.Snapshot().ID, Batch: batch}
 	for _, phase := range phases[start:] {
-		err := r.enterPhase(ctx, name, phase)
-		if err == nil {
+		var err error
+		if phase == PhaseWait && !r.spec.HasAction() {
+			// Waiting changes nothing and, without an action before it, a
+			// resume that finds the node still in its drain loses nothing:
+			// the wait is journaled with the next transition, saving a write.
+			rec := &journal.PhaseRecord{Name: PhaseWait, Started: time.Now().UTC()}
+			r.deferPhase(name, rec)
+			r.emit(Event{Node: name, Batch: batch, Phase: PhaseWait})
 			err = r.doPhase(ctx, name, phase, env)
+			if err == nil {
+				now := time.Now().UTC()
+				rec.Finished = &now
+			}
+		} else {
+			err = r.enterPhase(ctx, name, phase)
+			if err == nil {
+				err = r.doPhase(ctx, name, phase, env)
+			}
 		}
 		if err != nil {
 			r.nodeFailed(ctx, name, phase, err)
@@ -192,17 +246,14 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 	case PhasePreNode:
 		return r.hook(ctx, name, "pre-node", r.spec.PreNode, fmt.Sprintf("Stop routing requests to node %s (%s), then press Enter", name, env.NodeIP), env)
 	case PhaseDrain:
-		res, err := drainNode(ctx, r.cs, name, r.spec)
-		uerr := r.w.Update(ctx, func(op *journal.Operation) {
-			n := op.NodeByName(name)
-			n.Evicted = append(n.Evicted, res.Evicted...)
-			n.Deleted = append(n.Deleted, res.Deleted...)
-		})
+		res, err := drainNode(ctx, r.cs, name, r.spec, r.pdbChanged, r.budgetOf)
+		// Journaled with the next transition (or the failure), not in a
+		// write of its own.
+		r.mu.Lock()
+		r.drained[name] = res
+		r.mu.Unlock()
 		if err != nil {
 			return err
-		}
-		if uerr != nil {
-			return uerr
 		}
 		msg := fmt.Sprintf("hitless drained the node: %d pods evicted", len(res.Evicted))
 		if len(res.Deleted) > 0 {
@@ -219,7 +270,7 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 	case PhaseWait:
 		wctx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
 		defer cancel()
-		return waitNodeHealthy(wctx, r.cs, name)
+		return waitNodeHealthy(wctx, r.cs, r.nodes, name)
 	case PhasePostNode:
 		return r.hook(ctx, name, "post-node", r.spec.PostNode, fmt.Sprintf("Resume routing requests to node %s (%s), then press Enter", name, env.NodeIP), env)
 	case PhaseUncordon:
@@ -271,14 +322,14 @@ func (r *runner) action(ctx context.Context, name string, env hookEnv) error {
 // operator, one prompt at a time.
 func (r *runner) hook(ctx context.Context, name, which, command, question string, env hookEnv) error {
 	if r.spec.Confirm {
-		if r.opts.In == nil || r.opts.Prompt == nil {
+		if r.in == nil || r.opts.Prompt == nil {
 			return fmt.Errorf("%s on node %s: --confirm needs a terminal to ask on", which, name)
 		}
 		r.prompt.Lock()
 		defer r.prompt.Unlock()
 		start := time.Now()
 		_, _ = fmt.Fprintf(r.opts.Prompt, "%s: ", question)
-		if _, err := readLine(ctx, r.opts.In); err != nil {
+		if _, err := readLine(ctx, r.in); err != nil {
 			return fmt.Errorf("%s on node %s: no answer: %w", which, name, err)
 		}
 		return r.recordHook(ctx, name, journal.HookRecord{Name: which, Output: "confirmed by the operator", Took: time.Since(start).Round(time.Millisecond).String()})
@@ -375,9 +426,12 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 			blockers = append(blockers, "pods still on the node: "+strings.Join(timeout.Pods, ", "))
 		}
 	}
+	drained := r.takeDrained(name)
 	_ = r.w.Force(cleanup, func(op *journal.Operation) {
 		n := op.NodeByName(name)
 		now := time.Now().UTC()
+		recordDrain(n, drained)
+		r.applyDeferred(n)
 		closePhase(n, now, cause.Error())
 		n.Phase, n.Outcome = final, outcome
 		if final != PhasePending {

@@ -119,7 +119,9 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 			case evict:
 				ref := PodRef{Namespace: p.Namespace, Name: p.Name, Owner: owner(&p), GracePeriod: grace(&p)}
 				np.Evict = append(np.Evict, ref)
-				if pdb := matchingPDB(&p, pdbs.Items); pdb != nil {
+				// A pod whose PDB allows disruptions now is evictable; the
+				// server-side dry run checks the others.
+				if pdb := matchingPDB(&p, pdbs.Items); pdb != nil && pdb.Status.DisruptionsAllowed < 1 {
 					dryRuns = append(dryRuns, dryRun{node: len(plan.Nodes), pod: ref, pdb: pdb})
 				}
 			}
@@ -285,8 +287,8 @@ type predicted struct {
 	blocker Blocker
 }
 
-// predictPDBBlockers dry-runs the eviction of every PDB-covered pod (pods
-// without a PDB are always evictable) and reports the refusals.
+// predictPDBBlockers dry-runs the eviction of the pods whose PDB allows no
+// disruption now and reports the refusals.
 func predictPDBBlockers(ctx context.Context, cs kubernetes.Interface, runs []dryRun) []predicted {
 	var (
 		mu  sync.Mutex

@@ -306,7 +306,7 @@ func TestUnmanagedPods(t *testing.T) {
 	clustertest.Eventually(t, time.Minute, func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "loner", metav1.GetOptions{})
 		if err != nil || p.Status.Phase != "Running" {
-			return fmt.Errorf("loner not running (%v)", err)
+			return fmt.Errorf("loner not running (%w)", err)
 		}
 		return nil
 	})
@@ -336,7 +336,7 @@ func TestSecondRollIsRefused(t *testing.T) {
 	clustertest.Eventually(t, 30*time.Second, func() error {
 		h, err := lock.Current(context.Background(), cs)
 		if err != nil || h == nil {
-			return fmt.Errorf("lock not taken yet (%v)", err)
+			return fmt.Errorf("lock not taken yet (%w)", err)
 		}
 		return nil
 	})
@@ -454,4 +454,142 @@ func TestAPIServerRestartMidRoll(t *testing.T) {
 	}
 	assertLockFree(t, cs)
 	t.Logf("completed in %d run(s)", runs)
+}
+
+// TestActionsAndHooks: pre- and post-node commands see the node's
+// environment, labels are set, and a node annotation is waited for (here
+// the machine-config state a test goroutine sets, as OpenShift's daemon
+// would).
+func TestActionsAndHooks(t *testing.T) {
+	cs := env.Client(t)
+	_, selector, nodes := pool(t, 2)
+	dir := t.TempDir()
+	ctx := context.Background()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// Play the machine-config daemon: once a node is labelled by the
+		// roll, report its config Done.
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			for _, n := range nodes {
+				node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+				if err != nil || node.Labels["hitless-test/updated"] != "yes" || node.Annotations["machineconfiguration.openshift.io/state"] == "Done" {
+					continue
+				}
+				patch := `{"metadata":{"annotations":{"machineconfiguration.openshift.io/state":"Done","machineconfiguration.openshift.io/currentConfig":"rendered-2","machineconfiguration.openshift.io/desiredConfig":"rendered-2"}}}`
+				_, _ = cs.CoreV1().Nodes().Patch(ctx, n, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
+			}
+		}
+	}()
+	code, out, errOut := hitless(t, "roll", "--selector", selector,
+		"--pre-node", `echo "pre $HITLESS_NODE $HITLESS_NODE_IP $HITLESS_BATCH $HITLESS_OPERATION" >> `+dir+`/hooks`,
+		"--post-node", `echo "post $HITLESS_NODE" >> `+dir+`/hooks`,
+		"--set-node-label", "hitless-test/updated=yes",
+		"--wait-node-annotation", "machineconfiguration.openshift.io/state=Done",
+		"--action-timeout", "30s", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "hooks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("hooks ran %d times, want 4:\n%s", len(lines), b)
+	}
+	for i, n := range nodes {
+		pre := strings.Fields(lines[2*i])
+		if len(pre) != 5 || pre[1] != n || pre[2] == "" || pre[3] != fmt.Sprint(i) || !strings.HasPrefix(pre[4], "roll-") {
+			t.Errorf("pre-node environment for %s: %q", n, lines[2*i])
+		}
+		if lines[2*i+1] != "post "+n {
+			t.Errorf("post-node for %s: %q", n, lines[2*i+1])
+		}
+		node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Labels["hitless-test/updated"] != "yes" {
+			t.Errorf("node %s not labelled", n)
+		}
+	}
+	evs, err := cs.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + nodes[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]bool{}
+	for _, e := range evs.Items {
+		if e.Source.Component == "hitless" {
+			reasons[e.Reason] = true
+		}
+	}
+	for _, r := range []string{"Cordoned", "Drained", "Updated", "Uncordoned"} {
+		if !reasons[r] {
+			t.Errorf("no %s event on node %s (got %v)", r, nodes[0], reasons)
+		}
+	}
+}
+
+// TestCanaryStopsForConfirmation: without --yes and with nobody to answer,
+// the roll stops after the canary; the same command with --yes... is a
+// different spec, so the operator resumes it by ID.
+func TestCanaryStopsForConfirmation(t *testing.T) {
+	cs := env.Client(t)
+	_, selector, nodes := pool(t, 3)
+	code, out, errOut := hitless(t, "roll", "--selector", selector, "--canary", "1", "-o", "json")
+	if code != exitcode.Failed || !strings.Contains(errOut, "canary") {
+		t.Fatalf("canary without an answer: exit %d, want 1 mentioning the canary\n%s", code, errOut)
+	}
+	op := lastRoll(t, cs)
+	done := 0
+	for _, n := range op.Nodes {
+		if n.Phase == roll.PhaseDone {
+			done++
+		}
+	}
+	if done != 1 || op.Status != journal.Paused {
+		t.Fatalf("after the canary: %d nodes done, status %s; want 1 and Paused\n%s", done, op.Status, out)
+	}
+	code, _, errOut = hitless(t, "resume", op.ID, "--yes")
+	if code != 0 {
+		t.Fatalf("resume --yes: exit %d\n%s", code, errOut)
+	}
+	op = lastRoll(t, cs)
+	if op.Status != journal.Succeeded || op.Runs != 2 {
+		t.Errorf("after resume: status %s, runs %d", op.Status, op.Runs)
+	}
+	if left := cordoned(t, cs, nodes); len(left) != 0 {
+		t.Errorf("left cordoned: %v", left)
+	}
+}
+
+// TestConfirmPromptsTheOperator: with --confirm the operator is asked to
+// stop routing to each node before its drain and to resume after, in the
+// spirit of seed 003, and answers on stdin.
+func TestConfirmPromptsTheOperator(t *testing.T) {
+	_, selector, nodes := pool(t, 2)
+	var out, errOut bytes.Buffer
+	args := []string{"--kubeconfig", env.Kubeconfig(t), "roll", "--selector", selector, "--confirm"}
+	code := app.Run(context.Background(), "hitless", args, genericiooptions.IOStreams{In: strings.NewReader("\n\n\n\n"), Out: &out, ErrOut: &errOut})
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	for _, n := range nodes {
+		for _, want := range []string{"Stop routing requests to node " + n, "Resume routing requests to node " + n} {
+			if !strings.Contains(errOut.String(), want) {
+				t.Errorf("no prompt %q:\n%s", want, errOut.String())
+			}
+		}
+	}
+	stopAt := strings.Index(errOut.String(), "Stop routing requests to node "+nodes[0])
+	drainAt := strings.Index(errOut.String(), nodes[0]+"                 drain")
+	if drainAt >= 0 && stopAt > drainAt {
+		t.Errorf("node %s drained before the operator confirmed routing stopped", nodes[0])
+	}
 }

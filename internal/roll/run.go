@@ -13,9 +13,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
+	policylisters "k8s.io/client-go/listers/policy/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -122,7 +124,10 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		}
 	}()
 
-	r := &runner{cs: cs, spec: spec, opts: opts, store: store, lock: lk, inflight: map[string]bool{}, wake: make(chan struct{}, 1)}
+	r := &runner{cs: cs, spec: spec, opts: opts, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, wake: make(chan struct{}, 1)}
+	if opts.In != nil {
+		r.in = bufio.NewReader(opts.In)
+	}
 	res := &Result{}
 	if existing != nil {
 		if err := r.resume(ctx, existing.ID); err != nil {
@@ -179,13 +184,18 @@ type runner struct {
 	w     *journal.Writer
 	plan  *Plan
 	nodes listersv1.NodeLister
+	pdbs  policylisters.PodDisruptionBudgetLister
 
 	mu       sync.Mutex
+	pdbWake  chan struct{} // closed and replaced at every PDB change
+	drained  map[string]drainResult
+	deferred map[string]*journal.PhaseRecord
 	inflight map[string]bool
 	failures int
 	paused   string // why the roll stops starting nodes, if it does
 	wake     chan struct{}
 	prompt   sync.Mutex
+	in       *bufio.Reader
 }
 
 func (r *runner) create(ctx context.Context, id string, plan *Plan) error {
@@ -249,13 +259,20 @@ func (r *runner) execute(ctx context.Context) error {
 	factory := informers.NewSharedInformerFactory(r.cs, 0)
 	nodeInformer := factory.Core().V1().Nodes()
 	r.nodes = nodeInformer.Lister()
+	r.pdbWake = make(chan struct{})
+	pdbInformer := factory.Policy().V1().PodDisruptionBudgets().Informer()
+	r.pdbs = factory.Policy().V1().PodDisruptionBudgets().Lister()
+	_, _ = pdbInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(any, any) { r.pdbUpdated() },
+		AddFunc:    func(any) { r.pdbUpdated() },
+	})
 	informerCtx, stopInformers := context.WithCancel(ctx)
 	factory.Start(informerCtx.Done())
 	defer func() {
 		stopInformers()
 		factory.Shutdown()
 	}()
-	if !cache.WaitForCacheSync(informerCtx.Done(), nodeInformer.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(informerCtx.Done(), nodeInformer.Informer().HasSynced, pdbInformer.HasSynced) {
 		return r.finish(ctx, journal.Interrupted, "stopped before the node cache synced")
 	}
 	go r.watchAbort(ctx, cancel)
@@ -327,26 +344,63 @@ func (r *runner) finish(ctx context.Context, status journal.Status, why string) 
 	return &IncompleteError{Operation: r.w.Snapshot().ID, Status: status, Reason: why}
 }
 
-// watchAbort polls the journal and cancels the run when someone asks to
+// watchAbort watches the journal and cancels the run when someone asks to
 // abort it; a long drain would otherwise not notice until its next write.
+// It also stops the run if the lock is lost.
 func (r *runner) watchAbort(ctx context.Context, cancel context.CancelCauseFunc) {
 	id := r.w.Snapshot().ID
+	go r.store.WatchStatus(ctx, id, func(s journal.Status) {
+		if s == journal.Aborting || s == journal.Aborted {
+			cancel(journal.ErrAborted)
+		}
+	})
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(2 * time.Second):
-		}
-		op, err := r.store.Get(ctx, id)
-		if err == nil && (op.Status == journal.Aborting || op.Status == journal.Aborted) {
-			cancel(journal.ErrAborted)
-			return
+		case <-time.After(time.Second):
 		}
 		if err := r.lock.Lost(); err != nil {
 			cancel(err)
 			return
 		}
 	}
+}
+
+// budgetOf names the first PodDisruptionBudget whose selector matches the pod.
+func (r *runner) budgetOf(p *corev1.Pod) string {
+	if r.pdbs == nil {
+		return ""
+	}
+	list, err := r.pdbs.PodDisruptionBudgets(p.Namespace).List(everything())
+	if err != nil {
+		return ""
+	}
+	if pdb := matchingPDB(p, derefPDBs(list)); pdb != nil {
+		return pdb.Namespace + "/" + pdb.Name
+	}
+	return ""
+}
+
+func derefPDBs(in []*policyv1.PodDisruptionBudget) []policyv1.PodDisruptionBudget {
+	out := make([]policyv1.PodDisruptionBudget, len(in))
+	for i, p := range in {
+		out[i] = *p
+	}
+	return out
+}
+
+func (r *runner) pdbUpdated() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	close(r.pdbWake)
+	r.pdbWake = make(chan struct{})
+}
+
+func (r *runner) pdbChanged() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pdbWake
 }
 
 func (r *runner) stop(why string) {
@@ -433,29 +487,30 @@ func (r *runner) confirmCanary(ctx context.Context) error {
 	if r.opts.Yes {
 		return nil
 	}
-	if r.opts.In == nil || r.opts.Prompt == nil {
+	if r.in == nil || r.opts.Prompt == nil {
 		return errors.New("canary batch done: re-run with --yes to continue with the remaining nodes")
 	}
 	r.prompt.Lock()
 	defer r.prompt.Unlock()
 	_, _ = fmt.Fprintf(r.opts.Prompt, "Canary batch done (%s). Continue with the remaining %d batches? [y/N] ",
 		strings.Join(r.plan.Batches[0], ", "), len(r.plan.Batches)-1)
-	answer, err := readLine(ctx, r.opts.In)
+	answer, err := readLine(ctx, r.in)
 	if err != nil || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(answer)), "y") {
 		return errors.New("stopped after the canary batch: re-run the same command (add --yes to skip the question) to continue")
 	}
 	return nil
 }
 
-// readLine reads one line, giving up when ctx ends.
-func readLine(ctx context.Context, in io.Reader) (string, error) {
+// readLine reads one line, giving up when ctx ends. One bufio.Reader
+// serves the whole run, so read-ahead is never lost between questions.
+func readLine(ctx context.Context, in *bufio.Reader) (string, error) {
 	type result struct {
 		s   string
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		s, err := bufio.NewReader(in).ReadString('\n')
+		s, err := in.ReadString('\n')
 		ch <- result{s, err}
 	}()
 	select {

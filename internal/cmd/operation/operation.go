@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -17,6 +19,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/exitcode"
 	"github.com/hitless-dev/hitless/internal/journal"
 	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/output"
 	"github.com/hitless-dev/hitless/internal/roll"
 )
 
@@ -59,15 +62,115 @@ func CommandLine() string {
 	return strings.Join(append([]string{"hitless"}, os.Args[1:]...), " ")
 }
 
-// Progress returns a progress printer writing plain timestamped lines.
-func Progress(w io.Writer) func(roll.Event) {
-	return func(e roll.Event) {
-		line := fmt.Sprintf("%s batch %d  %-28s %s", e.Time.Format("15:04:05.000"), e.Batch, e.Node, e.Phase)
-		if e.Message != "" {
-			line += "  " + e.Message
-		}
-		_, _ = fmt.Fprintln(w, line)
+// Progress prints a roll's transitions: plain timestamped lines, and on a
+// terminal also a live status line kept at the bottom (nodes in flight with
+// their phase and time in it, nodes done, failed), redrawn every second.
+type Progress struct {
+	w        io.Writer
+	live     bool
+	mu       sync.Mutex
+	inflight map[string]flight
+	done     int
+	failed   int
+	batch    int
+	stop     chan struct{}
+}
+
+type flight struct {
+	phase string
+	since time.Time
+}
+
+// NewProgress returns a printer on w; Close it when the roll ends.
+func NewProgress(w io.Writer) *Progress {
+	p := &Progress{w: w, live: output.IsTerminal(w), inflight: map[string]flight{}, stop: make(chan struct{})}
+	if p.live {
+		go p.tick()
 	}
+	return p
+}
+
+// Event records one transition.
+func (p *Progress) Event(e roll.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch e.Phase {
+	case roll.PhaseDone:
+		delete(p.inflight, e.Node)
+		p.done++
+	case roll.PhaseFailed, roll.PhaseSkipped, roll.PhaseAborted, roll.PhasePending:
+		delete(p.inflight, e.Node)
+		if e.Phase == roll.PhaseFailed {
+			p.failed++
+		}
+	default:
+		if e.Node != "" && e.Phase != "waiting" && e.Phase != "event" {
+			if f, ok := p.inflight[e.Node]; !ok || f.phase != e.Phase {
+				p.inflight[e.Node] = flight{phase: e.Phase, since: e.Time}
+			}
+		}
+	}
+	p.batch = max(p.batch, e.Batch)
+	line := fmt.Sprintf("%s batch %d  %-28s %s", e.Time.Format("15:04:05.000"), e.Batch, e.Node, e.Phase)
+	if e.Message != "" {
+		line += "  " + e.Message
+	}
+	if p.live {
+		_, _ = fmt.Fprintf(p.w, "\r\033[K%s\n%s", colour(e.Phase, line), p.status())
+		return
+	}
+	_, _ = fmt.Fprintln(p.w, line)
+}
+
+// Close stops the live line.
+func (p *Progress) Close() {
+	close(p.stop)
+	if p.live {
+		p.mu.Lock()
+		_, _ = fmt.Fprint(p.w, "\r\033[K")
+		p.mu.Unlock()
+	}
+}
+
+func (p *Progress) tick() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			_, _ = fmt.Fprintf(p.w, "\r\033[K%s", p.status())
+			p.mu.Unlock()
+		}
+	}
+}
+
+func (p *Progress) status() string {
+	names := make([]string, 0, len(p.inflight))
+	for n := range p.inflight {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		f := p.inflight[n]
+		parts = append(parts, fmt.Sprintf("%s %s %s", n, f.phase, time.Since(f.since).Round(time.Second)))
+	}
+	return fmt.Sprintf("\033[1mbatch %d · done %d · failed %d · in flight: %s\033[0m", p.batch, p.done, p.failed, strings.Join(parts, ", "))
+}
+
+func colour(phase, s string) string {
+	switch phase {
+	case roll.PhaseDone:
+		return "\033[32m" + s + "\033[0m"
+	case roll.PhaseFailed, roll.PhaseAborted:
+		return "\033[31m" + s + "\033[0m"
+	case roll.PhaseSkipped, "waiting":
+		return "\033[33m" + s + "\033[0m"
+	}
+	return s
 }
 
 // PrintPlan writes a roll plan as text.

@@ -43,7 +43,9 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 			}
 			opts := roll.Options{Spec: spec, Command: operation.CommandLine(), Yes: yes, In: streams.In, Prompt: streams.ErrOut}
 			if format == output.Table {
-				opts.Progress = operation.Progress(streams.ErrOut)
+				progress := operation.NewProgress(streams.ErrOut)
+				defer progress.Close()
+				opts.Progress = progress.Event
 			}
 			res, runErr := roll.Run(cmd.Context(), cs, opts)
 			if res != nil && res.Operation != nil {

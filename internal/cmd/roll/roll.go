@@ -67,7 +67,9 @@ uncordoned and the roll pauses until re-run).`,
 			}
 			opts := core.Options{Spec: spec, Command: operation.CommandLine(), Yes: yes, DryRun: dry, In: streams.In, Prompt: streams.ErrOut}
 			if format == output.Table {
-				opts.Progress = operation.Progress(streams.ErrOut)
+				progress := operation.NewProgress(streams.ErrOut)
+				defer progress.Close()
+				opts.Progress = progress.Event
 			}
 			res, runErr := core.Run(cmd.Context(), cs, opts)
 			if res == nil {
