@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -170,7 +171,7 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 			}
 		})
 	}
-	waitErr := waitGone(dctx, cs, node, remaining)
+	waitErr := waitGone(dctx, cs, node, remaining, newestVersion(pods))
 	cancel()
 	wg.Wait()
 	if evictErr != nil {
@@ -201,9 +202,20 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 // waitGone waits until every UID in remaining is gone from node, deleting
 // entries as they go: one list, then one watch from the list's version,
 // listing and watching again if the watch breaks (an API server restart).
-func waitGone(ctx context.Context, cs kubernetes.Interface, node string, remaining map[types.UID]string) error {
+//
+// from, when set, is a resource version no newer than any deletion to wait
+// for (the newest of the pods'): the first watch starts there without a
+// list. If it is too old, the API says so and waitGone lists.
+func waitGone(ctx context.Context, cs kubernetes.Interface, node string, remaining map[types.UID]string, from string) error {
 	for {
 		sel := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}
+		if from != "" {
+			sel.ResourceVersion, from = from, ""
+			if err := watchGone(ctx, cs, sel, remaining); err == nil || ctx.Err() != nil {
+				return err
+			}
+			continue
+		}
 		var current *corev1.PodList
 		err := transient.Retry(ctx, func() (err error) {
 			current, err = cs.CoreV1().Pods(metav1.NamespaceAll).List(ctx, sel)
@@ -225,20 +237,41 @@ func waitGone(ctx context.Context, cs kubernetes.Interface, node string, remaini
 			return nil
 		}
 		sel.ResourceVersion = current.ResourceVersion
-		w, err := cs.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, sel)
-		if err != nil {
-			if transient.Is(err) || ctx.Err() == nil && apierrors.IsResourceExpired(err) {
-				continue
-			}
-			return fmt.Errorf("watching pods on node %s: %w", node, err)
-		}
-		err = consume(ctx, w, remaining)
-		w.Stop()
+		err = watchGone(ctx, cs, sel, remaining)
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
+		if !errors.Is(err, errWatchClosed) && !transient.Is(err) && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+			return fmt.Errorf("watching pods on node %s: %w", node, err)
+		}
 		// The watch broke: list and watch again.
 	}
+}
+
+func watchGone(ctx context.Context, cs kubernetes.Interface, sel metav1.ListOptions, remaining map[types.UID]string) error {
+	w, err := cs.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, sel)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	return consume(ctx, w, remaining)
+}
+
+// newestVersion returns the highest resourceVersion among pods, or "" when
+// one is not a number (resource versions are opaque; etcd's are numbers).
+func newestVersion(pods []corev1.Pod) string {
+	var newest uint64
+	for _, p := range pods {
+		v, err := strconv.ParseUint(p.ResourceVersion, 10, 64)
+		if err != nil {
+			return ""
+		}
+		newest = max(newest, v)
+	}
+	if newest == 0 {
+		return ""
+	}
+	return strconv.FormatUint(newest, 10)
 }
 
 var errWatchClosed = errors.New("pod watch closed")
