@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,8 +44,10 @@ func TestMain(m *testing.M) {
 
 // pool adds n nodes labelled for one test, and protected workloads pinned
 // to them: web (2 pods a node, PDB maxUnavailable 1) and api (one a node,
-// PDB minAvailable n-1), with 1 s grace periods.
-func pool(t *testing.T, n int) (ns, selector string, nodes []string) {
+// PDB minAvailable n-1), with 1 s grace periods; and starts the guard that
+// fails the test if the roll breaks a PDB or takes more than batch nodes
+// away at once.
+func pool(t *testing.T, n, batch int) (ns, selector string, nodes []string) {
 	t.Helper()
 	id := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(id) > 50 {
@@ -60,6 +63,7 @@ func pool(t *testing.T, n int) (ns, selector string, nodes []string) {
 	env.PDB(t, ns, "api", nil, ptr.To(intstr.FromInt32(int32(n-1))))
 	env.WaitDeploymentAvailable(t, ns, "web", time.Minute)
 	env.WaitDeploymentAvailable(t, ns, "api", time.Minute)
+	startGuard(t, env.Client(t), ns, nodes, batch)
 	return ns, "roll-test=" + id, nodes
 }
 
@@ -132,8 +136,7 @@ func assertLockFree(t *testing.T, cs kubernetes.Interface) {
 // 20-node roll and re-runs the same command each time.
 func TestCrashAndResume(t *testing.T) {
 	cs := env.Client(t)
-	ns, selector, nodes := pool(t, 20)
-	startGuard(t, cs, ns, nodes, 2)
+	_, selector, nodes := pool(t, 20, 2)
 	actions := filepath.Join(t.TempDir(), "actions")
 	args := []string{"roll", "--selector", selector, "--batch", "2", "--evict-retry-delay", "200ms",
 		"--exec", `echo "$HITLESS_NODE" >> ` + actions}
@@ -227,7 +230,7 @@ func TestCrashAndResume(t *testing.T) {
 // roll is still cordoned after; a node outside the roll is never touched.
 func TestCordonedByOthersStayCordoned(t *testing.T) {
 	cs := env.Client(t)
-	ns, selector, nodes := pool(t, 4)
+	_, selector, nodes := pool(t, 4, 2)
 	outside := env.AddNodes(t, 1, nil)[0]
 	ctx := context.Background()
 	for _, n := range []string{nodes[1], outside} {
@@ -235,7 +238,6 @@ func TestCordonedByOthersStayCordoned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	startGuard(t, cs, ns, nodes, 2)
 	code, out, errOut := hitless(t, "roll", "--selector", selector, "--batch", "2", "--evict-retry-delay", "200ms")
 	if code != 0 {
 		t.Fatalf("roll: exit %d\n%s%s", code, out, errOut)
@@ -272,6 +274,7 @@ func TestPDBThatNeverAllowsEviction(t *testing.T) {
 			env.Deployment(t, ns, "frozen", 2, clustertest.Workload{GracePeriod: 1, NodeSelector: map[string]string{"stuck": tt.policy}})
 			env.PDB(t, ns, "frozen", nil, ptr.To(intstr.FromInt32(2)))
 			env.WaitDeploymentAvailable(t, ns, "frozen", time.Minute)
+			startGuard(t, cs, ns, nodes, 1)
 			code, out, errOut := hitless(t, "roll", "--selector", "stuck="+tt.policy, "--drain-timeout", "3s",
 				"--on-drain-timeout", tt.policy, "--evict-retry-delay", "500ms", "-o", "json")
 			if code != tt.wantCode {
@@ -303,6 +306,7 @@ func TestUnmanagedPods(t *testing.T) {
 	nodes := env.AddNodes(t, 1, map[string]string{"unmanaged": "yes"})
 	ns := env.Namespace(t)
 	env.UnmanagedPod(t, ns, "loner", clustertest.Workload{GracePeriod: 1, NodeName: nodes[0]})
+	startGuard(t, cs, ns, nodes, 1)
 	clustertest.Eventually(t, time.Minute, func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "loner", metav1.GetOptions{})
 		if err != nil || p.Status.Phase != "Running" {
@@ -330,7 +334,7 @@ func TestUnmanagedPods(t *testing.T) {
 // exits 3 and names the holder.
 func TestSecondRollIsRefused(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 2)
+	_, selector, nodes := pool(t, 2, 1)
 	cmd, out := cliProcess(t, "roll", "--selector", selector, "--exec", "sleep 3")
 	defer func() { _ = cmd.Wait() }()
 	clustertest.Eventually(t, 30*time.Second, func() error {
@@ -358,7 +362,7 @@ func TestSecondRollIsRefused(t *testing.T) {
 // TestAbortUncordonsAndReleases aborts a running roll from another process.
 func TestAbortUncordonsAndReleases(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 3)
+	_, selector, nodes := pool(t, 3, 1)
 	cmd, out := cliProcess(t, "roll", "--selector", selector, "--exec", "sleep 30")
 	var op *journal.Operation
 	clustertest.Eventually(t, 30*time.Second, func() error {
@@ -388,7 +392,7 @@ func TestAbortUncordonsAndReleases(t *testing.T) {
 // around their PDB, as a drain without the Eviction API would, is seen.
 func TestGuardCatchesABrokenPDB(t *testing.T) {
 	cs := env.Client(t)
-	ns, _, nodes := pool(t, 2)
+	ns, _, nodes := pool(t, 2, 1)
 	g := startGuard(t, cs, ns, nodes, 1)
 	ctx := context.Background()
 	if err := cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}); err != nil {
@@ -418,8 +422,7 @@ func TestGuardCatchesABrokenPDB(t *testing.T) {
 // the roll rides through, or fails cleanly and the same command resumes it.
 func TestAPIServerRestartMidRoll(t *testing.T) {
 	cs := env.Client(t)
-	ns, selector, nodes := pool(t, 4)
-	startGuard(t, cs, ns, nodes, 1)
+	_, selector, nodes := pool(t, 4, 1)
 	args := []string{"roll", "--selector", selector, "--exec", "sleep 1", "--evict-retry-delay", "200ms"}
 	cmd, out := cliProcess(t, args...)
 	exited := make(chan error, 1)
@@ -462,7 +465,7 @@ func TestAPIServerRestartMidRoll(t *testing.T) {
 // would).
 func TestActionsAndHooks(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 2)
+	_, selector, nodes := pool(t, 2, 1)
 	dir := t.TempDir()
 	ctx := context.Background()
 	stop := make(chan struct{})
@@ -541,7 +544,7 @@ func TestActionsAndHooks(t *testing.T) {
 // different spec, so the operator resumes it by ID.
 func TestCanaryStopsForConfirmation(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 3)
+	_, selector, nodes := pool(t, 3, 1)
 	code, out, errOut := hitless(t, "roll", "--selector", selector, "--canary", "1", "-o", "json")
 	if code != exitcode.Failed || !strings.Contains(errOut, "canary") {
 		t.Fatalf("canary without an answer: exit %d, want 1 mentioning the canary\n%s", code, errOut)
@@ -573,7 +576,7 @@ func TestCanaryStopsForConfirmation(t *testing.T) {
 // stop routing to each node before its drain and to resume after, in the
 // spirit of seed 003, and answers on stdin.
 func TestConfirmPromptsTheOperator(t *testing.T) {
-	_, selector, nodes := pool(t, 2)
+	_, selector, nodes := pool(t, 2, 1)
 	var out, errOut bytes.Buffer
 	args := []string{"--kubeconfig", env.Kubeconfig(t), "roll", "--selector", selector, "--confirm"}
 	code := app.Run(context.Background(), "hitless", args, genericiooptions.IOStreams{In: strings.NewReader("\n\n\n\n"), Out: &out, ErrOut: &errOut})
@@ -591,5 +594,91 @@ func TestConfirmPromptsTheOperator(t *testing.T) {
 	drainAt := strings.Index(errOut.String(), nodes[0]+"                 drain")
 	if drainAt >= 0 && stopAt > drainAt {
 		t.Errorf("node %s drained before the operator confirmed routing stopped", nodes[0])
+	}
+}
+
+// TestMaxFailuresStopsTheRoll: the roll stops after the failed node; the
+// nodes after it are untouched and nothing is left cordoned.
+func TestMaxFailuresStopsTheRoll(t *testing.T) {
+	cs := env.Client(t)
+	_, selector, nodes := pool(t, 4, 1)
+	slices.Sort(nodes) // the roll's order
+	code, out, errOut := hitless(t, "roll", "--selector", selector, "--max-failures", "1",
+		"--exec", `test "$HITLESS_NODE" != "`+nodes[1]+`"`, "-o", "json")
+	if code != exitcode.Failed {
+		t.Fatalf("exit %d, want 1\n%s", code, errOut)
+	}
+	var res roll.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{nodes[0]: roll.PhaseDone, nodes[1]: roll.PhaseFailed, nodes[2]: roll.PhasePending, nodes[3]: roll.PhasePending}
+	for _, n := range res.Operation.Nodes {
+		if n.Phase != want[n.Name] {
+			t.Errorf("node %s in phase %s, want %s", n.Name, n.Phase, want[n.Name])
+		}
+		if n.Phase == roll.PhasePending && len(n.Phases) > 0 {
+			t.Errorf("node %s was touched after the roll stopped: %+v", n.Name, n.Phases)
+		}
+	}
+	if res.Operation.Status != journal.Failed || !strings.Contains(res.Operation.Message, "max-failures") {
+		t.Errorf("status %s (%s)", res.Operation.Status, res.Operation.Message)
+	}
+	if left := cordoned(t, cs, nodes); len(left) != 0 {
+		t.Errorf("left cordoned: %v", left)
+	}
+	// hitless status shows it, and the failed node's hook outcome.
+	code, out, _ = hitless(t, "status", res.Operation.ID, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"exitCode": 1`) {
+		t.Errorf("status %s: exit %d\n%s", res.Operation.ID, code, out)
+	}
+	code, out, _ = hitless(t, "status")
+	if code != 0 || !strings.Contains(out, res.Operation.ID) || !strings.Contains(out, "Failed") {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+}
+
+// TestDryRunChangesNothing: the plan lists batches, pods to evict and an
+// estimate, and nothing is cordoned or journaled.
+func TestDryRunChangesNothing(t *testing.T) {
+	cs := env.Client(t)
+	ns, selector, nodes := pool(t, 3, 2)
+	before, err := journal.NewStore(cs).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := hitless(t, "roll", "--selector", selector, "--batch", "2", "--dry-run", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var res roll.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	p := res.Plan
+	if len(p.Batches) != 2 || len(p.Batches[0]) != 2 || p.Estimate <= 0 {
+		t.Errorf("plan batches %v, estimate %s", p.Batches, p.Estimate)
+	}
+	evicts := 0
+	for _, n := range p.Nodes {
+		for _, e := range n.Evict {
+			if e.Namespace != ns {
+				t.Errorf("plan evicts %s outside the test namespace", e)
+			}
+			evicts++
+		}
+	}
+	if evicts != 3*3 {
+		t.Errorf("plan evicts %d pods, want 9 (3 nodes x 3 pods)", evicts)
+	}
+	after, err := journal.NewStore(cs).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Errorf("--dry-run journaled an operation")
+	}
+	if left := cordoned(t, cs, nodes); len(left) != 0 {
+		t.Errorf("--dry-run cordoned %v", left)
 	}
 }

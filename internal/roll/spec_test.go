@@ -4,6 +4,9 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestSpecValidate(t *testing.T) {
@@ -92,6 +95,37 @@ func TestBatches(t *testing.T) {
 			got := batches(nodes, tt.spec, tt.size)
 			if !slices.EqualFunc(got, tt.want, slices.Equal) {
 				t.Errorf("batches = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOrderNodes(t *testing.T) {
+	mk := func(name, zone string, cp bool) corev1.Node {
+		n := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelTopologyZone: zone}}}
+		if cp {
+			n.Labels["node-role.kubernetes.io/control-plane"] = ""
+		}
+		return n
+	}
+	tests := []struct {
+		order string
+		want  []string
+	}{
+		{OrderName, []string{"a-cp", "b", "c", "d"}},
+		{OrderZone, []string{"c", "a-cp", "d", "b"}},
+		{OrderControlPlaneLast, []string{"b", "c", "d", "a-cp"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.order, func(t *testing.T) {
+			nodes := []corev1.Node{mk("d", "z2", false), mk("b", "z3", false), mk("a-cp", "z2", true), mk("c", "z1", false)}
+			orderNodes(nodes, tt.order)
+			var got []string
+			for _, n := range nodes {
+				got = append(got, n.Name)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("order %s = %v, want %v", tt.order, got, tt.want)
 			}
 		})
 	}
