@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 // PDB minAvailable n-1), with 1 s grace periods; and starts the guard that
 // fails the test if the roll breaks a PDB or takes more than batch nodes
 // away at once.
-func pool(t *testing.T, n, batch int) (ns, selector string, nodes []string) {
+func pool(t *testing.T, n, batch int) (ns, selector string, nodes []string, g *guard) {
 	t.Helper()
 	id := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(id) > 50 {
@@ -63,8 +63,8 @@ func pool(t *testing.T, n, batch int) (ns, selector string, nodes []string) {
 	env.PDB(t, ns, "api", nil, ptr.To(intstr.FromInt32(int32(n-1))))
 	env.WaitDeploymentAvailable(t, ns, "web", time.Minute)
 	env.WaitDeploymentAvailable(t, ns, "api", time.Minute)
-	startGuard(t, env.Client(t), ns, nodes, batch)
-	return ns, "roll-test=" + id, nodes
+	g = startGuard(t, env.Client(t), ns, nodes, batch)
+	return ns, "roll-test=" + id, nodes, g
 }
 
 func hitless(t *testing.T, args ...string) (int, string, string) {
@@ -136,7 +136,7 @@ func assertLockFree(t *testing.T, cs kubernetes.Interface) {
 // 20-node roll and re-runs the same command each time.
 func TestCrashAndResume(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 20, 2)
+	_, selector, nodes, _ := pool(t, 20, 2)
 	actions := filepath.Join(t.TempDir(), "actions")
 	args := []string{"roll", "--selector", selector, "--batch", "2", "--evict-retry-delay", "200ms",
 		"--exec", `echo "$HITLESS_NODE" >> ` + actions}
@@ -230,7 +230,7 @@ func TestCrashAndResume(t *testing.T) {
 // roll is still cordoned after; a node outside the roll is never touched.
 func TestCordonedByOthersStayCordoned(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 4, 2)
+	_, selector, nodes, _ := pool(t, 4, 2)
 	outside := env.AddNodes(t, 1, nil)[0]
 	ctx := context.Background()
 	for _, n := range []string{nodes[1], outside} {
@@ -334,7 +334,7 @@ func TestUnmanagedPods(t *testing.T) {
 // exits 3 and names the holder.
 func TestSecondRollIsRefused(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 2, 1)
+	_, selector, nodes, _ := pool(t, 2, 1)
 	cmd, out := cliProcess(t, "roll", "--selector", selector, "--exec", "sleep 3")
 	defer func() { _ = cmd.Wait() }()
 	clustertest.Eventually(t, 30*time.Second, func() error {
@@ -362,7 +362,7 @@ func TestSecondRollIsRefused(t *testing.T) {
 // TestAbortUncordonsAndReleases aborts a running roll from another process.
 func TestAbortUncordonsAndReleases(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 3, 1)
+	_, selector, nodes, _ := pool(t, 3, 1)
 	cmd, out := cliProcess(t, "roll", "--selector", selector, "--exec", "sleep 30")
 	var op *journal.Operation
 	clustertest.Eventually(t, 30*time.Second, func() error {
@@ -392,8 +392,7 @@ func TestAbortUncordonsAndReleases(t *testing.T) {
 // around their PDB, as a drain without the Eviction API would, is seen.
 func TestGuardCatchesABrokenPDB(t *testing.T) {
 	cs := env.Client(t)
-	ns, _, nodes := pool(t, 2, 1)
-	g := startGuard(t, cs, ns, nodes, 1)
+	ns, _, nodes, g := pool(t, 2, 1)
 	ctx := context.Background()
 	if err := cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}); err != nil {
 		t.Fatal(err)
@@ -422,7 +421,7 @@ func TestGuardCatchesABrokenPDB(t *testing.T) {
 // the roll rides through, or fails cleanly and the same command resumes it.
 func TestAPIServerRestartMidRoll(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 4, 1)
+	_, selector, nodes, _ := pool(t, 4, 1)
 	args := []string{"roll", "--selector", selector, "--exec", "sleep 1", "--evict-retry-delay", "200ms"}
 	cmd, out := cliProcess(t, args...)
 	exited := make(chan error, 1)
@@ -465,7 +464,7 @@ func TestAPIServerRestartMidRoll(t *testing.T) {
 // would).
 func TestActionsAndHooks(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 2, 1)
+	_, selector, nodes, _ := pool(t, 2, 1)
 	dir := t.TempDir()
 	ctx := context.Background()
 	stop := make(chan struct{})
@@ -544,7 +543,7 @@ func TestActionsAndHooks(t *testing.T) {
 // different spec, so the operator resumes it by ID.
 func TestCanaryStopsForConfirmation(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 3, 1)
+	_, selector, nodes, _ := pool(t, 3, 1)
 	code, out, errOut := hitless(t, "roll", "--selector", selector, "--canary", "1", "-o", "json")
 	if code != exitcode.Failed || !strings.Contains(errOut, "canary") {
 		t.Fatalf("canary without an answer: exit %d, want 1 mentioning the canary\n%s", code, errOut)
@@ -576,7 +575,7 @@ func TestCanaryStopsForConfirmation(t *testing.T) {
 // stop routing to each node before its drain and to resume after, in the
 // spirit of seed 003, and answers on stdin.
 func TestConfirmPromptsTheOperator(t *testing.T) {
-	_, selector, nodes := pool(t, 2, 1)
+	_, selector, nodes, _ := pool(t, 2, 1)
 	var out, errOut bytes.Buffer
 	args := []string{"--kubeconfig", env.Kubeconfig(t), "roll", "--selector", selector, "--confirm"}
 	code := app.Run(context.Background(), "hitless", args, genericiooptions.IOStreams{In: strings.NewReader("\n\n\n\n"), Out: &out, ErrOut: &errOut})
@@ -601,7 +600,7 @@ func TestConfirmPromptsTheOperator(t *testing.T) {
 // nodes after it are untouched and nothing is left cordoned.
 func TestMaxFailuresStopsTheRoll(t *testing.T) {
 	cs := env.Client(t)
-	_, selector, nodes := pool(t, 4, 1)
+	_, selector, nodes, _ := pool(t, 4, 1)
 	slices.Sort(nodes) // the roll's order
 	code, out, errOut := hitless(t, "roll", "--selector", selector, "--max-failures", "1",
 		"--exec", `test "$HITLESS_NODE" != "`+nodes[1]+`"`, "-o", "json")
@@ -642,7 +641,7 @@ func TestMaxFailuresStopsTheRoll(t *testing.T) {
 // estimate, and nothing is cordoned or journaled.
 func TestDryRunChangesNothing(t *testing.T) {
 	cs := env.Client(t)
-	ns, selector, nodes := pool(t, 3, 2)
+	ns, selector, nodes, _ := pool(t, 3, 2)
 	before, err := journal.NewStore(cs).List(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -680,5 +679,65 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	if left := cordoned(t, cs, nodes); len(left) != 0 {
 		t.Errorf("--dry-run cordoned %v", left)
+	}
+}
+
+// TestRestartDaemonSetNodeByNode updates an OnDelete data plane the way
+// upgrades will: each node's agent pod is replaced only after the node is
+// drained, and the new one is Ready before the node is uncordoned.
+func TestRestartDaemonSetNodeByNode(t *testing.T) {
+	cs := env.Client(t)
+	ns, selector, nodes, _ := pool(t, 3, 1)
+	ctx := context.Background()
+	ds := env.DaemonSet(t, ns, "agent", clustertest.Workload{GracePeriod: 1, NodeSelector: map[string]string{"roll-test": strings.TrimPrefix(selector, "roll-test=")}})
+	ds.Spec.UpdateStrategy.Type = "OnDelete"
+	if _, err := cs.AppsV1().DaemonSets(ns).Update(ctx, ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	podsByNode := func() map[string]string {
+		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=agent"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, p := range list.Items {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				out[p.Spec.NodeName] = string(p.UID)
+			}
+		}
+		return out
+	}
+	var before map[string]string
+	clustertest.Eventually(t, time.Minute, func() error {
+		before = podsByNode()
+		if len(before) != len(nodes) {
+			return fmt.Errorf("agent Ready on %d of %d nodes", len(before), len(nodes))
+		}
+		return nil
+	})
+	code, out, errOut := hitless(t, "roll", "--selector", selector, "--restart-daemonset", ns+"/agent")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	after := podsByNode()
+	for _, n := range nodes {
+		if after[n] == "" || after[n] == before[n] {
+			t.Errorf("node %s: agent pod %q before, %q after; want a new Ready pod", n, before[n], after[n])
+		}
+	}
+	op := lastRoll(t, cs)
+	for _, n := range op.Nodes {
+		var drainEnd, actionStart time.Time
+		for _, p := range n.Phases {
+			if p.Name == roll.PhaseDrain && p.Finished != nil {
+				drainEnd = *p.Finished
+			}
+			if p.Name == roll.PhaseAction {
+				actionStart = p.Started
+			}
+		}
+		if actionStart.Before(drainEnd) {
+			t.Errorf("node %s: agent restarted at %s, before its drain ended at %s", n.Name, actionStart, drainEnd)
+		}
 	}
 }
