@@ -92,7 +92,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"export KUBECONFIG=" + s.cluster.Kubeconfig,
 		"kubectl get pods -A -o wide",
 		"kubectl get globalvrouterconfigs,globalsystemconfigs",
-		"hitless cluster list",
+		"hitless roll --selector node-role.kubernetes.io/worker --restart-daemonset contrail/contrail-vrouter-nodes --dry-run",
+		"hitless roll --selector node-role.kubernetes.io/worker --restart-daemonset contrail/contrail-vrouter-nodes",
+		"hitless status",
 		"hitless cluster down --name " + s.cluster.Name,
 	}
 	return res, nil

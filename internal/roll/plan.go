@@ -108,11 +108,15 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 			Ready:        nodeReady(&n),
 			Cordoned:     n.Spec.Unschedulable,
 		}
+		var restart time.Duration // the data-plane pod's replacement
 		for _, p := range byNode[n.Name] {
 			evict, ds, blocker := classify(p, spec)
 			switch {
 			case ds:
 				np.DaemonSetPods = append(np.DaemonSetPods, p.Namespace+"/"+p.Name)
+				if c := metav1.GetControllerOf(&p); c != nil && spec.RestartDaemonSet == p.Namespace+"/"+c.Name {
+					restart = max(restart, time.Duration(grace(&p))*time.Second)
+				}
 			case blocker != nil && !evict:
 				np.Blockers = append(np.Blockers, *blocker)
 				plan.Blocked = true
@@ -130,7 +134,7 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 		for _, e := range np.Evict {
 			longest = max(longest, e.GracePeriod)
 		}
-		np.Estimate = time.Duration(longest)*time.Second + overheadOnNode
+		np.Estimate = time.Duration(longest)*time.Second + restart + overheadOnNode
 		plan.Nodes = append(plan.Nodes, np)
 	}
 	for _, b := range predictPDBBlockers(ctx, cs, dryRuns) {
