@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -170,7 +171,7 @@ func TestCrashAndResume(t *testing.T) {
 		if kills < 12 {
 			select {
 			case err = <-exited:
-			case <-time.After(time.Duration(300+rng.IntN(2500)) * time.Millisecond):
+			case <-time.After(time.Duration(300+rng.IntN(1500)) * time.Millisecond):
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				err = <-exited
 				killed = true
@@ -309,8 +310,11 @@ func TestUnmanagedPods(t *testing.T) {
 	startGuard(t, cs, ns, nodes, 1)
 	clustertest.Eventually(t, time.Minute, func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "loner", metav1.GetOptions{})
-		if err != nil || p.Status.Phase != "Running" {
-			return fmt.Errorf("loner not running (%w)", err)
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != "Running" {
+			return fmt.Errorf("loner is %s", p.Status.Phase)
 		}
 		return nil
 	})
@@ -339,8 +343,11 @@ func TestSecondRollIsRefused(t *testing.T) {
 	defer func() { _ = cmd.Wait() }()
 	clustertest.Eventually(t, 30*time.Second, func() error {
 		h, err := lock.Current(context.Background(), cs)
-		if err != nil || h == nil {
-			return fmt.Errorf("lock not taken yet (%w)", err)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			return errors.New("lock not taken yet")
 		}
 		return nil
 	})
