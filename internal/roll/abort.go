@@ -8,6 +8,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/journal"
@@ -104,12 +105,23 @@ func finishAbort(ctx context.Context, cs kubernetes.Interface, store *journal.St
 	r.w = w
 	var errs []error
 	for _, n := range op.Nodes {
-		if !inFlight(n.Phase) && !n.CordonedByUs {
+		// Only nodes in flight carry anything of ours; a finished node was
+		// uncordoned and may have been cordoned by someone since.
+		if !inFlight(n.Phase) {
 			continue
 		}
-		if err := r.patchNode(ctx, n.Name, "", n.CordonedByUs, false); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, err)
+		node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("reading node %s: %w", n.Name, err))
 			continue
+		case node.Annotations[AnnotationOperation] == id:
+			// Our mark is on it, so the cordon (if any) is ours to undo.
+			if err := r.patchNode(ctx, n.Name, "", n.CordonedByUs, false); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		name := n.Name
 		if err := w.Force(ctx, func(op *journal.Operation) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -197,6 +198,7 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 		n.Phase = PhaseDone
 		n.Outcome = OutcomeChanged
 		n.CompletedAt = &now
+		n.CordonedByUs = false // uncordoned: nothing of ours left on it
 	})
 	if err != nil {
 		r.nodeFailed(ctx, name, PhaseDone, err)
@@ -219,6 +221,11 @@ func (r *runner) enterPhase(ctx context.Context, name, phase string) error {
 				n.StartedAt = &now
 				// Cordoned by someone else before we touched it: it stays so.
 				n.CordonedBefore = node.Spec.Unschedulable && !ours
+				// The cordon patch is conditional on this version, so a
+				// cordon by someone else in between is not taken for ours.
+				r.mu.Lock()
+				r.cordonRV[name] = node.ResourceVersion
+				r.mu.Unlock()
 			}
 			n.CordonedByUs = !n.CordonedBefore
 		})
@@ -237,8 +244,7 @@ func (r *runner) enterPhase(ctx context.Context, name, phase string) error {
 func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) error {
 	switch phase {
 	case PhaseCordon:
-		n := r.w.Snapshot().NodeByName(name)
-		if err := r.patchNode(ctx, name, r.w.Snapshot().ID, !n.CordonedBefore, true); err != nil {
+		if err := r.cordon(ctx, name); err != nil {
 			return err
 		}
 		r.event(ctx, name, "Cordoned", "hitless cordoned the node for operation "+env.Operation)
@@ -348,14 +354,49 @@ func (r *runner) recordHook(ctx context.Context, name string, rec journal.HookRe
 	})
 }
 
+// cordon marks and cordons the node, on the condition that it did not
+// change since hitless read it; if it did, hitless reads it again and, when
+// someone else cordoned it meanwhile, journals that before marking it.
+func (r *runner) cordon(ctx context.Context, name string) error {
+	r.mu.Lock()
+	rv := r.cordonRV[name]
+	delete(r.cordonRV, name)
+	r.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		n := r.w.Snapshot().NodeByName(name)
+		err := r.patchNode(ctx, name, r.w.Snapshot().ID, !n.CordonedBefore, true, rv)
+		if err == nil || !apierrors.IsConflict(err) || attempt >= 3 {
+			return err
+		}
+		fresh, gerr := r.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("reading node %s: %w", name, gerr)
+		}
+		rv = fresh.ResourceVersion
+		if fresh.Spec.Unschedulable && fresh.Annotations[AnnotationOperation] != r.w.Snapshot().ID && !n.CordonedBefore {
+			if err := r.w.Update(ctx, func(op *journal.Operation) {
+				n := op.NodeByName(name)
+				n.CordonedBefore, n.CordonedByUs = true, false
+				n.Notes = append(n.Notes, "someone else cordoned the node just before hitless did: it stays cordoned")
+			}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // patchNode sets or clears hitless's mark, and cordons or uncordons when
-// touchSchedulable says the node's schedulability is ours to change.
-func (r *runner) patchNode(ctx context.Context, name, mark string, touchSchedulable, unschedulable bool) error {
+// touchSchedulable says the node's schedulability is ours to change. A
+// non-empty resourceVersion makes the patch conditional on it.
+func (r *runner) patchNode(ctx context.Context, name, mark string, touchSchedulable, unschedulable bool, resourceVersion ...string) error {
 	var annotation any = mark
 	if mark == "" {
 		annotation = nil
 	}
 	metadata := map[string]any{"annotations": map[string]any{AnnotationOperation: annotation}}
+	if len(resourceVersion) > 0 && resourceVersion[0] != "" {
+		metadata["resourceVersion"] = resourceVersion[0]
+	}
 	body := map[string]any{"metadata": metadata}
 	if touchSchedulable {
 		if unschedulable {
@@ -391,7 +432,18 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	snap := r.w.Snapshot().NodeByName(name)
-	restore := func() error { return r.patchNode(cleanup, name, "", snap.CordonedByUs, false) }
+	restore := func() error {
+		// Only a node carrying our mark was cordoned by us: the mark and
+		// the cordon are set in one patch. Anything else is left alone.
+		node, err := r.cs.CoreV1().Nodes().Get(cleanup, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading node %s: %w", name, err)
+		}
+		if node.Annotations[AnnotationOperation] != r.w.Snapshot().ID {
+			return nil
+		}
+		return r.patchNode(cleanup, name, "", snap.CordonedByUs, false)
+	}
 
 	final, outcome, msg := PhaseFailed, OutcomeFailed, cause.Error()
 	var timeout *DrainTimeoutError

@@ -124,7 +124,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		}
 	}()
 
-	r := &runner{cs: cs, spec: spec, opts: opts, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, wake: make(chan struct{}, 1)}
+	r := &runner{cs: cs, spec: spec, opts: opts, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
 	if opts.In != nil {
 		r.in = bufio.NewReader(opts.In)
 	}
@@ -190,6 +190,7 @@ type runner struct {
 	pdbWake  chan struct{} // closed and replaced at every PDB change
 	drained  map[string]drainResult
 	deferred map[string]*journal.PhaseRecord
+	cordonRV map[string]string // node versions read before cordoning
 	inflight map[string]bool
 	failures int
 	paused   string // why the roll stops starting nodes, if it does
