@@ -4,6 +4,7 @@
 package operation
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/exitcode"
@@ -54,6 +56,35 @@ func Classify(err error) error {
 		return exitcode.BadInput(err)
 	}
 	return err
+}
+
+// RunRoll runs a roll with progress on streams.ErrOut (table format only),
+// then prints the plan (for a dry run, or when nothing started) and the
+// recap, or the whole result in JSON or YAML. The roll's error wins over a
+// printing error, with its exit code.
+func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kubernetes.Interface, opts roll.Options, format output.Format) error {
+	if format == output.Table {
+		progress := NewProgress(streams.ErrOut)
+		defer progress.Close()
+		opts.Progress = progress.Event
+	}
+	res, runErr := roll.Run(ctx, cs, opts)
+	if res == nil {
+		return Classify(runErr)
+	}
+	perr := output.Print(streams.Out, format, res, func(w io.Writer) error {
+		if res.Plan != nil && (opts.DryRun || res.Operation == nil) {
+			PrintPlan(w, res.Plan)
+		}
+		if res.Operation != nil {
+			roll.PrintRecap(w, res.Operation, res.Recap)
+		}
+		return nil
+	})
+	if runErr != nil {
+		return Classify(runErr)
+	}
+	return perr
 }
 
 // CommandLine returns how this process was invoked, for the journal and

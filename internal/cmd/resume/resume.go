@@ -2,8 +2,6 @@
 package resume
 
 import (
-	"io"
-
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -42,21 +40,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 				return exitcode.BadInput(err)
 			}
 			opts := roll.Options{Spec: spec, Command: operation.CommandLine(), Yes: yes, In: streams.In, Prompt: streams.ErrOut}
-			if format == output.Table {
-				progress := operation.NewProgress(streams.ErrOut)
-				defer progress.Close()
-				opts.Progress = progress.Event
-			}
-			res, runErr := roll.Run(cmd.Context(), cs, opts)
-			if res != nil && res.Operation != nil {
-				if err := output.Print(streams.Out, format, res, func(w io.Writer) error {
-					roll.PrintRecap(w, res.Operation, res.Recap)
-					return nil
-				}); err != nil {
-					return err
-				}
-			}
-			return operation.Classify(runErr)
+			return operation.RunRoll(cmd.Context(), streams, cs, opts, format)
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "Continue after the canary without asking")

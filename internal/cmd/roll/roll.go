@@ -3,7 +3,6 @@ package roll
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -66,28 +65,7 @@ uncordoned and the roll pauses until re-run).`,
 				return err
 			}
 			opts := core.Options{Spec: spec, Command: operation.CommandLine(), Yes: yes, DryRun: dry, In: streams.In, Prompt: streams.ErrOut}
-			if format == output.Table {
-				progress := operation.NewProgress(streams.ErrOut)
-				defer progress.Close()
-				opts.Progress = progress.Event
-			}
-			res, runErr := core.Run(cmd.Context(), cs, opts)
-			if res == nil {
-				return operation.Classify(runErr)
-			}
-			perr := output.Print(streams.Out, format, res, func(w io.Writer) error {
-				if res.Plan != nil && (dry || res.Operation == nil) {
-					operation.PrintPlan(w, res.Plan)
-				}
-				if res.Operation != nil {
-					core.PrintRecap(w, res.Operation, res.Recap)
-				}
-				return nil
-			})
-			if runErr != nil {
-				return operation.Classify(runErr)
-			}
-			return perr
+			return operation.RunRoll(cmd.Context(), streams, cs, opts, format)
 		},
 	}
 	f := cmd.Flags()
