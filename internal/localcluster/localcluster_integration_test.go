@@ -208,7 +208,11 @@ func TestFiftyNodesDrainAndDown(t *testing.T) {
 			t.Fatalf("busiest node %s holds %d pods; the scheduler did not spread 200 pods", target, len(onNode))
 		}
 		gone := watchTermination(t, cs, ns)
-		kubectl, err := (&binaries.Resolver{CacheDir: cacheDir(t), BinDir: os.Getenv(binaries.EnvBinDir)}).Path(ctx, binaries.Kubectl)
+		resolver, err := binaries.NewResolver(nil) // the cache, or HITLESS_BIN_DIR
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubectl, err := resolver.Path(ctx, binaries.Kubectl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,14 +272,6 @@ func TestFiftyNodesDrainAndDown(t *testing.T) {
 			t.Errorf("cluster list after down: exit %d, %s", code, out)
 		}
 	})
-}
-
-func cacheDir(t *testing.T) string {
-	r, err := binaries.NewResolver(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.CacheDir
 }
 
 func waitAvailable(t *testing.T, cs kubernetes.Interface, ns, name string, want int32) {

@@ -57,8 +57,8 @@ func (e *HeldError) Error() string {
 		h.Operation, h.Command, h.Host, h.PID, h.Started.Format(time.RFC3339), h.Renewed.Format(time.RFC3339))
 }
 
-// ErrReleased means the lease was deleted under a running operation (an
-// abort forced it free): the operation must stop.
+// ErrReleased means the lease was deleted under a running operation: the
+// operation must stop.
 var ErrReleased = errors.New("the cluster lock was released by someone else")
 
 // Self describes the calling process as a holder of operation op.
@@ -224,26 +224,6 @@ func Current(ctx context.Context, cs kubernetes.Interface) (*Holder, error) {
 	}
 	h := holderOf(lease)
 	return &h, nil
-}
-
-// ForceRelease deletes the lease of operation op, whoever renews it; abort
-// uses it after the holder is known dead or told to stop.
-func ForceRelease(ctx context.Context, cs kubernetes.Interface, op string) error {
-	leases := cs.CoordinationV1().Leases(Namespace)
-	lease, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading lease: %w", err)
-	}
-	if holderOf(lease).Operation != op {
-		return nil
-	}
-	if err := leases.Delete(ctx, LeaseName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("releasing lease: %w", err)
-	}
-	return nil
 }
 
 func takeable(lease *coordinationv1.Lease, current, want Holder, now time.Time) bool {

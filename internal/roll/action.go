@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/util/podutils"
 
 	"github.com/hitless-dev/hitless/internal/journal"
 	"github.com/hitless-dev/hitless/internal/transient"
@@ -121,7 +122,7 @@ func restartDaemonSetPods(ctx context.Context, cs kubernetes.Interface, node, re
 			return false, err
 		}
 		for _, p := range pods {
-			if !gone[p.UID] && p.DeletionTimestamp == nil && podReady(&p) {
+			if !gone[p.UID] && p.DeletionTimestamp == nil && podutils.IsPodReady(&p) {
 				for _, q := range pods {
 					if gone[q.UID] {
 						return false, nil // an old pod still terminating
@@ -195,7 +196,7 @@ func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGet
 			return false, fmt.Errorf("listing pods on node %s: %w", node, err)
 		}
 		for _, p := range pods.Items {
-			if c := metav1.GetControllerOf(&p); c != nil && c.Kind == "DaemonSet" && p.DeletionTimestamp == nil && !podReady(&p) {
+			if c := metav1.GetControllerOf(&p); c != nil && c.Kind == "DaemonSet" && p.DeletionTimestamp == nil && !podutils.IsPodReady(&p) {
 				why = "DaemonSet pod " + p.Namespace + "/" + p.Name + " not Ready"
 				return false, nil
 			}
@@ -206,15 +207,6 @@ func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGet
 		return fmt.Errorf("waiting for node %s: %s: %w", node, why, err)
 	}
 	return err
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // poll calls f every interval until it reports done, fails for good, or

@@ -70,16 +70,14 @@ type drainResult struct {
 func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec Spec, pdbChanged func() <-chan struct{}, budgetOf func(*corev1.Pod) string) (drainResult, error) {
 	var res drainResult
 	helper := &drain.Helper{
-		Ctx:                  ctx,
-		Client:               cs,
-		Force:                spec.Force,
-		GracePeriodSeconds:   -1,
-		IgnoreAllDaemonSets:  true,
-		DeleteEmptyDirData:   spec.DeleteEmptyDirData,
-		Timeout:              spec.DrainTimeout,
-		EvictErrorRetryDelay: spec.EvictRetryDelay,
-		Out:                  io.Discard,
-		ErrOut:               io.Discard,
+		Ctx:                 ctx,
+		Client:              cs,
+		Force:               spec.Force,
+		GracePeriodSeconds:  -1,
+		IgnoreAllDaemonSets: true,
+		DeleteEmptyDirData:  spec.DeleteEmptyDirData,
+		Out:                 io.Discard,
+		ErrOut:              io.Discard,
 	}
 	var (
 		list *drain.PodDeleteList

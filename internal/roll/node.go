@@ -134,23 +134,9 @@ func closePhase(n *journal.Node, now time.Time, errMsg string) {
 	}
 }
 
-func (r *runner) batchOf(name string) int {
-	for _, n := range r.plan.Nodes {
-		if n.Name == name {
-			return n.Batch
-		}
-	}
-	return 0
-}
+func (r *runner) batchOf(name string) int { return r.byName[name].Batch }
 
-func (r *runner) planOf(name string) NodePlan {
-	for _, n := range r.plan.Nodes {
-		if n.Name == name {
-			return n
-		}
-	}
-	return NodePlan{Name: name}
-}
+func (r *runner) planOf(name string) NodePlan { return r.byName[name] }
 
 // runNode takes one node through its phases, from where the journal says
 // it is. Failures are journaled on the node; they never leave it cordoned.

@@ -89,6 +89,10 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 	if err != nil {
 		return nil, fmt.Errorf("listing PodDisruptionBudgets: %w", err)
 	}
+	budgets := make([]*policyv1.PodDisruptionBudget, len(pdbs.Items))
+	for i := range pdbs.Items {
+		budgets[i] = &pdbs.Items[i]
+	}
 	byNode := map[string][]corev1.Pod{}
 	for _, p := range pods {
 		if p.Spec.NodeName != "" {
@@ -125,7 +129,7 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 				np.Evict = append(np.Evict, ref)
 				// A pod whose PDB allows disruptions now is evictable; the
 				// server-side dry run checks the others.
-				if pdb := matchingPDB(&p, pdbs.Items); pdb != nil && pdb.Status.DisruptionsAllowed < 1 {
+				if pdb := matchingPDB(&p, budgets); pdb != nil && pdb.Status.DisruptionsAllowed < 1 {
 					dryRuns = append(dryRuns, dryRun{node: len(plan.Nodes), pod: ref, pdb: pdb})
 				}
 			}
@@ -333,9 +337,8 @@ func predictPDBBlockers(ctx context.Context, cs kubernetes.Interface, runs []dry
 	return out
 }
 
-func matchingPDB(p *corev1.Pod, pdbs []policyv1.PodDisruptionBudget) *policyv1.PodDisruptionBudget {
-	for i := range pdbs {
-		pdb := &pdbs[i]
+func matchingPDB(p *corev1.Pod, pdbs []*policyv1.PodDisruptionBudget) *policyv1.PodDisruptionBudget {
+	for _, pdb := range pdbs {
 		if pdb.Namespace != p.Namespace || pdb.Spec.Selector == nil {
 			continue
 		}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
@@ -176,15 +175,16 @@ func findResumable(ctx context.Context, store *journal.Store, hash string) (*jou
 }
 
 type runner struct {
-	cs    kubernetes.Interface
-	spec  Spec
-	opts  Options
-	store *journal.Store
-	lock  *lock.Lock
-	w     *journal.Writer
-	plan  *Plan
-	nodes listersv1.NodeLister
-	pdbs  policylisters.PodDisruptionBudgetLister
+	cs     kubernetes.Interface
+	spec   Spec
+	opts   Options
+	store  *journal.Store
+	lock   *lock.Lock
+	w      *journal.Writer
+	plan   *Plan
+	byName map[string]NodePlan // the plan's nodes, indexed once
+	nodes  listersv1.NodeLister
+	pdbs   policylisters.PodDisruptionBudgetLister
 
 	mu       sync.Mutex
 	pdbWake  chan struct{} // closed and replaced at every PDB change
@@ -197,6 +197,14 @@ type runner struct {
 	wake     chan struct{}
 	prompt   sync.Mutex
 	in       *bufio.Reader
+}
+
+func (r *runner) setPlan(plan *Plan) {
+	r.plan = plan
+	r.byName = make(map[string]NodePlan, len(plan.Nodes))
+	for _, n := range plan.Nodes {
+		r.byName[n.Name] = n
+	}
 }
 
 func (r *runner) create(ctx context.Context, id string, plan *Plan) error {
@@ -218,7 +226,7 @@ func (r *runner) create(ctx context.Context, id string, plan *Plan) error {
 	if err := r.store.Create(ctx, op); err != nil {
 		return err
 	}
-	r.plan = plan
+	r.setPlan(plan)
 	r.w = journal.NewWriter(r.store, op)
 	return nil
 }
@@ -232,7 +240,7 @@ func (r *runner) resume(ctx context.Context, id string) error {
 	if err := json.Unmarshal(op.Plan, &plan); err != nil {
 		return fmt.Errorf("reading the plan of operation %s: %w", id, err)
 	}
-	r.plan = &plan
+	r.setPlan(&plan)
 	r.w = journal.NewWriter(r.store, op)
 	return r.w.Update(ctx, func(op *journal.Operation) {
 		op.Runs++
@@ -377,18 +385,10 @@ func (r *runner) budgetOf(p *corev1.Pod) string {
 	if err != nil {
 		return ""
 	}
-	if pdb := matchingPDB(p, derefPDBs(list)); pdb != nil {
+	if pdb := matchingPDB(p, list); pdb != nil {
 		return pdb.Namespace + "/" + pdb.Name
 	}
 	return ""
-}
-
-func derefPDBs(in []*policyv1.PodDisruptionBudget) []policyv1.PodDisruptionBudget {
-	out := make([]policyv1.PodDisruptionBudget, len(in))
-	for i, p := range in {
-		out[i] = *p
-	}
-	return out
 }
 
 func (r *runner) pdbUpdated() {
@@ -432,10 +432,6 @@ func (r *runner) done(name string) {
 // the batch size, counting in-flight nodes and selected nodes that are
 // NotReady or cordoned by someone else.
 func (r *runner) waitCapacity(ctx context.Context, name string) error {
-	selected := map[string]bool{}
-	for _, n := range r.plan.Nodes {
-		selected[n.Name] = true
-	}
 	var since time.Time
 	for {
 		r.mu.Lock()
@@ -447,7 +443,7 @@ func (r *runner) waitCapacity(ctx context.Context, name string) error {
 			return fmt.Errorf("listing nodes from the cache: %w", err)
 		}
 		for _, n := range nodes {
-			if !selected[n.Name] || r.inflight[n.Name] || n.Name == name {
+			if _, selected := r.byName[n.Name]; !selected || r.inflight[n.Name] || n.Name == name {
 				continue
 			}
 			if !nodeReady(n) || (n.Spec.Unschedulable && n.Annotations[AnnotationOperation] == "") {
