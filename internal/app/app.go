@@ -18,8 +18,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/cmd/abort"
+	"github.com/hitless-dev/hitless/internal/cmd/agent"
+	"github.com/hitless-dev/hitless/internal/cmd/checks"
 	"github.com/hitless-dev/hitless/internal/cmd/cluster"
 	"github.com/hitless-dev/hitless/internal/cmd/demo"
+	"github.com/hitless-dev/hitless/internal/cmd/postflight"
+	"github.com/hitless-dev/hitless/internal/cmd/preflight"
 	"github.com/hitless-dev/hitless/internal/cmd/resume"
 	"github.com/hitless-dev/hitless/internal/cmd/roll"
 	"github.com/hitless-dev/hitless/internal/cmd/status"
@@ -99,6 +103,10 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		status.NewCommand(streams, flags),
 		resume.NewCommand(streams, flags),
 		abort.NewCommand(streams, flags),
+		preflight.NewCommand(streams, flags),
+		postflight.NewCommand(streams, flags),
+		checks.NewCommand(streams, flags),
+		agent.NewCommand(streams, flags),
 	)
 	return root, reached
 }

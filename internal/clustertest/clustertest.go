@@ -196,6 +196,13 @@ func (e *Env) Namespace(t testing.TB) string {
 // until they are Ready. It returns their names; they are deleted when the
 // test ends.
 func (e *Env) AddNodes(t testing.TB, n int, labels map[string]string) []string {
+	t.Helper()
+	return e.AddNodesWithCapacity(t, n, labels, nil)
+}
+
+// AddNodesWithCapacity is AddNodes with the nodes' capacity (and
+// allocatable) set to capacity instead of the default.
+func (e *Env) AddNodesWithCapacity(t testing.TB, n int, labels map[string]string, capacity corev1.ResourceList) []string {
 	e.ready(t)
 	t.Helper()
 	e.mu.Lock()
@@ -206,7 +213,7 @@ func (e *Env) AddNodes(t testing.TB, n int, labels map[string]string) []string {
 	names := make([]string, n)
 	for i := range n {
 		names[i] = localcluster.WorkerName(e.cluster.Name, first+i)
-		specs[i] = localcluster.NodeSpec{Name: names[i], Index: first + i, Labels: labels}
+		specs[i] = localcluster.NodeSpec{Name: names[i], Index: first + i, Labels: labels, Capacity: capacity}
 	}
 	ctx := context.Background()
 	if err := localcluster.CreateNodes(ctx, e.client, specs); err != nil {

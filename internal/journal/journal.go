@@ -9,15 +9,12 @@
 package journal
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/hitless-dev/hitless/internal/blob"
 	"github.com/hitless-dev/hitless/internal/lock"
 	"github.com/hitless-dev/hitless/internal/transient"
 )
@@ -342,17 +340,9 @@ func (o *Operation) clone() *Operation {
 }
 
 func encode(op *Operation) (*corev1.ConfigMap, error) {
-	raw, err := json.Marshal(op)
+	packed, err := blob.Pack(op)
 	if err != nil {
-		return nil, fmt.Errorf("encoding operation %s: %w", op.ID, err)
-	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(raw); err != nil {
-		return nil, fmt.Errorf("compressing operation %s: %w", op.ID, err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("compressing operation %s: %w", op.ID, err)
+		return nil, fmt.Errorf("recording operation %s: %w", op.ID, err)
 	}
 	return &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
@@ -365,22 +355,14 @@ func encode(op *Operation) (*corev1.ConfigMap, error) {
 				"app.kubernetes.io/managed-by": "hitless",
 			},
 		},
-		BinaryData: map[string][]byte{dataKey: buf.Bytes()},
+		BinaryData: map[string][]byte{dataKey: packed},
 	}, nil
 }
 
 func decode(cm *corev1.ConfigMap) (*Operation, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(cm.BinaryData[dataKey]))
-	if err != nil {
-		return nil, fmt.Errorf("reading journal ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
-	}
-	raw, err := io.ReadAll(io.LimitReader(zr, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading journal ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
-	}
 	var op Operation
-	if err := json.Unmarshal(raw, &op); err != nil {
-		return nil, fmt.Errorf("decoding journal ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+	if err := blob.Unpack(cm.BinaryData[dataKey], &op); err != nil {
+		return nil, fmt.Errorf("reading journal ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
 	}
 	op.resourceVersion = cm.ResourceVersion
 	return &op, nil

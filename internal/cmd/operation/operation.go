@@ -17,6 +17,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/hitless-dev/hitless/internal/exitcode"
 	"github.com/hitless-dev/hitless/internal/journal"
@@ -25,13 +26,22 @@ import (
 	"github.com/hitless-dev/hitless/internal/roll"
 )
 
-// Client builds a clientset from the kubectl connection flags.
-func Client(getter genericclioptions.RESTClientGetter) (kubernetes.Interface, error) {
+// Config builds the REST config from the kubectl connection flags.
+func Config(getter genericclioptions.RESTClientGetter) (*rest.Config, error) {
 	cfg, err := getter.ToRESTConfig()
 	if err != nil {
 		return nil, exitcode.BadInput(fmt.Errorf("loading kubeconfig: %w", err))
 	}
 	cfg.QPS, cfg.Burst = 100, 200
+	return cfg, nil
+}
+
+// Client builds a clientset from the kubectl connection flags.
+func Client(getter genericclioptions.RESTClientGetter) (kubernetes.Interface, error) {
+	cfg, err := Config(getter)
+	if err != nil {
+		return nil, err
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating client: %w", err)

@@ -1,0 +1,243 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/profile"
+)
+
+// Options configure an agent.
+type Options struct {
+	Node string
+	// Root is where the host's / is (the agent's container mounts it);
+	// "/" when the agent runs on the host.
+	Root string
+	Proc string
+	// Listen is the host the agent answers peers on; TCPPort and UDPPort
+	// 0 pick free ports.
+	Listen           string
+	TCPPort, UDPPort int
+	// Advertise is the address peers reach this agent at; default the
+	// node's InternalIP.
+	Advertise string
+	// Ready, when set, is closed once the agent has published its first
+	// report.
+	Ready chan<- struct{}
+}
+
+// Agent is a running agent.
+type Agent struct {
+	opts     Options
+	cs       kubernetes.Interface
+	endpoint Endpoint
+	tcp      net.Listener
+	udp      net.PacketConn
+}
+
+// Run starts the agent and serves until ctx ends: it answers peers'
+// probes, publishes a first report, then answers every check request.
+func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
+	if opts.Node == "" {
+		return errors.New("the node name is required (--node-name, or NODE_NAME from the downward API)")
+	}
+	if opts.Root == "" {
+		opts.Root = "/"
+	}
+	if opts.Proc == "" {
+		opts.Proc = "/proc"
+	}
+	log := klog.FromContext(ctx).WithValues("node", opts.Node)
+	node, err := cs.CoreV1().Nodes().Get(ctx, opts.Node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading node %s: %w", opts.Node, err)
+	}
+	a := &Agent{opts: opts, cs: cs}
+	if a.opts.Advertise == "" {
+		a.opts.Advertise = internalIP(node)
+	}
+	if err := a.listen(); err != nil {
+		return err
+	}
+	defer func() { _ = a.tcp.Close(); _ = a.udp.Close() }()
+	go a.serveTCP(ctx)
+	go a.serveUDP()
+
+	last := ""
+	answer := func(req Request) {
+		if err := a.answer(ctx, req); err != nil {
+			log.Error(err, "answering check request", "request", req.ID)
+			return
+		}
+		last = req.ID
+		log.V(2).Info("answered check request", "request", req.ID)
+	}
+	// The first report makes the agent known to check runs; retry it
+	// until hitless-system exists.
+	for {
+		err := a.answer(ctx, Request{Profile: "generic"})
+		if err == nil {
+			break
+		}
+		log.V(1).Info("publishing the first report, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if opts.Ready != nil {
+		close(opts.Ready)
+	}
+	for ctx.Err() == nil {
+		if err := a.watchRequests(ctx, &last, answer); err != nil && ctx.Err() == nil {
+			log.V(1).Info("request watch ended, retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// watchRequests answers the current request if it is new, then every
+// change of it, until the watch ends.
+func (a *Agent) watchRequests(ctx context.Context, last *string, answer func(Request)) error {
+	cms := a.cs.CoreV1().ConfigMaps(lock.Namespace)
+	sel := metav1.ListOptions{FieldSelector: "metadata.name=" + RequestName}
+	l, err := cms.List(ctx, sel)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	rv := ""
+	if l != nil {
+		rv = l.ResourceVersion
+		for i := range l.Items {
+			if req := requestOf(&l.Items[i]); req.ID != *last {
+				answer(req)
+			}
+		}
+	}
+	sel.ResourceVersion = rv
+	w, err := cms.Watch(ctx, sel)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		cm, ok := ev.Object.(*corev1.ConfigMap)
+		if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) {
+			continue
+		}
+		if req := requestOf(cm); req.ID != *last {
+			answer(req)
+		}
+	}
+	return errors.New("watch closed")
+}
+
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// answer runs the node checks for the request's profile, measures the
+// peers, the API server and DNS, and publishes the report.
+func (a *Agent) answer(ctx context.Context, req Request) error {
+	p, err := profile.Get(req.Profile)
+	if err != nil {
+		p, _ = profile.Get("generic")
+	}
+	node, err := a.cs.CoreV1().Nodes().Get(ctx, a.opts.Node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading node %s: %w", a.opts.Node, err)
+	}
+	h := &Host{Root: a.opts.Root, Proc: a.opts.Proc, Node: node, Profile: p, Address: a.opts.Advertise, KernelRelease: KernelRelease()}
+	r := &Report{Node: a.opts.Node, Request: req.ID, Profile: p.Name, Endpoint: a.endpoint, Kernel: h.KernelRelease}
+	_, r.MTU = nodeMTU(h)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Results = RunNodeChecks(ctx, h) })
+	wg.Go(func() { r.APIServer = a.probeAPIServer(ctx) })
+	wg.Go(func() { r.DNS = a.probeDNS(ctx) })
+	if req.ID != "" {
+		wg.Go(func() { r.Peers = a.probePeers(ctx) })
+	}
+	wg.Wait()
+	r.Time = time.Now().UTC()
+	return Publish(ctx, a.cs, r)
+}
+
+func (a *Agent) listen() error {
+	host := a.opts.Listen
+	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(a.opts.TCPPort)))
+	if err != nil {
+		return fmt.Errorf("agent listening on tcp %s:%d: %w", host, a.opts.TCPPort, err)
+	}
+	udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(a.opts.UDPPort)))
+	if err != nil {
+		_ = tcp.Close()
+		return fmt.Errorf("agent listening on udp %s:%d: %w", host, a.opts.UDPPort, err)
+	}
+	a.tcp, a.udp = tcp, udp
+	addr := a.opts.Advertise
+	if addr == "" {
+		addr = host
+	}
+	a.endpoint = Endpoint{Address: addr, TCPPort: tcp.Addr().(*net.TCPAddr).Port, UDPPort: udp.LocalAddr().(*net.UDPAddr).Port}
+	return nil
+}
+
+// serveTCP echoes every line a peer sends.
+func (a *Agent) serveTCP(ctx context.Context) {
+	for {
+		c, err := a.tcp.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer func() { _ = c.Close() }()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			r := bufio.NewReader(c)
+			for ctx.Err() == nil {
+				line, err := r.ReadBytes('\n')
+				if err != nil {
+					return
+				}
+				if _, err := c.Write(line); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// serveUDP echoes every datagram.
+func (a *Agent) serveUDP() {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := a.udp.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = a.udp.WriteTo(buf[:n], from)
+	}
+}
