@@ -87,7 +87,11 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 		log.V(2).Info("answered check request", "request", req.ID)
 	}
 	// The first report makes the agent known to check runs; retry it
-	// until hitless-system exists.
+	// until hitless-system exists. The DaemonSet's manifest creates the
+	// namespace; an agent run by hand creates it when it may.
+	if err := lock.EnsureNamespace(ctx, cs); err != nil {
+		log.V(1).Info("cannot create the namespace; waiting for it", "err", err)
+	}
 	for {
 		err := a.answer(ctx, Request{Profile: "generic"})
 		if err == nil {

@@ -53,7 +53,7 @@ func unmanagedPods(_ context.Context, in *Input) check.Outcome {
 	var objs, names []string
 	for i := range in.Snap.Pods {
 		p := &in.Snap.Pods[i]
-		if !active(p) || mirrorPod(p) || managed(p) {
+		if terminal(p) || mirrorPod(p) || managed(p) || p.DeletionTimestamp != nil {
 			continue
 		}
 		objs = append(objs, podRef(p))
@@ -89,7 +89,7 @@ func pinnedPods(_ context.Context, in *Input) check.Outcome {
 	var objs, why []string
 	for i := range in.Snap.Pods {
 		p := &in.Snap.Pods[i]
-		if !active(p) || mirrorPod(p) || daemonSetPod(p) {
+		if !active(p) || mirrorPod(p) || daemonSetPod(p) || p.DeletionTimestamp != nil {
 			continue
 		}
 		reason := pinReason(p, in.Snap.Nodes, localPV)

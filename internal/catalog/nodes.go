@@ -169,9 +169,14 @@ func versionSkew(_ context.Context, in *Input) check.Outcome {
 	return check.Passed("API server %s, kubelets %s", api, strings.Join(slices.Sorted(maps.Keys(seen)), ", "))
 }
 
+// terminal reports whether p has finished for good.
+func terminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
 // active reports whether p holds a pod slot and its requests on its node.
 func active(p *corev1.Pod) bool {
-	return p.Spec.NodeName != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+	return p.Spec.NodeName != "" && !terminal(p)
 }
 
 func podSlots(_ context.Context, in *Input) check.Outcome {

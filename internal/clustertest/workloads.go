@@ -26,10 +26,15 @@ type Workload struct {
 	NodeSelector map[string]string
 	// CPU and Memory are each container's requests ("" for none).
 	CPU, Memory string
+	// Image is the container's image (default the pause image).
+	Image string
 }
 
 func podSpec(w Workload) corev1.PodSpec {
 	c := corev1.Container{Name: "app", Image: "registry.k8s.io/pause:3.10"}
+	if w.Image != "" {
+		c.Image = w.Image
+	}
 	if w.CPU != "" || w.Memory != "" {
 		c.Resources.Requests = corev1.ResourceList{}
 		if w.CPU != "" {
