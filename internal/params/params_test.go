@@ -145,4 +145,3 @@ func FuzzParseMatrix(f *testing.F) {
 		}
 	})
 }
-

@@ -91,7 +91,9 @@ func (p *Profile) IDs(kind string) []string {
 }
 
 // Names lists the profiles.
-func Names() []string { return []string{"generic", "cn2", "openshift-ovn-migration", "fujitsu-update", "tungsten-issu"} }
+func Names() []string {
+	return []string{"generic", "cn2", "openshift-ovn-migration", "fujitsu-update", "tungsten-issu"}
+}
 
 // Get returns the named profile.
 func Get(name string) (*Profile, error) {
@@ -125,8 +127,8 @@ func basePre() map[string]check.Severity {
 		"openshift.clusteroperators": h, "openshift.machineconfigpools": h,
 		"network.cidrs": h, "network.overlap": h, "network.host-prefix": h, "network.vips": h,
 		"network.cluster-name": h, "network.mtu": h, "network.ports": h, "network.internal-subnet": h,
-		"versions.matrix": h,
-		"agents.reported": s,
+		"versions.matrix":    h,
+		"agents.reported":    s,
 		"node.kernel-config": h, "node.kernel-modules": h, "node.resolv-conf": h, "node.mtu": s,
 		"node.resources": h, "node.clock": s, "node.ports": h, "node.hugepages": h,
 	}
