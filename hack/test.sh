@@ -34,8 +34,10 @@ bin/golangci-lint run ./...
 step "unit tests (-race -short)"
 go test -race -short -count=1 ./...
 
-step "fuzz the manifest parser"
+step "fuzz the parsers"
 go test -run '^$' -fuzz FuzzParse -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/manifest
+go test -run '^$' -fuzz '^FuzzParseNetwork$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/params
+go test -run '^$' -fuzz '^FuzzParseMatrix$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/params
 
 step "local cluster binaries (built once, then cached)"
 go run ./cmd/hitless cluster binaries

@@ -107,6 +107,10 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 	if opts.Ready != nil {
 		close(opts.Ready)
 	}
+	// An agent that stops cleanly takes its report with it, so check runs
+	// do not wait for it; one that crashes leaves it, and runs name it
+	// silent.
+	defer a.deregister(log)
 	for ctx.Err() == nil {
 		if err := a.watchRequests(ctx, &last, answer); err != nil && ctx.Err() == nil {
 			log.V(1).Info("request watch ended, retrying", "err", err)
@@ -117,6 +121,15 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 		}
 	}
 	return nil
+}
+
+func (a *Agent) deregister(log klog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := a.cs.CoreV1().ConfigMaps(lock.Namespace).Delete(ctx, reportPrefix+a.opts.Node, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		log.Error(err, "removing the agent's report")
+	}
 }
 
 // watchRequests answers the current request if it is new, then every

@@ -6,7 +6,7 @@ import (
 )
 
 //go:embed manifest.yaml
-var manifest string
+var manifestYAML string
 
 // DefaultImage is the agent image the manifest names unless told.
 const DefaultImage = "ghcr.io/hitless-dev/hitless:latest"
@@ -16,5 +16,5 @@ func Manifest(image string) string {
 	if image == "" {
 		image = DefaultImage
 	}
-	return strings.Replace(manifest, "image: IMAGE", "image: "+image, 1)
+	return strings.Replace(manifestYAML, "image: IMAGE", "image: "+image, 1)
 }

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -371,8 +372,7 @@ func dryRunEvictions(ctx context.Context, in *Input) check.Outcome {
 
 func apiMessage(err error) string {
 	var st apierrors.APIStatus
-	if s, ok := err.(apierrors.APIStatus); ok { //nolint:errorlint // the client returns *StatusError directly
-		st = s
+	if errors.As(err, &st) {
 		if m := st.Status().Message; m != "" {
 			return m
 		}

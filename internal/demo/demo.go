@@ -18,6 +18,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/apply"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/manifest"
+	"github.com/hitless-dev/hitless/internal/profile"
 )
 
 // Options configure a demo run.
@@ -49,6 +50,8 @@ type state struct {
 	cluster *localcluster.Cluster
 	client  kubernetes.Interface
 	config  *rest.Config
+	// stopAgents stops the node agents the demo started.
+	stopAgents func()
 }
 
 // step is one stage of the demo. Later capabilities add steps here.
@@ -63,6 +66,11 @@ func steps() []step {
 		{"install sample network plugin 1.0.0", installSet("sample-plugin", examples.PluginV1)},
 		{"install sample applications", installSet("sample-apps", examples.Apps)},
 		{"inventory", inventory},
+		{"node agents", startAgents},
+		{"preflight with a planted problem", plantAndPreflight},
+		{"fix the problem", fixPlanted},
+		{"preflight", runChecks(profile.Preflight)},
+		{"postflight", runChecks(profile.Postflight)},
 	}
 }
 
@@ -75,6 +83,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	s := &state{opts: opts}
+	defer func() {
+		if s.stopAgents != nil {
+			s.stopAgents()
+		}
+	}()
 	res := &Result{Cluster: opts.Cluster}
 	for i, st := range steps() {
 		s.progressf("[%d/%d] %s ...", i+1, len(steps()), st.name)
@@ -92,6 +105,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"export KUBECONFIG=" + s.cluster.Kubeconfig,
 		"kubectl get pods -A -o wide",
 		"kubectl get globalvrouterconfigs,globalsystemconfigs",
+		"hitless checks history",
+		"hitless agent --node-name " + localcluster.WorkerName(s.cluster.Name, 1) + " --listen 127.0.0.1 --advertise 127.0.0.1 &",
+		"hitless checks profiles cn2",
+		"hitless preflight --profile cn2",
 		"hitless roll --selector node-role.kubernetes.io/worker --restart-daemonset contrail/contrail-vrouter-nodes --dry-run",
 		"hitless roll --selector node-role.kubernetes.io/worker --restart-daemonset contrail/contrail-vrouter-nodes",
 		"hitless status",

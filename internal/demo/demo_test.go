@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/hitless-dev/hitless/internal/agent"
+	"github.com/hitless-dev/hitless/internal/check"
 	"github.com/hitless-dev/hitless/internal/demo"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 )
@@ -90,6 +92,30 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 			if _, err := dyn.Resource(g.gvr).Get(ctx, g.name, metav1.GetOptions{}); err != nil {
 				t.Errorf("%s %s: %v", g.gvr.Resource, g.name, err)
 			}
+		}
+	})
+
+	t.Run("preflight refuses the planted pod, passes once it is gone, postflight passes", func(t *testing.T) {
+		detail := map[string]string{}
+		for _, st := range res.Steps {
+			detail[st.Name] = st.Detail
+		}
+		if d := detail["preflight with a planted problem"]; !strings.HasPrefix(d, "NOT OK") || !strings.Contains(d, "drain.unmanaged-pods") {
+			t.Errorf("planted problem: %q", d)
+		}
+		if d := detail["preflight"]; !strings.HasPrefix(d, "OK:") {
+			t.Errorf("preflight after the fix: %q", d)
+		}
+		if d := detail["postflight"]; !strings.HasPrefix(d, "OK:") || !strings.Contains(d, "node pairs reach each other over TCP and UDP") {
+			t.Errorf("postflight: %q", d)
+		}
+		runs, err := check.NewStore(cs).List(ctx)
+		if err != nil || len(runs) != 3 || runs[0].Kind != "postflight" || runs[2].Summary.OK {
+			t.Fatalf("history: %d runs (%v), want preflight (not OK), preflight, postflight", len(runs), err)
+		}
+		reports, _, err := agent.Reports(ctx, cs)
+		if err != nil || len(reports) != 0 {
+			t.Errorf("the demo's agents left %d reports behind (%v)", len(reports), err)
 		}
 	})
 
