@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 
@@ -78,7 +79,9 @@ func (s *state) problems(rep *check.Report) {
 		}
 	}
 	var b bytes.Buffer
-	check.PrintTable(&b, &shown, false)
+	tw := printers.GetNewTabWriter(&b)
+	check.PrintTable(tw, &shown, false)
+	_ = tw.Flush()
 	s.progressf("%s", strings.TrimRight(b.String(), "\n"))
 }
 
