@@ -186,25 +186,42 @@ func Await(ctx context.Context, cs kubernetes.Interface, id string, timeout time
 			pending[n] = true
 		}
 	}
-	for len(pending) > 0 {
+	for len(pending) > 0 && ctx.Err() == nil {
 		w, err := cs.CoreV1().ConfigMaps(lock.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: LabelReport, ResourceVersion: rv})
 		if err != nil {
 			break
 		}
-		rv = consume(w, id, fresh, pending, rv)
+		next, expired := consume(w, id, fresh, pending, rv)
 		w.Stop()
-		if ctx.Err() != nil {
-			break
+		rv = next
+		if expired && ctx.Err() == nil {
+			// The watch's resource version is too old: read again.
+			all, rv, err = Reports(ctx, cs)
+			if err != nil {
+				break
+			}
+			for n, r := range all {
+				if r.Request == id {
+					fresh[n] = r
+					delete(pending, n)
+				}
+			}
 		}
 	}
 	return fresh, slices.Sorted(maps.Keys(pending)), nil
 }
 
-func consume(w watch.Interface, id string, fresh map[string]*Report, pending map[string]bool, rv string) string {
+// consume reads watch events into fresh and pending until every pending
+// agent answered or the watch ends; expired is true when the watch ended
+// on an error (such as an expired resource version).
+func consume(w watch.Interface, id string, fresh map[string]*Report, pending map[string]bool, rv string) (next string, expired bool) {
 	for ev := range w.ResultChan() {
+		if ev.Type == watch.Error {
+			return rv, true
+		}
 		cm, ok := ev.Object.(*corev1.ConfigMap)
 		if !ok {
-			return rv
+			continue
 		}
 		rv = cm.ResourceVersion
 		if ev.Type != watch.Added && ev.Type != watch.Modified {
@@ -217,8 +234,8 @@ func consume(w watch.Interface, id string, fresh map[string]*Report, pending map
 		fresh[r.Node] = r
 		delete(pending, r.Node)
 		if len(pending) == 0 {
-			return rv
+			return rv, false
 		}
 	}
-	return rv
+	return rv, false
 }
