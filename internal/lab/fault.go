@@ -1,0 +1,83 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// faultTable is the nftables table faults live in, in a node's namespace.
+const faultTable = "hitless-fault"
+
+// SetLink brings a node's link (its veth on the bridge) down or up: the
+// cable pulled and plugged back.
+func (l *Lab) SetLink(node string, up bool) error {
+	n, ok := l.NodeByName(node)
+	if !ok {
+		return fmt.Errorf("node %s is not in the lab", node)
+	}
+	link, err := netlink.LinkByName(n.HostVeth)
+	if err != nil {
+		return fmt.Errorf("finding %s of node %s: %w", n.HostVeth, node, err)
+	}
+	if up {
+		err = netlink.LinkSetUp(link)
+	} else {
+		err = netlink.LinkSetDown(link)
+	}
+	if err != nil {
+		return fmt.Errorf("setting the link of node %s up=%t: %w", node, up, err)
+	}
+	return nil
+}
+
+// SetLoss drops percent of the packets a node receives, at random
+// (nftables numgen random; this kernel has no netem). 0 removes the
+// fault.
+func (l *Lab) SetLoss(node string, percent int) error {
+	if percent < 0 || percent > 100 {
+		return fmt.Errorf("loss %d%%: want 0 to 100", percent)
+	}
+	n, ok := l.NodeByName(node)
+	if !ok {
+		return fmt.Errorf("node %s is not in the lab", node)
+	}
+	ns, err := netns.GetFromPath(n.Path())
+	if err != nil {
+		return fmt.Errorf("opening namespace of node %s: %w", node, err)
+	}
+	defer func() { _ = ns.Close() }()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		return fmt.Errorf("nftables in node %s: %w", node, err)
+	}
+	c.DelTable(&nftables.Table{Name: faultTable, Family: nftables.TableFamilyINet})
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("clearing faults of node %s: %w", node, err)
+	}
+	if percent == 0 {
+		return nil
+	}
+	t := c.AddTable(&nftables.Table{Name: faultTable, Family: nftables.TableFamilyINet})
+	policy := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &policy})
+	// numgen random mod 100 < percent drop, as nft writes it: the
+	// number is converted to network order before the comparison.
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+		&expr.Numgen{Register: 1, Modulus: 100, Type: unix.NFT_NG_RANDOM},
+		&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+		&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint32(uint32(percent))},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("adding %d%% loss to node %s: %w", percent, node, err)
+	}
+	return nil
+}
