@@ -15,21 +15,33 @@ import (
 // faultTable is the nftables table faults live in, in a node's namespace.
 const faultTable = "hitless-fault"
 
-// SetLink brings a node's link (its veth on the bridge) down or up: the
-// cable pulled and plugged back.
+// SetLink takes a node's interface (eth0 in its namespace) down or up:
+// while down, nothing leaves or reaches the node, and nothing queues for
+// later either (a carrier loss would hold outgoing packets in the queue
+// and deliver them late).
 func (l *Lab) SetLink(node string, up bool) error {
 	n, ok := l.NodeByName(node)
 	if !ok {
 		return fmt.Errorf("node %s is not in the lab", node)
 	}
-	link, err := netlink.LinkByName(n.HostVeth)
+	ns, err := netns.GetFromPath(n.Path())
 	if err != nil {
-		return fmt.Errorf("finding %s of node %s: %w", n.HostVeth, node, err)
+		return fmt.Errorf("opening namespace of node %s: %w", node, err)
+	}
+	defer func() { _ = ns.Close() }()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in node %s: %w", node, err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("finding eth0 of node %s: %w", node, err)
 	}
 	if up {
-		err = netlink.LinkSetUp(link)
+		err = h.LinkSetUp(link)
 	} else {
-		err = netlink.LinkSetDown(link)
+		err = h.LinkSetDown(link)
 	}
 	if err != nil {
 		return fmt.Errorf("setting the link of node %s up=%t: %w", node, up, err)

@@ -1,0 +1,286 @@
+package probe
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"io"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Wire format of a UDP probe: magic, kind, session tag, sequence number,
+// send time (unix ns). The answer is the same datagram with kind answer.
+const (
+	magic      = "HLP1"
+	kindAsk    = 1
+	kindAnswer = 2
+	packetLen  = 4 + 1 + 4 + 8 + 8
+)
+
+// Target is a peer to probe.
+type Target struct {
+	Node string
+	UDP  *net.UDPAddr
+	// TCP is the peer's TCP echo address for the long-lived connection;
+	// "" for none.
+	TCP string
+}
+
+// Dialer opens connections (inside the node's network namespace in the
+// lab).
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Options shape a session.
+type Options struct {
+	ID      string
+	From    string
+	Rate    int           // probes per second per peer (default 100)
+	Timeout time.Duration // a probe unanswered this long is lost (default 1s)
+	Dial    Dialer
+}
+
+// Session probes a set of peers until stopped.
+type Session struct {
+	opts     Options
+	ep       *Endpoint
+	tag      uint32
+	conn     net.PacketConn
+	byAddr   map[string]*Tracker
+	trackers []*Tracker
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopped  atomic.Bool
+}
+
+func sessionTag(id string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return h.Sum32()
+}
+
+// Start begins probing targets over conn, the socket the endpoint serves
+// (answers come back to it and the endpoint hands them to the session).
+func Start(ctx context.Context, ep *Endpoint, opts Options, targets []Target) *Session {
+	if opts.Rate <= 0 {
+		opts.Rate = 100
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Session{opts: opts, ep: ep, tag: sessionTag(opts.ID), conn: ep.conn, byAddr: map[string]*Tracker{}, cancel: cancel}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].Node < targets[j].Node })
+	for _, t := range targets {
+		tr := NewTracker(opts.From, t.Node, "udp", opts.Rate, opts.Timeout)
+		s.byAddr[t.UDP.String()] = tr
+		s.trackers = append(s.trackers, tr)
+		if t.TCP != "" && opts.Dial != nil {
+			s.wg.Go(func() { keepTCP(ctx, opts.Dial, t.TCP, tr) })
+		}
+	}
+	ep.session.Store(s)
+	s.wg.Go(func() { s.send(ctx, targets) })
+	s.wg.Go(func() { s.judge(ctx) })
+	return s
+}
+
+// AddPoll adds a path measured by calling fn rate times a second (the API
+// server, DNS): an error or a timeout is a lost probe.
+func (s *Session) AddPoll(ctx context.Context, to, kind string, rate int, fn func(ctx context.Context) error) {
+	tr := NewTracker(s.opts.From, to, kind, rate, s.opts.Timeout)
+	s.trackers = append(s.trackers, tr)
+	s.wg.Go(func() {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			seq := tr.Next(time.Now())
+			pctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+			err := fn(pctx)
+			cancel()
+			if err == nil {
+				tr.Answered(seq, time.Now())
+			}
+		}
+	})
+}
+
+func (s *Session) send(ctx context.Context, targets []Target) {
+	t := time.NewTicker(time.Second / time.Duration(s.opts.Rate))
+	defer t.Stop()
+	buf := make([]byte, packetLen)
+	copy(buf, magic)
+	buf[4] = kindAsk
+	binary.BigEndian.PutUint32(buf[5:], s.tag)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for i, target := range targets {
+				seq := s.trackers[i].Next(now)
+				binary.BigEndian.PutUint64(buf[9:], seq)
+				binary.BigEndian.PutUint64(buf[17:], uint64(now.UnixNano())) //nolint:gosec // a timestamp
+				_, _ = s.conn.WriteTo(buf, target.UDP)
+			}
+		}
+	}
+}
+
+func (s *Session) judge(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, tr := range s.trackers {
+				tr.Judge(now)
+			}
+		}
+	}
+}
+
+func (s *Session) answered(from net.Addr, b []byte, at time.Time) {
+	if binary.BigEndian.Uint32(b[5:]) != s.tag {
+		return // an earlier session's late answer
+	}
+	if tr := s.byAddr[from.String()]; tr != nil {
+		tr.Answered(binary.BigEndian.Uint64(b[9:]), at)
+	}
+}
+
+// Stop ends probing: outstanding probes get their timeout, then every
+// path is judged to the end.
+func (s *Session) Stop() {
+	if s.stopped.Swap(true) {
+		return
+	}
+	time.Sleep(s.opts.Timeout) // let the last answers arrive
+	s.cancel()
+	s.wg.Wait()
+	s.ep.session.CompareAndSwap(s, nil)
+	now := time.Now()
+	for _, tr := range s.trackers {
+		tr.Flush(now)
+	}
+}
+
+// Paths returns every path's numbers so far.
+func (s *Session) Paths() []Path {
+	now := time.Now()
+	out := make([]Path, 0, len(s.trackers))
+	for _, tr := range s.trackers {
+		out = append(out, tr.Snapshot(now))
+	}
+	return out
+}
+
+// keepTCP holds a long-lived connection to addr, writing a line every
+// 100ms and reading its echo; a reset or close by the peer is counted,
+// then the connection is made again.
+func keepTCP(ctx context.Context, dial Dialer, addr string, tr *Tracker) {
+	for ctx.Err() == nil {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := dial(dctx, "tcp", addr)
+		cancel()
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		tr.TCPConnected(true)
+		if reset := hold(ctx, c); reset {
+			tr.TCPReset()
+		}
+		tr.TCPConnected(false)
+		_ = c.Close()
+	}
+}
+
+// hold exchanges lines on c until ctx ends (false) or the peer resets or
+// closes it (true). Timeouts are outages, not resets: TCP retransmits
+// through them.
+func hold(ctx context.Context, c net.Conn) bool {
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	r := bufio.NewReader(c)
+	line := []byte("hitless-keepalive\n")
+	for ctx.Err() == nil {
+		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Write(line); err != nil {
+			return ctx.Err() == nil && isReset(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := r.ReadBytes('\n'); err != nil {
+			return ctx.Err() == nil && isReset(err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// Endpoint serves a UDP socket: it answers probes, hands answers to the
+// running session, and echoes any other datagram (the agents' one-off
+// connectivity checks).
+type Endpoint struct {
+	conn    net.PacketConn
+	session atomic.Pointer[Session]
+}
+
+// Serve starts serving conn until it is closed.
+func Serve(conn net.PacketConn) *Endpoint {
+	ep := &Endpoint{conn: conn}
+	go ep.loop()
+	return ep
+}
+
+func (ep *Endpoint) loop() {
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := ep.conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		now := time.Now()
+		b := buf[:n]
+		if n != packetLen || string(b[:4]) != magic {
+			_, _ = ep.conn.WriteTo(b, from)
+			continue
+		}
+		switch b[4] {
+		case kindAsk:
+			b[4] = kindAnswer
+			_, _ = ep.conn.WriteTo(b, from)
+		case kindAnswer:
+			if s := ep.session.Load(); s != nil {
+				s.answered(from, b, now)
+			}
+		}
+	}
+}
