@@ -17,7 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/hitless-dev/hitless/internal/lab"
 	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/probe"
 	"github.com/hitless-dev/hitless/internal/profile"
 )
 
@@ -35,6 +37,10 @@ type Options struct {
 	// Advertise is the address peers reach this agent at; default the
 	// node's InternalIP.
 	Advertise string
+	// NetNS is the path of the network namespace the agent's sockets live
+	// in (the node's, in the lab); "" for the agent's own. The agent talks
+	// to the API server from its own namespace.
+	NetNS string
 	// Ready, when set, is closed once the agent has published its first
 	// report.
 	Ready chan<- struct{}
@@ -47,6 +53,10 @@ type Agent struct {
 	endpoint Endpoint
 	tcp      net.Listener
 	udp      net.PacketConn
+	ep       *probe.Endpoint
+
+	mu      sync.Mutex
+	session *running // the probe session in progress, if any
 }
 
 // Run starts the agent and serves until ctx ends: it answers peers'
@@ -74,8 +84,11 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 		return err
 	}
 	defer func() { _ = a.tcp.Close(); _ = a.udp.Close() }()
+	// Stop taking connections as soon as the agent is told to stop.
+	stopAccepting := context.AfterFunc(ctx, func() { _ = a.tcp.Close() })
+	defer stopAccepting()
 	go a.serveTCP(ctx)
-	go a.serveUDP()
+	a.ep = probe.Serve(a.udp)
 
 	last := ""
 	answer := func(req Request) {
@@ -111,15 +124,13 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 	// do not wait for it; one that crashes leaves it, and runs name it
 	// silent.
 	defer a.deregister(log)
-	for ctx.Err() == nil {
-		if err := a.watchRequests(ctx, &last, answer); err != nil && ctx.Err() == nil {
-			log.V(1).Info("request watch ended, retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
+	go a.follow(ctx, ProbeRequestName, func(cm *corev1.ConfigMap) { a.onProbeRequest(ctx, probeRequestOf(cm)) })
+	a.follow(ctx, RequestName, func(cm *corev1.ConfigMap) {
+		if req := requestOf(cm); req.ID != last {
+			answer(req)
 		}
-	}
+	})
+	a.stopSession()
 	return nil
 }
 
@@ -132,11 +143,24 @@ func (a *Agent) deregister(log klog.Logger) {
 	}
 }
 
-// watchRequests answers the current request if it is new, then every
-// change of it, until the watch ends.
-func (a *Agent) watchRequests(ctx context.Context, last *string, answer func(Request)) error {
+// follow calls on with the ConfigMap name in hitless-system as it is
+// now and at every change, until ctx ends, re-establishing its watch.
+func (a *Agent) follow(ctx context.Context, name string, on func(*corev1.ConfigMap)) {
+	log := klog.FromContext(ctx)
+	for ctx.Err() == nil {
+		if err := a.watch(ctx, name, on); err != nil && ctx.Err() == nil {
+			log.V(1).Info("watch ended, retrying", "configmap", name, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (a *Agent) watch(ctx context.Context, name string, on func(*corev1.ConfigMap)) error {
 	cms := a.cs.CoreV1().ConfigMaps(lock.Namespace)
-	sel := metav1.ListOptions{FieldSelector: "metadata.name=" + RequestName}
+	sel := metav1.ListOptions{FieldSelector: "metadata.name=" + name}
 	l, err := cms.List(ctx, sel)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
@@ -145,9 +169,7 @@ func (a *Agent) watchRequests(ctx context.Context, last *string, answer func(Req
 	if l != nil {
 		rv = l.ResourceVersion
 		for i := range l.Items {
-			if req := requestOf(&l.Items[i]); req.ID != *last {
-				answer(req)
-			}
+			on(&l.Items[i])
 		}
 	}
 	sel.ResourceVersion = rv
@@ -161,11 +183,19 @@ func (a *Agent) watchRequests(ctx context.Context, last *string, answer func(Req
 		if !ok || (ev.Type != watch.Added && ev.Type != watch.Modified) {
 			continue
 		}
-		if req := requestOf(cm); req.ID != *last {
-			answer(req)
-		}
+		on(cm)
 	}
 	return errors.New("watch closed")
+}
+
+// dial opens a connection from the agent's network namespace.
+func (a *Agent) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	err = lab.Do(a.opts.NetNS, func() error {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 func internalIP(n *corev1.Node) string {
@@ -205,11 +235,11 @@ func (a *Agent) answer(ctx context.Context, req Request) error {
 
 func (a *Agent) listen() error {
 	host := a.opts.Listen
-	tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(a.opts.TCPPort)))
+	tcp, err := lab.Listen(a.opts.NetNS, "tcp", net.JoinHostPort(host, strconv.Itoa(a.opts.TCPPort)))
 	if err != nil {
 		return fmt.Errorf("agent listening on tcp %s:%d: %w", host, a.opts.TCPPort, err)
 	}
-	udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(a.opts.UDPPort)))
+	udp, err := lab.ListenPacket(a.opts.NetNS, "udp", net.JoinHostPort(host, strconv.Itoa(a.opts.UDPPort)))
 	if err != nil {
 		_ = tcp.Close()
 		return fmt.Errorf("agent listening on udp %s:%d: %w", host, a.opts.UDPPort, err)
@@ -244,17 +274,5 @@ func (a *Agent) serveTCP(ctx context.Context) {
 				}
 			}
 		}()
-	}
-}
-
-// serveUDP echoes every datagram.
-func (a *Agent) serveUDP() {
-	buf := make([]byte, 2048)
-	for {
-		n, from, err := a.udp.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		_, _ = a.udp.WriteTo(buf[:n], from)
 	}
 }

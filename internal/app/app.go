@@ -24,6 +24,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cmd/demo"
 	"github.com/hitless-dev/hitless/internal/cmd/postflight"
 	"github.com/hitless-dev/hitless/internal/cmd/preflight"
+	"github.com/hitless-dev/hitless/internal/cmd/probe"
 	"github.com/hitless-dev/hitless/internal/cmd/resume"
 	"github.com/hitless-dev/hitless/internal/cmd/roll"
 	"github.com/hitless-dev/hitless/internal/cmd/status"
@@ -107,6 +108,7 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		postflight.NewCommand(streams, flags),
 		checks.NewCommand(streams, flags),
 		agent.NewCommand(streams, flags),
+		probe.NewCommand(streams, flags),
 	)
 	return root, reached
 }

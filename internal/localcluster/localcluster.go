@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/binaries"
+	"github.com/hitless-dev/hitless/internal/lab"
 )
 
 // EnvHome overrides where local clusters keep their state.
@@ -51,6 +52,11 @@ type Options struct {
 	Binaries *binaries.Resolver
 	// Progress receives one line per step. May be nil.
 	Progress io.Writer
+	// Dataplane is "" (none) or "netns": a network namespace per worker.
+	Dataplane string
+	// AgentBinary is the hitless binary the netns data plane runs one
+	// agent per worker with; "" runs none.
+	AgentBinary string
 }
 
 // Cluster is the recorded state of a local cluster.
@@ -67,6 +73,8 @@ type Cluster struct {
 	Ports map[string]int `json:"ports"`
 	// Attached components die with the process that started them.
 	Attached bool `json:"attached,omitempty"`
+	// Lab is the netns data plane, when the cluster has one.
+	Lab *lab.Lab `json:"lab,omitempty"`
 }
 
 // Running reports whether every component process is alive.
@@ -119,6 +127,12 @@ func (o *Options) Validate() error {
 	}
 	if o.ControlPlaneNodes < 1 || o.ControlPlaneNodes > 7 {
 		return &InvalidError{Field: "--control-plane-nodes", Msg: fmt.Sprintf("%d is out of range: want 1 to 7", o.ControlPlaneNodes)}
+	}
+	if o.Dataplane != DataplaneNone && o.Dataplane != DataplaneNetNS {
+		return &InvalidError{Field: "--dataplane", Msg: fmt.Sprintf("%q: want netns or nothing", o.Dataplane)}
+	}
+	if o.Dataplane == DataplaneNetNS && o.Nodes > 250 {
+		return &InvalidError{Field: "--nodes", Msg: fmt.Sprintf("%d workers: the netns data plane takes at most 250", o.Nodes)}
 	}
 	for k, v := range o.NodeLabels {
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
@@ -209,6 +223,11 @@ func (c *Cluster) teardown(ctx context.Context) error {
 	var errs []error
 	for _, p := range slices.Backward(c.Processes) {
 		if err := stop(ctx, p, 10*time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Lab != nil {
+		if err := c.Lab.Delete(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -146,6 +146,12 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
 		return nil, c.withLogs(err)
 	}
+	if opts.Dataplane == DataplaneNetNS {
+		progress("creating the netns data plane: a namespace, address and agent per worker")
+		if err := c.startLab(ctx, cs, specs[opts.ControlPlaneNodes:], opts.AgentBinary); err != nil {
+			return nil, c.withLogs(err)
+		}
+	}
 	if err := c.save(); err != nil {
 		return nil, err
 	}

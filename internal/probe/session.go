@@ -53,9 +53,14 @@ type Session struct {
 	tag      uint32
 	conn     net.PacketConn
 	byAddr   map[string]*Tracker
-	trackers []*Tracker
+	udp      []*Tracker // by target, fixed at Start
+	mu       sync.Mutex
+	polls    []*Tracker
+	ctx      context.Context // ends sending
 	cancel   context.CancelFunc
+	judging  context.CancelFunc // ends judging, after the last answers
 	wg       sync.WaitGroup
+	judgeWG  sync.WaitGroup
 	stopped  atomic.Bool
 }
 
@@ -74,28 +79,33 @@ func Start(ctx context.Context, ep *Endpoint, opts Options, targets []Target) *S
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
 	}
+	jctx, judging := context.WithCancel(ctx)
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Session{opts: opts, ep: ep, tag: sessionTag(opts.ID), conn: ep.conn, byAddr: map[string]*Tracker{}, cancel: cancel}
+	s := &Session{opts: opts, ep: ep, tag: sessionTag(opts.ID), conn: ep.conn, byAddr: map[string]*Tracker{}, ctx: ctx, cancel: cancel, judging: judging}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Node < targets[j].Node })
 	for _, t := range targets {
 		tr := NewTracker(opts.From, t.Node, "udp", opts.Rate, opts.Timeout)
 		s.byAddr[t.UDP.String()] = tr
-		s.trackers = append(s.trackers, tr)
+		s.udp = append(s.udp, tr)
 		if t.TCP != "" && opts.Dial != nil {
 			s.wg.Go(func() { keepTCP(ctx, opts.Dial, t.TCP, tr) })
 		}
 	}
 	ep.session.Store(s)
 	s.wg.Go(func() { s.send(ctx, targets) })
-	s.wg.Go(func() { s.judge(ctx) })
+	s.judgeWG.Go(func() { s.judge(jctx) })
 	return s
 }
 
 // AddPoll adds a path measured by calling fn rate times a second (the API
-// server, DNS): an error or a timeout is a lost probe.
-func (s *Session) AddPoll(ctx context.Context, to, kind string, rate int, fn func(ctx context.Context) error) {
+// server, DNS) for the session's life: an error or a timeout is a lost
+// probe.
+func (s *Session) AddPoll(to, kind string, rate int, fn func(ctx context.Context) error) {
+	ctx := s.ctx
 	tr := NewTracker(s.opts.From, to, kind, rate, s.opts.Timeout)
-	s.trackers = append(s.trackers, tr)
+	s.mu.Lock()
+	s.polls = append(s.polls, tr)
+	s.mu.Unlock()
 	s.wg.Go(func() {
 		t := time.NewTicker(time.Second / time.Duration(rate))
 		defer t.Stop()
@@ -106,7 +116,9 @@ func (s *Session) AddPoll(ctx context.Context, to, kind string, rate int, fn fun
 			case <-t.C:
 			}
 			seq := tr.Next(time.Now())
-			pctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+			// Not the session's context: stopping must not turn the
+			// probe in flight into a loss.
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.Timeout)
 			err := fn(pctx)
 			cancel()
 			if err == nil {
@@ -129,7 +141,7 @@ func (s *Session) send(ctx context.Context, targets []Target) {
 			return
 		case now := <-t.C:
 			for i, target := range targets {
-				seq := s.trackers[i].Next(now)
+				seq := s.udp[i].Next(now)
 				binary.BigEndian.PutUint64(buf[9:], seq)
 				binary.BigEndian.PutUint64(buf[17:], uint64(now.UnixNano())) //nolint:gosec // a timestamp
 				_, _ = s.conn.WriteTo(buf, target.UDP)
@@ -146,7 +158,7 @@ func (s *Session) judge(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for _, tr := range s.trackers {
+			for _, tr := range s.all() {
 				tr.Judge(now)
 			}
 		}
@@ -162,18 +174,26 @@ func (s *Session) answered(from net.Addr, b []byte, at time.Time) {
 	}
 }
 
+func (s *Session) all() []*Tracker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append(append([]*Tracker{}, s.udp...), s.polls...)
+}
+
 // Stop ends probing: outstanding probes get their timeout, then every
 // path is judged to the end.
 func (s *Session) Stop() {
 	if s.stopped.Swap(true) {
 		return
 	}
-	time.Sleep(s.opts.Timeout) // let the last answers arrive
-	s.cancel()
+	s.cancel() // stop sending
 	s.wg.Wait()
+	time.Sleep(s.opts.Timeout) // let the last answers arrive
+	s.judging()
+	s.judgeWG.Wait()
 	s.ep.session.CompareAndSwap(s, nil)
 	now := time.Now()
-	for _, tr := range s.trackers {
+	for _, tr := range s.all() {
 		tr.Flush(now)
 	}
 }
@@ -181,8 +201,9 @@ func (s *Session) Stop() {
 // Paths returns every path's numbers so far.
 func (s *Session) Paths() []Path {
 	now := time.Now()
-	out := make([]Path, 0, len(s.trackers))
-	for _, tr := range s.trackers {
+	all := s.all()
+	out := make([]Path, 0, len(all))
+	for _, tr := range all {
 		out = append(out, tr.Snapshot(now))
 	}
 	return out
@@ -205,18 +226,28 @@ func keepTCP(ctx context.Context, dial Dialer, addr string, tr *Tracker) {
 			continue
 		}
 		tr.TCPConnected(true)
-		if reset := hold(ctx, c); reset {
+		exchanged, reset := hold(ctx, c)
+		if reset && exchanged {
+			// Only a connection that carried data counts: a peer that
+			// accepts and closes at once is not up yet.
 			tr.TCPReset()
 		}
 		tr.TCPConnected(false)
 		_ = c.Close()
+		if reset {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
 }
 
-// hold exchanges lines on c until ctx ends (false) or the peer resets or
-// closes it (true). Timeouts are outages, not resets: TCP retransmits
-// through them.
-func hold(ctx context.Context, c net.Conn) bool {
+// hold exchanges lines on c until ctx ends or the peer resets or closes
+// it (reset). exchanged says whether at least one line came back.
+// Timeouts are outages, not resets: TCP retransmits through them.
+func hold(ctx context.Context, c net.Conn) (exchanged, reset bool) {
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	r := bufio.NewReader(c)
@@ -224,18 +255,19 @@ func hold(ctx context.Context, c net.Conn) bool {
 	for ctx.Err() == nil {
 		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		if _, err := c.Write(line); err != nil {
-			return ctx.Err() == nil && isReset(err)
+			return exchanged, ctx.Err() == nil && isReset(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		if _, err := r.ReadBytes('\n'); err != nil {
-			return ctx.Err() == nil && isReset(err)
+			return exchanged, ctx.Err() == nil && isReset(err)
 		}
+		exchanged = true
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return false
+	return exchanged, false
 }
 
 func isReset(err error) bool {

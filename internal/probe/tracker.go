@@ -232,3 +232,36 @@ func (h *histogram) quantile(q float64) float64 {
 func (h *histogram) latency() Latency {
 	return Latency{P50: h.quantile(0.5), P90: h.quantile(0.9), P99: h.quantile(0.99), Max: math.Round(h.max*1000) / 1000}
 }
+
+// Merge adds the numbers of an earlier run of the same session (before an
+// agent restarted) to the current ones, path by path.
+func Merge(prior, current []Path) []Path {
+	if len(prior) == 0 {
+		return current
+	}
+	idx := map[string]int{}
+	out := make([]Path, len(current))
+	copy(out, current)
+	for i, p := range out {
+		idx[p.To+"/"+p.Kind] = i
+	}
+	for _, p := range prior {
+		i, ok := idx[p.To+"/"+p.Kind]
+		if !ok {
+			out = append(out, p)
+			continue
+		}
+		c := &out[i]
+		c.Sent += p.Sent
+		c.Received += p.Received
+		c.Lost += p.Lost
+		c.TCPResets += p.TCPResets
+		c.Windows = append(append([]Window{}, p.Windows...), c.Windows...)
+		c.LongestOutageMs = max(c.LongestOutageMs, p.LongestOutageMs)
+		if judged := c.Received + c.Lost; judged > 0 {
+			c.LossPct = math.Round(float64(c.Lost)/float64(judged)*1e5) / 1e3
+		}
+		c.Latency.Max = max(c.Latency.Max, p.Latency.Max)
+	}
+	return out
+}

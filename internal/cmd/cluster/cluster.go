@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +42,7 @@ ones. State lives under HITLESS_HOME (default ~/.local/state/hitless).`,
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams), newBinaries(streams))
+	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams), newBinaries(streams), newFault(streams))
 	return cmd
 }
 
@@ -78,6 +80,13 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 			}
 			opts.NodeLabels = l
 			opts.Progress = streams.ErrOut
+			if opts.Dataplane == localcluster.DataplaneNetNS {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("finding the hitless binary for the lab agents: %w", err)
+				}
+				opts.AgentBinary = exe
+			}
 			start := time.Now()
 			c, err := localcluster.Up(cmd.Context(), opts)
 			if err != nil {
@@ -95,8 +104,82 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "Number of worker nodes")
 	cmd.Flags().IntVar(&opts.ControlPlaneNodes, "control-plane-nodes", 1, "Number of control-plane nodes (tainted NoSchedule)")
 	cmd.Flags().StringVar(&labels, "node-labels", "", "Labels added to every worker node, as k=v,k2=v2")
+	cmd.Flags().StringVar(&opts.Dataplane, "dataplane", "", "netns: give each worker a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
+}
+
+func newFault(streams genericiooptions.IOStreams) *cobra.Command {
+	var name, node string
+	cmd := &cobra.Command{
+		Use:   "fault --node NODE (link-down DURATION | loss PERCENT% | restart-agent)",
+		Short: "Inject a fault into a node of a local cluster's netns data plane",
+		Long: `link-down takes the node's interface down for DURATION, then up again;
+loss drops PERCENT of the packets the node receives, at random (nftables
+numgen; "loss 0%" removes it); restart-agent restarts the node's agent.`,
+		Example: `  hitless cluster fault --node hitless-worker-2 link-down 2s
+  hitless cluster fault --node hitless-worker-3 loss 5%
+  hitless cluster fault --node hitless-worker-1 restart-agent`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := parseFault(node, args)
+			if err != nil {
+				return exitcode.BadInput(err)
+			}
+			home, err := localcluster.Home()
+			if err != nil {
+				return err
+			}
+			c, err := localcluster.Get(home, name)
+			if err != nil {
+				return classify(err)
+			}
+			start := time.Now()
+			if err := c.Inject(cmd.Context(), f); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(streams.Out, "%s on %s done at %s (took %s)\n", strings.Join(args, " "), node,
+				time.Now().Format("15:04:05.000"), time.Since(start).Round(time.Millisecond))
+			return err
+		},
+	}
+	addName(cmd, &name)
+	cmd.Flags().StringVar(&node, "node", "", "The lab node")
+	return cmd
+}
+
+func parseFault(node string, args []string) (localcluster.Fault, error) {
+	f := localcluster.Fault{Node: node, Kind: args[0]}
+	if node == "" {
+		return f, errors.New("--node is required")
+	}
+	switch f.Kind {
+	case "link-down":
+		if len(args) != 2 {
+			return f, errors.New("link-down needs a duration, e.g. 2s")
+		}
+		d, err := time.ParseDuration(args[1])
+		if err != nil || d <= 0 || d > time.Hour {
+			return f, fmt.Errorf("link-down duration %q: want a positive duration up to 1h", args[1])
+		}
+		f.Duration = d
+	case "loss":
+		if len(args) != 2 {
+			return f, errors.New("loss needs a percentage, e.g. 5%")
+		}
+		p, err := strconv.Atoi(strings.TrimSuffix(args[1], "%"))
+		if err != nil || p < 0 || p > 100 {
+			return f, fmt.Errorf("loss %q: want 0%% to 100%%", args[1])
+		}
+		f.Percent = p
+	case "restart-agent":
+		if len(args) != 1 {
+			return f, errors.New("restart-agent takes no value")
+		}
+	default:
+		return f, fmt.Errorf("unknown fault %q: want link-down, loss or restart-agent", f.Kind)
+	}
+	return f, nil
 }
 
 func parseLabels(s string) (map[string]string, error) {

@@ -12,6 +12,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hitless-dev/hitless/internal/probe"
 )
 
 const peerTimeout = 2 * time.Second
@@ -34,7 +36,7 @@ func (a *Agent) probePeers(ctx context.Context) []Peer {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			p := measurePeer(ctx, node, r.Endpoint)
+			p := measurePeer(ctx, a.dial, node, r.Endpoint)
 			mu.Lock()
 			out = append(out, p)
 			mu.Unlock()
@@ -45,12 +47,13 @@ func (a *Agent) probePeers(ctx context.Context) []Peer {
 	return out
 }
 
-func measurePeer(ctx context.Context, node string, ep Endpoint) Peer {
+func measurePeer(ctx context.Context, dial probe.Dialer, node string, ep Endpoint) Peer {
 	p := Peer{Node: node}
 	msg := []byte(fmt.Sprintf("hitless %d\n", time.Now().UnixNano()))
-	d := net.Dialer{Timeout: peerTimeout}
+	ctx, cancel := context.WithTimeout(ctx, 3*peerTimeout)
+	defer cancel()
 	start := time.Now()
-	if c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ep.Address, strconv.Itoa(ep.TCPPort))); err != nil {
+	if c, err := dial(ctx, "tcp", net.JoinHostPort(ep.Address, strconv.Itoa(ep.TCPPort))); err != nil {
 		p.TCPError = "tcp: " + err.Error()
 	} else {
 		_ = c.SetDeadline(time.Now().Add(peerTimeout))
@@ -65,7 +68,7 @@ func measurePeer(ctx context.Context, node string, ep Endpoint) Peer {
 		_ = c.Close()
 	}
 	// UDP: three tries, since one datagram may be lost on a healthy path.
-	if c, err := d.DialContext(ctx, "udp", net.JoinHostPort(ep.Address, strconv.Itoa(ep.UDPPort))); err != nil {
+	if c, err := dial(ctx, "udp", net.JoinHostPort(ep.Address, strconv.Itoa(ep.UDPPort))); err != nil {
 		p.UDPError = "udp: " + err.Error()
 	} else {
 		buf := make([]byte, 2048)

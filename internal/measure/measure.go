@@ -1,0 +1,208 @@
+// Package measure runs probe sessions across the cluster's agents, for a
+// standalone measurement or for the length of an operation, gathers their
+// numbers into one report, checks them against budgets, and ties every
+// loss window to the node and step of the operation that overlapped it.
+package measure
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/hitless-dev/hitless/internal/agent"
+	"github.com/hitless-dev/hitless/internal/probe"
+)
+
+// Options shape a session.
+type Options struct {
+	Rate     int           // probes per second per peer (default 100)
+	Sample   int           // peers per agent, 0 for all
+	Duration time.Duration // for Run; a live session runs until stopped
+}
+
+// Report is a session's numbers across the cluster.
+type Report struct {
+	Session   string       `json:"session"`
+	Started   time.Time    `json:"started"`
+	Ended     time.Time    `json:"ended"`
+	Rate      int          `json:"rate"`
+	Agents    []string     `json:"agents"`
+	Missing   []string     `json:"missing,omitempty"` // agents with no final numbers
+	Paths     []probe.Path `json:"paths"`
+	Summary   Summary      `json:"summary"`
+	Operation string       `json:"operation,omitempty"`
+	// Windows lists every loss window with what the operation was doing
+	// when it happened, when the report is tied to an operation.
+	Windows []Attributed `json:"windows,omitempty"`
+	Steps   []Step       `json:"steps,omitempty"`
+}
+
+// Summary is the whole session in a few numbers.
+type Summary struct {
+	Paths           int     `json:"paths"`
+	PathsWithLoss   int     `json:"pathsWithLoss"`
+	Sent            int64   `json:"sent"`
+	Lost            int64   `json:"lost"`
+	LossPct         float64 `json:"lossPct"`
+	LongestOutageMs float64 `json:"longestOutageMs"`
+	WorstPath       string  `json:"worstPath,omitempty"`
+	TCPResets       int64   `json:"tcpResets"`
+}
+
+func newID() string {
+	b := make([]byte, 2)
+	_, _ = rand.Read(b)
+	return "probe-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+// Live is a session running for an operation.
+type Live struct {
+	cs      kubernetes.Interface
+	id      string
+	opts    Options
+	started time.Time
+}
+
+// Start asks every agent to probe until Stop.
+func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Live, error) {
+	if opts.Rate <= 0 {
+		opts.Rate = 100
+	}
+	l := &Live{cs: cs, id: newID(), opts: opts, started: time.Now()}
+	if err := agent.AskProbe(ctx, cs, agent.ProbeRequest{ID: l.id, Rate: opts.Rate, Sample: opts.Sample, Asked: l.started}); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// ID is the session's id.
+func (l *Live) ID() string { return l.id }
+
+// Now returns the numbers the agents have published so far.
+func (l *Live) Now(ctx context.Context) (*Report, error) {
+	res, err := agent.ProbeResults(ctx, l.cs, l.id)
+	if err != nil {
+		return nil, err
+	}
+	return l.report(res, time.Now()), nil
+}
+
+// Stop ends the session and waits (up to wait) for every agent's final
+// numbers.
+func (l *Live) Stop(ctx context.Context, wait time.Duration) (*Report, error) {
+	if err := agent.AskProbe(ctx, l.cs, agent.ProbeRequest{ID: l.id, Rate: l.opts.Rate, Stop: true, Asked: l.started}); err != nil {
+		return nil, err
+	}
+	return l.collect(ctx, wait)
+}
+
+func (l *Live) collect(ctx context.Context, wait time.Duration) (*Report, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		res, err := agent.ProbeResults(ctx, l.cs, l.id)
+		if err != nil {
+			return nil, err
+		}
+		known, _, err := agent.Reports(ctx, l.cs)
+		if err != nil {
+			return nil, err
+		}
+		final := 0
+		for _, r := range res {
+			if r.Final {
+				final++
+			}
+		}
+		if final >= len(known) || time.Now().After(deadline) {
+			rep := l.report(res, time.Now())
+			for n := range known {
+				if r := res[n]; r == nil || !r.Final {
+					rep.Missing = append(rep.Missing, n)
+				}
+			}
+			slices.Sort(rep.Missing)
+			return rep, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Run measures for opts.Duration and returns the report.
+func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Report, error) {
+	if opts.Rate <= 0 {
+		opts.Rate = 100
+	}
+	l := &Live{cs: cs, id: newID(), opts: opts, started: time.Now()}
+	req := agent.ProbeRequest{ID: l.id, Rate: opts.Rate, Sample: opts.Sample, Duration: opts.Duration, Asked: l.started}
+	if err := agent.AskProbe(ctx, cs, req); err != nil {
+		return nil, err
+	}
+	klog.FromContext(ctx).V(1).Info("probe session asked", "session", l.id, "duration", opts.Duration)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(opts.Duration):
+	}
+	// Each agent stops at its own end, then waits a probe timeout for the
+	// last answers.
+	return l.collect(ctx, 15*time.Second)
+}
+
+func (l *Live) report(res map[string]*agent.ProbeResult, now time.Time) *Report {
+	rep := &Report{Session: l.id, Started: l.started, Ended: now, Rate: l.opts.Rate}
+	for _, n := range slices.Sorted(maps.Keys(res)) {
+		rep.Agents = append(rep.Agents, n)
+		rep.Paths = append(rep.Paths, res[n].Paths...)
+	}
+	rep.Summary = summarize(rep.Paths)
+	return rep
+}
+
+func summarize(paths []probe.Path) Summary {
+	s := Summary{Paths: len(paths)}
+	for _, p := range paths {
+		s.Sent += p.Sent
+		s.Lost += p.Lost
+		s.TCPResets += p.TCPResets
+		if p.Lost > 0 {
+			s.PathsWithLoss++
+		}
+		if p.LongestOutageMs > s.LongestOutageMs {
+			s.LongestOutageMs = p.LongestOutageMs
+			s.WorstPath = p.From + " -> " + p.To
+		}
+	}
+	if s.Sent > 0 {
+		s.LossPct = float64(s.Lost) / float64(s.Sent) * 100
+	}
+	return s
+}
+
+// Budget is the disruption an operation may cause.
+type Budget struct {
+	MaxOutage  time.Duration // longest outage on any path; 0 for no limit
+	MaxLossPct float64       // loss over all paths; 0 for no limit
+}
+
+// Exceeded says why rep is over the budget, or "".
+func (b Budget) Exceeded(rep *Report) string {
+	s := rep.Summary
+	if b.MaxOutage > 0 && s.LongestOutageMs > float64(b.MaxOutage.Milliseconds()) {
+		return fmt.Sprintf("longest outage %.0f ms on %s exceeds --max-outage %s", s.LongestOutageMs, s.WorstPath, b.MaxOutage)
+	}
+	if b.MaxLossPct > 0 && s.LossPct > b.MaxLossPct {
+		return fmt.Sprintf("loss %.3f%% (%d of %d probes) exceeds --max-loss %g%%", s.LossPct, s.Lost, s.Sent, b.MaxLossPct)
+	}
+	return ""
+}
