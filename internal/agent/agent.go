@@ -41,6 +41,9 @@ type Options struct {
 	// in (the node's, in the lab); "" for the agent's own. The agent talks
 	// to the API server from its own namespace.
 	NetNS string
+	// FollowDataPlane couples the lab node's link to its data-plane pods
+	// (lab only: needs NetNS).
+	FollowDataPlane bool
 	// Ready, when set, is closed once the agent has published its first
 	// report.
 	Ready chan<- struct{}
@@ -124,6 +127,9 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 	// do not wait for it; one that crashes leaves it, and runs name it
 	// silent.
 	defer a.deregister(log)
+	if opts.FollowDataPlane && opts.NetNS != "" {
+		go a.followDataPlane(ctx)
+	}
 	go a.follow(ctx, ProbeRequestName, func(cm *corev1.ConfigMap) { a.onProbeRequest(ctx, probeRequestOf(cm)) })
 	a.follow(ctx, RequestName, func(cm *corev1.ConfigMap) {
 		if req := requestOf(cm); req.ID != last {

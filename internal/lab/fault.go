@@ -24,19 +24,27 @@ func (l *Lab) SetLink(node string, up bool) error {
 	if !ok {
 		return fmt.Errorf("node %s is not in the lab", node)
 	}
-	ns, err := netns.GetFromPath(n.Path())
+	if err := SetLinkIn(n.Path(), up); err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	return nil
+}
+
+// SetLinkIn takes eth0 of the namespace at path down or up.
+func SetLinkIn(path string, up bool) error {
+	ns, err := netns.GetFromPath(path)
 	if err != nil {
-		return fmt.Errorf("opening namespace of node %s: %w", node, err)
+		return fmt.Errorf("opening namespace %s: %w", path, err)
 	}
 	defer func() { _ = ns.Close() }()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return fmt.Errorf("netlink in node %s: %w", node, err)
+		return fmt.Errorf("netlink in %s: %w", path, err)
 	}
 	defer h.Close()
 	link, err := h.LinkByName("eth0")
 	if err != nil {
-		return fmt.Errorf("finding eth0 of node %s: %w", node, err)
+		return fmt.Errorf("finding eth0 in %s: %w", path, err)
 	}
 	if up {
 		err = h.LinkSetUp(link)
@@ -44,7 +52,7 @@ func (l *Lab) SetLink(node string, up bool) error {
 		err = h.LinkSetDown(link)
 	}
 	if err != nil {
-		return fmt.Errorf("setting the link of node %s up=%t: %w", node, up, err)
+		return fmt.Errorf("setting eth0 in %s up=%t: %w", path, up, err)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func (c *Cluster) startLab(ctx context.Context, cs kubernetes.Interface, workers
 
 func (c *Cluster) startAgent(binary string, n lab.Node) error {
 	args := []string{"agent", "--kubeconfig", c.Kubeconfig, "--node-name", n.Name, "--netns", n.Path(),
-		"--listen", n.IP, "--advertise", n.IP, "--tcp-port", strconv.Itoa(AgentPort), "--udp-port", strconv.Itoa(AgentPort)}
+		"--listen", n.IP, "--advertise", n.IP, "--follow-data-plane", "--tcp-port", strconv.Itoa(AgentPort), "--udp-port", strconv.Itoa(AgentPort)}
 	proc, err := start(c.Dir, agentProcess(n.Name), binary, args, c.Attached)
 	if err != nil {
 		return err

@@ -206,3 +206,56 @@ func (b Budget) Exceeded(rep *Report) string {
 	}
 	return ""
 }
+
+// Fresh returns the numbers once every agent has published after since,
+// or what there is after timeout.
+func (l *Live) Fresh(ctx context.Context, since time.Time, timeout time.Duration) (*Report, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		res, err := agent.ProbeResults(ctx, l.cs, l.id)
+		if err != nil {
+			return nil, err
+		}
+		fresh := len(res) > 0
+		for _, r := range res {
+			if r.Updated.Before(since) {
+				fresh = false
+			}
+		}
+		if fresh || time.Now().After(deadline) {
+			return l.report(res, time.Now()), nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// BudgetError is a disruption budget exceeded before a node.
+type BudgetError struct {
+	Node string
+	Why  string
+}
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("disruption budget exceeded before node %s: %s", e.Node, e.Why)
+}
+
+// Gate returns a check for the roll engine: before each node, the latest
+// numbers (every agent's published after the previous node ended) are held
+// against the budget.
+func (l *Live) Gate(b Budget) func(ctx context.Context, next string) error {
+	return func(ctx context.Context, next string) error {
+		rep, err := l.Fresh(ctx, time.Now(), 3*time.Second)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "reading probe numbers for the disruption budget", "node", next)
+			return nil
+		}
+		if why := b.Exceeded(rep); why != "" {
+			return &BudgetError{Node: next, Why: why}
+		}
+		return nil
+	}
+}

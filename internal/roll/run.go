@@ -45,6 +45,10 @@ type Options struct {
 	Prompt io.Writer
 	// Progress receives every transition. May be nil.
 	Progress func(Event)
+	// Gate, when set, is asked before each node starts; an error pauses
+	// the roll before that node, with the error as the reason (a
+	// disruption budget exceeded).
+	Gate func(ctx context.Context, next string) error
 }
 
 // Event is one transition, for live progress.
@@ -302,6 +306,13 @@ func (r *runner) execute(ctx context.Context) error {
 			if err := r.waitCapacity(ctx, name); err != nil {
 				r.stop(err.Error())
 				break
+			}
+			if r.opts.Gate != nil {
+				if err := r.opts.Gate(ctx, name); err != nil {
+					r.stop(err.Error())
+					r.emit(Event{Time: time.Now(), Node: name, Batch: bi, Phase: PhasePending, Message: "paused: " + err.Error()})
+					break
+				}
 			}
 			wg.Go(func() {
 				defer r.done(name)

@@ -49,6 +49,7 @@ to every other agent, the API server and cluster DNS.
 	fs.IntVar(&opts.TCPPort, "tcp-port", 0, "TCP port for peers (0: any free port)")
 	fs.IntVar(&opts.UDPPort, "udp-port", 0, "UDP port for peers (0: any free port)")
 	fs.StringVar(&opts.Advertise, "advertise", "", "Address peers reach this agent at (default the node's InternalIP)")
+	fs.BoolVar(&opts.FollowDataPlane, "follow-data-plane", false, "Lab only: take the node's link down while its data-plane pod (DaemonSet annotated hitless.dev/data-plane=true) is not Ready")
 	fs.StringVar(&opts.NetNS, "netns", "", "Network namespace (path) the agent's sockets live in; the API server is reached from the agent's own")
 
 	var image string

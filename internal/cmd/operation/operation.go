@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +23,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/exitcode"
 	"github.com/hitless-dev/hitless/internal/journal"
 	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/measure"
 	"github.com/hitless-dev/hitless/internal/output"
 	"github.com/hitless-dev/hitless/internal/roll"
 )
@@ -68,26 +70,102 @@ func Classify(err error) error {
 	return err
 }
 
+// Probing is how an operation measures its disruption.
+type Probing struct {
+	Enabled  bool
+	Options  measure.Options
+	Budget   measure.Budget
+	OnBudget string // pause (default) or abort
+	Report   string // HTML report path
+}
+
+// AddProbeFlags registers --probe and its companions.
+func AddProbeFlags(fs *pflag.FlagSet, p *Probing) {
+	fs.BoolVar(&p.Enabled, "probe", false, "Measure the disruption with the node agents' probes for the whole operation")
+	fs.IntVar(&p.Options.Rate, "probe-rate", 100, "Probes per second to each peer")
+	fs.IntVar(&p.Options.Sample, "probe-sample", 0, "Peers each agent probes (0: all)")
+	fs.DurationVar(&p.Budget.MaxOutage, "max-outage", 0, "Pause before the next node when the longest outage on any path exceeds this (with --probe)")
+	fs.Float64Var(&p.Budget.MaxLossPct, "max-loss", 0, "Pause before the next node when the loss over all paths exceeds this percentage (with --probe)")
+	fs.StringVar(&p.OnBudget, "on-budget", "pause", "When a budget is exceeded: pause (resumable) or abort (stop cleanly, uncordon)")
+	fs.StringVar(&p.Report, "report", "", "Write the disruption report as self-contained HTML to this file (with --probe)")
+}
+
+// Validate checks the probe flags.
+func (p *Probing) Validate() error {
+	if p.OnBudget != "pause" && p.OnBudget != "abort" {
+		return exitcode.BadInput(fmt.Errorf("--on-budget %q: want pause or abort", p.OnBudget))
+	}
+	if !p.Enabled && (p.Budget.MaxOutage > 0 || p.Budget.MaxLossPct > 0 || p.Report != "") {
+		return exitcode.BadInput(errors.New("--max-outage, --max-loss and --report need --probe"))
+	}
+	if p.Budget.MaxOutage < 0 || p.Budget.MaxLossPct < 0 || p.Budget.MaxLossPct > 100 {
+		return exitcode.BadInput(errors.New("--max-outage and --max-loss must be positive, --max-loss at most 100"))
+	}
+	return nil
+}
+
+// rollOutput is a roll's result with its disruption report.
+type rollOutput struct {
+	*roll.Result
+	Probe *measure.Report `json:"probe,omitempty"`
+}
+
 // RunRoll runs a roll with progress on streams.ErrOut (table format only),
 // then prints the plan (for a dry run, or when nothing started) and the
-// recap, or the whole result in JSON or YAML. The roll's error wins over a
-// printing error, with its exit code.
-func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kubernetes.Interface, opts roll.Options, format output.Format) error {
+// recap, or the whole result in JSON or YAML. With probing, the agents
+// measure the whole roll, a budget gates each node, and the report ties
+// every loss window to the node and step that overlapped it. The roll's
+// error wins over a printing error, with its exit code.
+func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kubernetes.Interface, opts roll.Options, format output.Format, probing Probing) error {
 	if format == output.Table {
 		progress := NewProgress(streams.ErrOut)
 		defer progress.Close()
 		opts.Progress = progress.Event
 	}
+	var live *measure.Live
+	if probing.Enabled && !opts.DryRun {
+		var err error
+		if live, err = measure.Start(ctx, cs, probing.Options); err != nil {
+			return err
+		}
+		opts.Gate = live.Gate(probing.Budget)
+	}
 	res, runErr := roll.Run(ctx, cs, opts)
+	out := rollOutput{Result: res}
+	if live != nil {
+		rep, err := live.Stop(context.WithoutCancel(ctx), 15*time.Second)
+		if err != nil {
+			return err
+		}
+		if res != nil && res.Operation != nil {
+			if probing.OnBudget == "abort" && res.Operation.Status == journal.Paused && strings.Contains(res.Operation.Message, "disruption budget exceeded") {
+				op, err := roll.Abort(ctx, cs, res.Operation.ID, CommandLine(), 5*time.Minute)
+				if err == nil {
+					res.Operation = op
+				}
+			}
+			measure.Attribute(rep, res.Operation)
+		}
+		out.Probe = rep
+		if probing.Report != "" {
+			if err := measure.WriteHTML(probing.Report, rep); err != nil {
+				return err
+			}
+		}
+	}
 	if res == nil {
 		return Classify(runErr)
 	}
-	perr := output.Print(streams.Out, format, res, func(w io.Writer) error {
+	perr := output.Print(streams.Out, format, out, func(w io.Writer) error {
 		if res.Plan != nil && (opts.DryRun || res.Operation == nil) {
 			PrintPlan(w, res.Plan)
 		}
 		if res.Operation != nil {
 			roll.PrintRecap(w, res.Operation, res.Recap)
+		}
+		if out.Probe != nil {
+			_, _ = fmt.Fprintln(w)
+			measure.PrintTable(w, out.Probe)
 		}
 		return nil
 	})

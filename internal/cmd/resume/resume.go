@@ -40,7 +40,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 				return exitcode.BadInput(err)
 			}
 			opts := roll.Options{Spec: spec, Command: operation.CommandLine(), Yes: yes, In: streams.In, Prompt: streams.ErrOut}
-			return operation.RunRoll(cmd.Context(), streams, cs, opts, format)
+			return operation.RunRoll(cmd.Context(), streams, cs, opts, format, operation.Probing{OnBudget: "pause"})
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "Continue after the canary without asking")

@@ -26,6 +26,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 		yes, dry  bool
 		format    output.Format
 		batchFlag string
+		probing   operation.Probing
 	)
 	cmd := &cobra.Command{
 		Use:   "roll",
@@ -43,16 +44,26 @@ stops cleanly and uncordons what hitless cordoned.
 
 --on-drain-timeout: fail (the node fails and counts toward --max-failures),
 skip (the node is skipped and the roll goes on), uncordon (the node is
-uncordoned and the roll pauses until re-run).`,
+uncordoned and the roll pauses until re-run).
+
+--probe has the node agents measure the whole roll with real packets; the
+recap then lists every loss window with the node and step it overlapped
+(--report FILE.html draws them on a timeline). --max-outage and --max-loss
+are checked before each node: exceeded, the roll pauses there and says why,
+or with --on-budget abort stops cleanly.`,
 		Example: `  hitless roll --selector pool=blue --batch 2 --exec './upgrade-node.sh' --dry-run
   hitless roll --nodes w1,w2,w3 --restart-daemonset contrail/contrail-vrouter-nodes
-  hitless roll --batch 10% --order zone --canary 1 --confirm`,
+  hitless roll --batch 10% --order zone --canary 1 --confirm
+  hitless roll --restart-daemonset contrail/contrail-vrouter-nodes --probe --max-outage 3s --report roll.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nodes != "" {
 				spec.Nodes = strings.Split(nodes, ",")
 			}
 			spec.Batch = batchFlag
+			if err := probing.Validate(); err != nil {
+				return err
+			}
 			var err error
 			if spec.SetNodeLabels, err = keyValues("--set-node-label", labels); err != nil {
 				return exitcode.BadInput(err)
@@ -65,10 +76,11 @@ uncordoned and the roll pauses until re-run).`,
 				return err
 			}
 			opts := core.Options{Spec: spec, Command: operation.CommandLine(), Yes: yes, DryRun: dry, In: streams.In, Prompt: streams.ErrOut}
-			return operation.RunRoll(cmd.Context(), streams, cs, opts, format)
+			return operation.RunRoll(cmd.Context(), streams, cs, opts, format, probing)
 		},
 	}
 	f := cmd.Flags()
+	operation.AddProbeFlags(f, &probing)
 	f.StringVar(&spec.Selector, "selector", "", "Label selector of the nodes to roll")
 	f.StringVar(&nodes, "nodes", "", "Comma-separated names of the nodes to roll")
 	f.StringVar(&batchFlag, "batch", "1", "Nodes unavailable at once: a count or a percentage (10%); nodes already NotReady or cordoned by others count")
