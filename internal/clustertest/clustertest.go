@@ -40,6 +40,9 @@ type Options struct {
 	Workers int
 	// NodeLabels are added to every worker.
 	NodeLabels map[string]string
+	// Dataplane "netns" gives every worker a network namespace (the lab);
+	// tests run the agents in it themselves.
+	Dataplane string
 }
 
 // Env is one test package's cluster.
@@ -87,6 +90,7 @@ func (e *Env) Run(m *testing.M) int {
 		Name:              name,
 		Nodes:             e.opts.Workers,
 		ControlPlaneNodes: 1,
+		Dataplane:         e.opts.Dataplane,
 		NodeLabels:        e.opts.NodeLabels,
 		Home:              home,
 		Attached:          true,
