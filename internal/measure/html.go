@@ -59,7 +59,7 @@ var phaseClass = map[string]string{"cordon": "cordon", "pre-node": "hook", "drai
 	"wait": "wait", "post-node": "hook", "uncordon": "uncordon"}
 
 func layout(rep *Report) view {
-	v := view{Rep: rep, Width: leftPad + plotW + 20, Generated: time.Now().UTC().Format(time.RFC3339)}
+	v := view{Rep: rep, Width: leftPad + plotW + 50, Generated: time.Now().UTC().Format(time.RFC3339)}
 	names := append([]string{}, rep.Agents...)
 	for _, s := range rep.Steps {
 		if !slices.Contains(names, s.Node) {
@@ -107,7 +107,12 @@ func layout(rep *Report) view {
 		if w.Node != "" {
 			title += fmt.Sprintf("; during %s of %s", w.Phase, w.Node)
 		}
-		for _, n := range []string{w.From, w.To} {
+		lanes := []string{w.From, w.To}
+		if w.Node != "" && w.OnPath {
+			// The step's node is the cause: mark its lane, not the peer's.
+			lanes = []string{w.Node}
+		}
+		for _, n := range lanes {
 			if ly, ok := y[n]; ok {
 				v.Marks = append(v.Marks, bar{X: x(w.Start), W: max(2, x(w.End)-x(w.Start)), Y: ly + 16, Class: "loss", Title: title})
 			}

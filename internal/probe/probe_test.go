@@ -21,7 +21,7 @@ type peer struct {
 	stop func()
 }
 
-func newLab(t *testing.T, name string, nodes int) *lab.Lab {
+func newLab(t testing.TB, name string, nodes int) *lab.Lab {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("creates network namespaces")
@@ -41,7 +41,7 @@ func newLab(t *testing.T, name string, nodes int) *lab.Lab {
 	return l
 }
 
-func startPeer(t *testing.T, n lab.Node) *peer {
+func startPeer(t testing.TB, n lab.Node) *peer {
 	t.Helper()
 	c, err := lab.ListenPacket(n.Path(), "udp", n.IP+":9473")
 	if err != nil {

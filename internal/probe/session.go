@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
 // Wire format of a UDP probe: magic, kind, session tag, sequence number,
@@ -22,6 +24,9 @@ const (
 	kindAsk    = 1
 	kindAnswer = 2
 	packetLen  = 4 + 1 + 4 + 8 + 8
+	// judgeEvery is how often outstanding probes are judged; windows are
+	// timed from send times, so this only delays the verdict.
+	judgeEvery = 50 * time.Millisecond
 )
 
 // Target is a peer to probe.
@@ -131,27 +136,31 @@ func (s *Session) AddPoll(to, kind string, rate int, fn func(ctx context.Context
 func (s *Session) send(ctx context.Context, targets []Target) {
 	t := time.NewTicker(time.Second / time.Duration(s.opts.Rate))
 	defer t.Stop()
-	buf := make([]byte, packetLen)
-	copy(buf, magic)
-	buf[4] = kindAsk
-	binary.BigEndian.PutUint32(buf[5:], s.tag)
+	msgs := newMessages(len(targets), packetLen)
+	for i, target := range targets {
+		buf := msgs[i].Buffers[0]
+		copy(buf, magic)
+		buf[4] = kindAsk
+		binary.BigEndian.PutUint32(buf[5:], s.tag)
+		msgs[i].Addr = target.UDP
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for i, target := range targets {
-				seq := s.udp[i].Next(now)
-				binary.BigEndian.PutUint64(buf[9:], seq)
+			for i := range targets {
+				buf := msgs[i].Buffers[0]
+				binary.BigEndian.PutUint64(buf[9:], s.udp[i].Next(now))
 				binary.BigEndian.PutUint64(buf[17:], uint64(now.UnixNano())) //nolint:gosec // a timestamp
-				_, _ = s.conn.WriteTo(buf, target.UDP)
 			}
+			s.ep.b.write(msgs)
 		}
 	}
 }
 
 func (s *Session) judge(ctx context.Context) {
-	t := time.NewTicker(10 * time.Millisecond)
+	t := time.NewTicker(judgeEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -166,6 +175,9 @@ func (s *Session) judge(ctx context.Context) {
 }
 
 func (s *Session) answered(from net.Addr, b []byte, at time.Time) {
+	if len(b) != packetLen {
+		return
+	}
 	if binary.BigEndian.Uint32(b[5:]) != s.tag {
 		return // an earlier session's late answer
 	}
@@ -279,20 +291,22 @@ func isReset(err error) bool {
 // connectivity checks).
 type Endpoint struct {
 	conn    net.PacketConn
+	b       *batcher
 	session atomic.Pointer[Session]
 }
 
 // Serve starts serving conn until it is closed.
 func Serve(conn net.PacketConn) *Endpoint {
-	ep := &Endpoint{conn: conn}
+	ep := &Endpoint{conn: conn, b: newBatcher(conn)}
 	go ep.loop()
 	return ep
 }
 
 func (ep *Endpoint) loop() {
-	buf := make([]byte, 2048)
+	in := newMessages(batchSize, 2048)
+	out := make([]ipv4.Message, 0, batchSize)
 	for {
-		n, from, err := ep.conn.ReadFrom(buf)
+		n, err := ep.b.read(in)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -300,19 +314,22 @@ func (ep *Endpoint) loop() {
 			continue
 		}
 		now := time.Now()
-		b := buf[:n]
-		if n != packetLen || string(b[:4]) != magic {
-			_, _ = ep.conn.WriteTo(b, from)
-			continue
-		}
-		switch b[4] {
-		case kindAsk:
-			b[4] = kindAnswer
-			_, _ = ep.conn.WriteTo(b, from)
-		case kindAnswer:
-			if s := ep.session.Load(); s != nil {
-				s.answered(from, b, now)
+		out = out[:0]
+		s := ep.session.Load()
+		for _, m := range in[:n] {
+			b := m.Buffers[0][:m.N]
+			switch {
+			case m.N != packetLen || string(b[:4]) != magic:
+				out = append(out, ipv4.Message{Buffers: [][]byte{b}, Addr: m.Addr})
+			case b[4] == kindAsk:
+				b[4] = kindAnswer
+				out = append(out, ipv4.Message{Buffers: [][]byte{b}, Addr: m.Addr})
+			case b[4] == kindAnswer && s != nil:
+				s.answered(m.Addr, b, now)
 			}
+		}
+		if len(out) > 0 {
+			ep.b.write(out)
 		}
 	}
 }
