@@ -268,9 +268,14 @@ func (a *Agent) serveTCP(ctx context.Context) {
 		}
 		go func() {
 			defer func() { _ = c.Close() }()
-			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			// Closed when the agent stops, as a process exit would.
+			stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+			defer stop()
 			r := bufio.NewReader(c)
 			for ctx.Err() == nil {
+				// An idle limit, renewed by every line: the long-lived
+				// connections must outlive the outages they measure.
+				_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
 				line, err := r.ReadBytes('\n')
 				if err != nil {
 					return

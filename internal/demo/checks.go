@@ -18,6 +18,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/agent"
 	"github.com/hitless-dev/hitless/internal/catalog"
 	"github.com/hitless-dev/hitless/internal/check"
+	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/profile"
 )
 
@@ -40,9 +41,17 @@ func startAgents(ctx context.Context, s *state) (string, error) {
 		}
 	}
 	for _, n := range nodes.Items {
+		opts := agent.Options{Node: n.Name, Listen: "127.0.0.1", Advertise: "127.0.0.1"}
+		if s.cluster.Lab != nil {
+			if ln, ok := s.cluster.Lab.NodeByName(n.Name); ok {
+				opts = agent.Options{Node: n.Name, NetNS: ln.Path(), Listen: ln.IP, Advertise: ln.IP,
+					TCPPort: localcluster.AgentPort, UDPPort: localcluster.AgentPort, FollowDataPlane: true}
+			}
+		}
 		ready := make(chan struct{})
+		opts.Ready = ready
 		go func() {
-			done <- agent.Run(actx, s.client, agent.Options{Node: n.Name, Listen: "127.0.0.1", Advertise: "127.0.0.1", Ready: ready})
+			done <- agent.Run(actx, s.client, opts)
 		}()
 		select {
 		case <-ready:
@@ -53,8 +62,14 @@ func startAgents(ctx context.Context, s *state) (string, error) {
 			return "", fmt.Errorf("agent of %s did not report within 30s", n.Name)
 		}
 	}
-	return fmt.Sprintf("%d agents answering on 127.0.0.1 (TCP and UDP), reporting to hitless-system", len(nodes.Items)), nil
+	where := "on 127.0.0.1"
+	if s.cluster.Lab != nil {
+		where = "in each node's namespace, the link following the node's vRouter"
+	}
+	return fmt.Sprintf("%d agents answering %s (TCP and UDP), reporting to hitless-system", len(nodes.Items), where), nil
 }
+
+
 
 func (s *state) checks(ctx context.Context, kind string) (*check.Report, error) {
 	prep, err := catalog.Prepare(catalog.Options{Kind: kind, Profile: "generic", AgentTimeout: 20 * time.Second})

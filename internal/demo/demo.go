@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"time"
 
@@ -41,7 +42,9 @@ type Result struct {
 	Cluster    string       `json:"cluster"`
 	Kubeconfig string       `json:"kubeconfig"`
 	Steps      []StepResult `json:"steps"`
-	Next       []string     `json:"next"`
+	// Report is the disruption report of the data-plane upgrade (HTML).
+	Report string   `json:"report,omitempty"`
+	Next   []string `json:"next"`
 }
 
 // state is what steps share.
@@ -52,6 +55,7 @@ type state struct {
 	config  *rest.Config
 	// stopAgents stops the node agents the demo started.
 	stopAgents func()
+	report     string
 }
 
 // step is one stage of the demo. Later capabilities add steps here.
@@ -71,6 +75,7 @@ func steps() []step {
 		{"fix the problem", fixPlanted},
 		{"preflight", runChecks(profile.Preflight)},
 		{"postflight", runChecks(profile.Postflight)},
+		{"upgrade the data plane to 1.1.0 node by node, measured", upgradeDataPlane},
 	}
 }
 
@@ -101,6 +106,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		s.progressf("[%d/%d] %s: %s (%s)", i+1, len(steps()), st.name, detail, d.Round(100*time.Millisecond))
 	}
 	res.Kubeconfig = s.cluster.Kubeconfig
+	res.Report = s.report
 	res.Next = []string{
 		"export KUBECONFIG=" + s.cluster.Kubeconfig,
 		"kubectl get pods -A -o wide",
@@ -110,7 +116,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"hitless checks profiles cn2",
 		"hitless preflight --profile cn2",
 		"hitless roll --selector node-role.kubernetes.io/worker --restart-daemonset contrail/contrail-vrouter-nodes --dry-run",
-		"hitless roll --selector node-role.kubernetes.io/worker --restart-daemonset contrail/contrail-vrouter-nodes",
+		"hitless probe run --duration 30s   (with agents running: hitless cluster up --dataplane netns runs them)",
 		"hitless status",
 		"hitless cluster down --name " + s.cluster.Name,
 	}
@@ -134,8 +140,15 @@ func ensureCluster(ctx context.Context, s *state) (string, error) {
 	switch {
 	case err == nil && c.Running():
 	case err == nil || errors.Is(err, localcluster.ErrNotFound):
+		dataplane := localcluster.DataplaneNone
+		if os.Geteuid() == 0 {
+			// Network namespaces need root; without them the probes
+			// still run, on loopback.
+			dataplane = localcluster.DataplaneNetNS
+		}
 		c, err = localcluster.Up(ctx, localcluster.Options{
 			Name: s.opts.Cluster, Nodes: s.opts.Nodes, ControlPlaneNodes: 1, Home: home, Progress: s.opts.Progress,
+			Dataplane: dataplane,
 		})
 		if err != nil {
 			return "", err
@@ -160,7 +173,11 @@ func ensureCluster(ctx context.Context, s *state) (string, error) {
 			ready++
 		}
 	}
-	return fmt.Sprintf(detail+", %d of %d nodes Ready", c.Name, ready, len(nodes.Items)), nil
+	lab := "no netns data plane (needs root): probes run on loopback"
+	if c.Lab != nil {
+		lab = "a network namespace per node on bridge " + c.Lab.Bridge
+	}
+	return fmt.Sprintf(detail+", %d of %d nodes Ready, %s", c.Name, ready, len(nodes.Items), lab), nil
 }
 
 func installSet(set, dir string) func(ctx context.Context, s *state) (string, error) {

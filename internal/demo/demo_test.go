@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -116,6 +117,47 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 		reports, _, err := agent.Reports(ctx, cs)
 		if err != nil || len(reports) != 0 {
 			t.Errorf("the demo's agents left %d reports behind (%v)", len(reports), err)
+		}
+	})
+
+	t.Run("the data plane is upgraded node by node with the disruption measured", func(t *testing.T) {
+		var detail string
+		for _, st := range res.Steps {
+			if strings.HasPrefix(st.Name, "upgrade the data plane") {
+				detail = st.Detail
+			}
+		}
+		if !strings.Contains(detail, "3 nodes drained and upgraded one at a time") || !strings.Contains(detail, "loss windows") {
+			t.Fatalf("upgrade step: %q", detail)
+		}
+		pods, err := cs.CoreV1().Pods("contrail").List(ctx, metav1.ListOptions{LabelSelector: "app=contrail-vrouter"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		workers := 0
+		for _, p := range pods.Items {
+			if strings.Contains(p.Spec.NodeName, "worker") {
+				workers++
+				if !strings.HasSuffix(p.Spec.Containers[0].Image, ":1.1.0") {
+					t.Errorf("vRouter on %s runs %s", p.Spec.NodeName, p.Spec.Containers[0].Image)
+				}
+			}
+		}
+		if workers != 3 {
+			t.Errorf("%d vRouter pods on workers, want 3", workers)
+		}
+		page, err := os.ReadFile(res.Report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Lab != nil {
+			// In the lab each vRouter restart takes its node's link down:
+			// the report ties the outage to that node's action.
+			for _, n := range []string{"worker-1", "worker-2", "worker-3"} {
+				if !strings.Contains(string(page), "action of "+name+"-"+n) {
+					t.Errorf("the report does not tie an outage to the action of %s", n)
+				}
+			}
 		}
 	})
 

@@ -27,13 +27,13 @@ const (
 // agentProcess names the agent process of a node.
 func agentProcess(node string) string { return "agent-" + node }
 
-// startLab gives every worker a network namespace with its InternalIP on
-// a shared bridge and, when agent names the hitless binary, runs one agent
-// per worker with its sockets in that namespace.
-func (c *Cluster) startLab(ctx context.Context, cs kubernetes.Interface, workers []NodeSpec, agentBinary string) error {
+// startLab gives every node a network namespace with its InternalIP on a
+// shared bridge and, when agentBinary names the hitless binary, runs one
+// agent per node with its sockets in that namespace.
+func (c *Cluster) startLab(ctx context.Context, cs kubernetes.Interface, nodes []NodeSpec, agentBinary string) error {
 	ips := map[string]string{}
-	order := make([]string, 0, len(workers))
-	for _, w := range workers {
+	order := make([]string, 0, len(nodes))
+	for _, w := range nodes {
 		ips[w.Name] = NodeIP(w.Index)
 		order = append(order, w.Name)
 	}

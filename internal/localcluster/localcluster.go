@@ -131,8 +131,8 @@ func (o *Options) Validate() error {
 	if o.Dataplane != DataplaneNone && o.Dataplane != DataplaneNetNS {
 		return &InvalidError{Field: "--dataplane", Msg: fmt.Sprintf("%q: want netns or nothing", o.Dataplane)}
 	}
-	if o.Dataplane == DataplaneNetNS && o.Nodes > 250 {
-		return &InvalidError{Field: "--nodes", Msg: fmt.Sprintf("%d workers: the netns data plane takes at most 250", o.Nodes)}
+	if o.Dataplane == DataplaneNetNS && o.Nodes+o.ControlPlaneNodes > 250 {
+		return &InvalidError{Field: "--nodes", Msg: fmt.Sprintf("%d nodes: the netns data plane takes at most 250", o.Nodes+o.ControlPlaneNodes)}
 	}
 	for k, v := range o.NodeLabels {
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {

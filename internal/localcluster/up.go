@@ -147,8 +147,8 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, c.withLogs(err)
 	}
 	if opts.Dataplane == DataplaneNetNS {
-		progress("creating the netns data plane: a namespace, address and agent per worker")
-		if err := c.startLab(ctx, cs, specs[opts.ControlPlaneNodes:], opts.AgentBinary); err != nil {
+		progress("creating the netns data plane: a namespace, address and agent per node")
+		if err := c.startLab(ctx, cs, specs, opts.AgentBinary); err != nil {
 			return nil, c.withLogs(err)
 		}
 	}

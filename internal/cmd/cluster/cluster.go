@@ -104,7 +104,7 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "Number of worker nodes")
 	cmd.Flags().IntVar(&opts.ControlPlaneNodes, "control-plane-nodes", 1, "Number of control-plane nodes (tainted NoSchedule)")
 	cmd.Flags().StringVar(&labels, "node-labels", "", "Labels added to every worker node, as k=v,k2=v2")
-	cmd.Flags().StringVar(&opts.Dataplane, "dataplane", "", "netns: give each worker a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
+	cmd.Flags().StringVar(&opts.Dataplane, "dataplane", "", "netns: give each node a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
 }
