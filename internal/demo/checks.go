@@ -69,8 +69,6 @@ func startAgents(ctx context.Context, s *state) (string, error) {
 	return fmt.Sprintf("%d agents answering %s (TCP and UDP), reporting to hitless-system", len(nodes.Items), where), nil
 }
 
-
-
 func (s *state) checks(ctx context.Context, kind string) (*check.Report, error) {
 	prep, err := catalog.Prepare(catalog.Options{Kind: kind, Profile: "generic", AgentTimeout: 20 * time.Second})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,7 +68,7 @@ type step struct {
 func steps() []step {
 	return []step{
 		{"local cluster", ensureCluster},
-		{"install sample network plugin 1.0.0", installSet("sample-plugin", examples.PluginV1)},
+		{"install sample network plugin 1.0.0", installPlugin},
 		{"install sample applications", installSet("sample-apps", examples.Apps)},
 		{"inventory", inventory},
 		{"node agents", startAgents},
@@ -178,6 +179,16 @@ func ensureCluster(ctx context.Context, s *state) (string, error) {
 		lab = "a network namespace per node on bridge " + c.Lab.Bridge
 	}
 	return fmt.Sprintf(detail+", %d of %d nodes Ready, %s", c.Name, ready, len(nodes.Items), lab), nil
+}
+
+// installPlugin installs the plugin at 1.0.0, unless an earlier demo run
+// already upgraded its data plane: the demo never downgrades.
+func installPlugin(ctx context.Context, s *state) (string, error) {
+	ds, err := s.client.AppsV1().DaemonSets(dataPlaneNS).Get(ctx, dataPlaneDS, metav1.GetOptions{})
+	if err == nil && len(ds.Spec.Template.Spec.Containers) > 0 && strings.HasSuffix(ds.Spec.Template.Spec.Containers[0].Image, ":1.1.0") {
+		return "already upgraded to 1.1.0 by an earlier run: left as is", nil
+	}
+	return installSet("sample-plugin", examples.PluginV1)(ctx, s)
 }
 
 func installSet(set, dir string) func(ctx context.Context, s *state) (string, error) {

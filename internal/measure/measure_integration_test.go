@@ -119,7 +119,7 @@ func dataPlane(t *testing.T, ns string, grace int64) *appsv1.DaemonSet {
 	clustertest.Eventually(t, time.Minute, func() error {
 		d, err := env.Client(t).AppsV1().DaemonSets(ns).Get(context.Background(), "vrouter", metav1.GetOptions{})
 		if err != nil || d.Status.NumberReady != d.Status.DesiredNumberScheduled || d.Status.DesiredNumberScheduled == 0 {
-			return fmt.Errorf("data plane not ready (%v)", err)
+			return fmt.Errorf("data plane not ready (%w)", err)
 		}
 		return nil
 	})

@@ -53,20 +53,20 @@ type Options struct {
 
 // Session probes a set of peers until stopped.
 type Session struct {
-	opts     Options
-	ep       *Endpoint
-	tag      uint32
-	conn     net.PacketConn
-	byAddr   map[string]*Tracker
-	udp      []*Tracker // by target, fixed at Start
-	mu       sync.Mutex
-	polls    []*Tracker
-	ctx      context.Context // ends sending
-	cancel   context.CancelFunc
-	judging  context.CancelFunc // ends judging, after the last answers
-	wg       sync.WaitGroup
-	judgeWG  sync.WaitGroup
-	stopped  atomic.Bool
+	opts    Options
+	ep      *Endpoint
+	tag     uint32
+	conn    net.PacketConn
+	byAddr  map[string]*Tracker
+	udp     []*Tracker // by target, fixed at Start
+	mu      sync.Mutex
+	polls   []*Tracker
+	ctx     context.Context // ends sending
+	cancel  context.CancelFunc
+	judging context.CancelFunc // ends judging, after the last answers
+	wg      sync.WaitGroup
+	judgeWG sync.WaitGroup
+	stopped atomic.Bool
 }
 
 func sessionTag(id string) uint32 {
