@@ -183,6 +183,16 @@ func (a *Agent) startSession(ctx context.Context, req ProbeRequest, left time.Du
 		_, err := a.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err
 	})
+	if svc, err := a.cs.CoreV1().Services(metav1.NamespaceSystem).Get(ctx, "kube-dns", metav1.GetOptions{}); err == nil && svc.Spec.ClusterIP != "" {
+		server := net.JoinHostPort(svc.Spec.ClusterIP, "53")
+		resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return a.dial(ctx, network, server)
+		}}
+		s.AddPoll("dns", "dns", pollRate, func(ctx context.Context) error {
+			_, err := resolver.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
+			return err
+		})
+	}
 	r := &running{id: req.ID, session: s, cancel: cancel, done: make(chan struct{})}
 	a.mu.Lock()
 	a.session = r

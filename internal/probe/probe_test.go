@@ -250,3 +250,38 @@ func TestTrackerWindows(t *testing.T) {
 		t.Fatalf("latency %+v, want about 1 ms", p.Latency)
 	}
 }
+
+// A polled path (the API server, DNS): a stretch of failing polls is one
+// loss window as long as the stretch.
+func TestPollWindow(t *testing.T) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	s := Start(context.Background(), Serve(c), Options{ID: "poll", From: "n1"}, nil)
+	var down sync.Mutex
+	failing := false
+	s.AddPoll("apiserver", "http", 50, func(context.Context) error {
+		down.Lock()
+		defer down.Unlock()
+		if failing {
+			return fmt.Errorf("refused")
+		}
+		return nil
+	})
+	set := func(v bool) { down.Lock(); failing = v; down.Unlock() }
+	time.Sleep(500 * time.Millisecond)
+	set(true)
+	time.Sleep(time.Second)
+	set(false)
+	time.Sleep(500 * time.Millisecond)
+	s.Stop()
+	p := s.Paths()[0]
+	if p.To != "apiserver" || p.Kind != "http" || len(p.Windows) != 1 {
+		t.Fatalf("path %+v, want one window", p)
+	}
+	if d := p.Windows[0].DurationMs; d < 940 || d > 1060 {
+		t.Fatalf("window of %.0f ms, want about 1000", d)
+	}
+}
