@@ -127,24 +127,20 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 				detail = st.Detail
 			}
 		}
-		if !strings.Contains(detail, "3 nodes drained and upgraded one at a time") || !strings.Contains(detail, "loss windows") {
+		if !strings.Contains(detail, "4 nodes drained and upgraded one at a time") || !strings.Contains(detail, "loss windows") {
 			t.Fatalf("upgrade step: %q", detail)
 		}
 		pods, err := cs.CoreV1().Pods("contrail").List(ctx, metav1.ListOptions{LabelSelector: "app=contrail-vrouter"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		workers := 0
-		for _, p := range pods.Items {
-			if strings.Contains(p.Spec.NodeName, "worker") {
-				workers++
-				if !strings.HasSuffix(p.Spec.Containers[0].Image, ":1.1.0") {
-					t.Errorf("vRouter on %s runs %s", p.Spec.NodeName, p.Spec.Containers[0].Image)
-				}
-			}
+		if len(pods.Items) != 4 {
+			t.Errorf("%d vRouter pods, want one on each of the 4 nodes", len(pods.Items))
 		}
-		if workers != 3 {
-			t.Errorf("%d vRouter pods on workers, want 3", workers)
+		for _, p := range pods.Items {
+			if !strings.HasSuffix(p.Spec.Containers[0].Image, ":1.1.0") {
+				t.Errorf("vRouter on %s runs %s", p.Spec.NodeName, p.Spec.Containers[0].Image)
+			}
 		}
 		page, err := os.ReadFile(res.Report)
 		if err != nil {
@@ -153,7 +149,7 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 		if c.Lab != nil {
 			// In the lab each vRouter restart takes its node's link down:
 			// the report ties the outage to that node's action.
-			for _, n := range []string{"worker-1", "worker-2", "worker-3"} {
+			for _, n := range []string{"worker-1", "worker-2", "worker-3", "control-plane-1"} {
 				if !strings.Contains(string(page), "action of "+name+"-"+n) {
 					t.Errorf("the report does not tie an outage to the action of %s", n)
 				}

@@ -73,7 +73,8 @@ func upgradeDataPlane(ctx context.Context, s *state) (string, error) {
 		return "", err
 	}
 	time.Sleep(time.Second) // a quiet baseline before the first node
-	spec := roll.Spec{Selector: "node-role.kubernetes.io/worker", RestartDaemonSet: dataPlaneNS + "/" + dataPlaneDS, Batch: "1"}
+	// Every node runs a vRouter: all of them, the control plane last.
+	spec := roll.Spec{RestartDaemonSet: dataPlaneNS + "/" + dataPlaneDS, Batch: "1", Order: "control-plane-last"}
 	res, runErr := roll.Run(ctx, s.client, roll.Options{Spec: spec, Command: "hitless demo", Yes: true,
 		Progress: func(e roll.Event) {
 			if e.Node != "" {

@@ -81,7 +81,8 @@ func TestProbeRunSeesLinkDown(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Agents) != 3 || len(rep.Missing) != 0 || rep.Summary.Paths != 9 {
+	n := len(c.Lab.Nodes)
+	if len(rep.Agents) != n || len(rep.Missing) != 0 || rep.Summary.Paths != n*(n-1)+n {
 		t.Fatalf("agents %v missing %v paths %d", rep.Agents, rep.Missing, rep.Summary.Paths)
 	}
 	for _, p := range rep.Paths {
