@@ -131,7 +131,7 @@ h1{font-size:20px;margin:0 0 4px}
 .kpis{display:flex;gap:16px;margin:12px 0 20px}
 .kpi{border:1px solid #d9dee8;border-radius:6px;padding:8px 14px}
 .kpi b{display:block;font-size:20px}
-svg{border:1px solid #d9dee8;border-radius:6px;background:#fbfcfe}
+svg{border:1px solid #d9dee8;border-radius:6px;background:#fbfcfe;max-width:100%;height:auto}
 .lane{fill:#f1f3f8}.lanelabel{font-size:12px;fill:#1d2330}
 .tick{stroke:#d9dee8}.ticklabel{font-size:11px;fill:#5b6475}
 .cordon{fill:#8fa8d8}.drain{fill:#e0a84f}.action{fill:#7a5cc2}.wait{fill:#5fb0a5}.uncordon{fill:#9cc58a}.hook{fill:#b5b5b5}.other{fill:#c7cbd4}
@@ -139,7 +139,7 @@ svg{border:1px solid #d9dee8;border-radius:6px;background:#fbfcfe}
 rect:hover{stroke:#000;stroke-width:1}
 table{border-collapse:collapse;margin-top:18px}
 th,td{border-bottom:1px solid #e3e7ef;padding:4px 10px;text-align:right}
-th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
+th:first-child,td:first-child,th:nth-child(2),td:nth-child(2),.windows td:last-child,.windows th:last-child{text-align:left}
 .bad{color:#c02828;font-weight:600}
 .legend span{display:inline-block;margin-right:14px}.legend i{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle}
 </style></head><body>
@@ -159,7 +159,7 @@ th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
 {{end}}{{range .Steps}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="10"><title>{{.Title}}</title></rect>
 {{end}}{{range .Marks}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="7"><title>{{.Title}}</title></rect>
 {{end}}</svg>
-{{if .Rep.Windows}}<h2>Loss windows</h2><table><tr><th>start</th><th>path</th><th>duration</th><th>lost</th><th>during</th></tr>
+{{if .Rep.Windows}}<h2>Loss windows</h2><table class="windows"><tr><th>start</th><th>path</th><th>duration</th><th>lost</th><th>during</th></tr>
 {{range .Rep.Windows}}<tr><td>{{.Start.Format "15:04:05.000"}}</td><td>{{.From}} &rarr; {{.To}}</td><td>{{printf "%.0f" .DurationMs}} ms</td><td>{{.Lost}}</td><td>{{if .Node}}{{.Phase}} of {{.Node}}{{if not .OnPath}} (not on this path){{end}}{{else}}no step{{end}}</td></tr>
 {{end}}</table>{{end}}
 <h2>Paths</h2><table><tr><th>from</th><th>to</th><th>sent</th><th>lost</th><th>loss %</th><th>longest outage</th><th>windows</th><th>p50 ms</th><th>p99 ms</th><th>TCP resets</th></tr>
