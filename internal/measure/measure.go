@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -70,10 +71,27 @@ type Live struct {
 	started time.Time
 }
 
+// ErrNoAgents is returned when no node agent runs to measure anything.
+var ErrNoAgents = errors.New("no node agent runs in this cluster, so nothing would be measured: deploy them (hitless agent manifest | kubectl apply -f -) or start the local cluster with --dataplane netns")
+
+func needAgents(ctx context.Context, cs kubernetes.Interface) error {
+	known, _, err := agent.Reports(ctx, cs)
+	if err != nil {
+		return err
+	}
+	if len(known) == 0 {
+		return ErrNoAgents
+	}
+	return nil
+}
+
 // Start asks every agent to probe until Stop.
 func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Live, error) {
 	if opts.Rate <= 0 {
 		opts.Rate = 100
+	}
+	if err := needAgents(ctx, cs); err != nil {
+		return nil, err
 	}
 	l := &Live{cs: cs, id: newID(), opts: opts, started: time.Now()}
 	if err := agent.AskProbe(ctx, cs, agent.ProbeRequest{ID: l.id, Rate: opts.Rate, Sample: opts.Sample, Asked: l.started}); err != nil {
@@ -142,6 +160,9 @@ func (l *Live) collect(ctx context.Context, wait time.Duration) (*Report, error)
 func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Report, error) {
 	if opts.Rate <= 0 {
 		opts.Rate = 100
+	}
+	if err := needAgents(ctx, cs); err != nil {
+		return nil, err
 	}
 	l := &Live{cs: cs, id: newID(), opts: opts, started: time.Now()}
 	req := agent.ProbeRequest{ID: l.id, Rate: opts.Rate, Sample: opts.Sample, Duration: opts.Duration, Asked: l.started}

@@ -61,6 +61,17 @@ func startAgents(t *testing.T) {
 	}
 }
 
+// Without agents nothing can be measured: the command says so instead of
+// reporting a quiet network.
+func TestProbeRunWithoutAgents(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := app.Run(context.Background(), "hitless", []string{"probe", "run", "--duration", "1s", "--kubeconfig", env.Kubeconfig(t)},
+		genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
+	if code != 1 || !strings.Contains(errb.String(), "no node agent runs in this cluster") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
 // A measured run with a link-down injected on one node, through the
 // command, with its JSON.
 func TestProbeRunSeesLinkDown(t *testing.T) {
