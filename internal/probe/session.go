@@ -56,7 +56,6 @@ type Session struct {
 	opts    Options
 	ep      *Endpoint
 	tag     uint32
-	conn    net.PacketConn
 	byAddr  map[string]*Tracker
 	udp     []*Tracker // by target, fixed at Start
 	mu      sync.Mutex
@@ -75,8 +74,8 @@ func sessionTag(id string) uint32 {
 	return h.Sum32()
 }
 
-// Start begins probing targets over conn, the socket the endpoint serves
-// (answers come back to it and the endpoint hands them to the session).
+// Start begins probing targets from the endpoint's socket; the endpoint
+// hands the answers to the session.
 func Start(ctx context.Context, ep *Endpoint, opts Options, targets []Target) *Session {
 	if opts.Rate <= 0 {
 		opts.Rate = 100
@@ -86,7 +85,7 @@ func Start(ctx context.Context, ep *Endpoint, opts Options, targets []Target) *S
 	}
 	jctx, judging := context.WithCancel(ctx)
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Session{opts: opts, ep: ep, tag: sessionTag(opts.ID), conn: ep.conn, byAddr: map[string]*Tracker{}, ctx: ctx, cancel: cancel, judging: judging}
+	s := &Session{opts: opts, ep: ep, tag: sessionTag(opts.ID), byAddr: map[string]*Tracker{}, ctx: ctx, cancel: cancel, judging: judging}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Node < targets[j].Node })
 	for _, t := range targets {
 		tr := NewTracker(opts.From, t.Node, "udp", opts.Rate, opts.Timeout)
@@ -104,7 +103,7 @@ func Start(ctx context.Context, ep *Endpoint, opts Options, targets []Target) *S
 
 // AddPoll adds a path measured by calling fn rate times a second (the API
 // server, DNS) for the session's life: an error or a timeout is a lost
-// probe.
+// probe. Call it right after Start, before Stop.
 func (s *Session) AddPoll(to, kind string, rate int, fn func(ctx context.Context) error) {
 	ctx := s.ctx
 	tr := NewTracker(s.opts.From, to, kind, rate, s.opts.Timeout)
