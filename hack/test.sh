@@ -38,6 +38,7 @@ step "fuzz the parsers"
 go test -run '^$' -fuzz FuzzParse -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/manifest
 go test -run '^$' -fuzz '^FuzzParseNetwork$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/params
 go test -run '^$' -fuzz '^FuzzParseMatrix$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/params
+go test -run '^$' -fuzz '^FuzzLoadValidate$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/component
 
 step "local cluster binaries (built once, then cached)"
 go run ./cmd/hitless cluster binaries

@@ -1,0 +1,200 @@
+package component
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/hitless-dev/hitless/internal/manifest"
+)
+
+// Scope tells namespaced kinds from cluster-scoped ones, and which
+// namespaces already exist; the cluster's discovery answers in the
+// commands, a table in tests.
+type Scope interface {
+	// Namespaced reports whether objects of gk live in a namespace; ok is
+	// false when the cluster does not know the kind.
+	Namespaced(gk schema.GroupKind) (namespaced, ok bool)
+	// NamespaceExists reports whether the namespace exists in the cluster.
+	NamespaceExists(name string) bool
+}
+
+// Checks tune validation.
+type Checks struct {
+	// MixedVersions allows images at more than one release.
+	MixedVersions bool
+}
+
+// Validate checks a source before anything changes: every kind known (or
+// defined by a CRD in the source), every namespaced object with a
+// namespace that exists or is in the source, no object twice, and every
+// image at one release. It returns an InvalidError listing all problems.
+// A namespace on a cluster-scoped object is dropped with a warning.
+func Validate(src *Source, scope Scope, checks Checks) error {
+	var ps []Problem
+	ps = append(ps, namespaces(src, scope)...)
+	ps = append(ps, duplicates(src)...)
+	if !checks.MixedVersions {
+		ps = append(ps, releases(src)...)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	sortProblems(ps)
+	return &InvalidError{Source: src.Path, Problems: ps}
+}
+
+func key(u *unstructured.Unstructured) string {
+	gk := u.GroupVersionKind().GroupKind()
+	return gk.String() + "/" + u.GetNamespace() + "/" + u.GetName()
+}
+
+func duplicates(src *Source) []Problem {
+	seen := map[string]manifest.Object{}
+	var ps []Problem
+	for _, o := range src.Objects {
+		k := key(o.Unstructured)
+		if first, ok := seen[k]; ok {
+			ps = append(ps, problem(o, "metadata.name", "duplicate object: already defined in %s document %d", first.File, first.Document))
+			continue
+		}
+		seen[k] = o
+	}
+	return ps
+}
+
+// crdScopes returns the kinds the source's CRDs define and whether each
+// is namespaced.
+func crdScopes(src *Source) map[schema.GroupKind]bool {
+	out := map[schema.GroupKind]bool{}
+	for _, o := range src.Objects {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+		scope, _, _ := unstructured.NestedString(o.Object, "spec", "scope")
+		out[schema.GroupKind{Group: group, Kind: kind}] = scope == "Namespaced"
+	}
+	return out
+}
+
+func namespaces(src *Source, scope Scope) []Problem {
+	crds := crdScopes(src)
+	inSource := map[string]bool{}
+	for _, o := range src.Objects {
+		if o.GetKind() == "Namespace" && o.GroupVersionKind().Group == "" {
+			inSource[o.GetName()] = true
+		}
+	}
+	var ps []Problem
+	src.Warnings = nil
+	for _, o := range src.Objects {
+		gk := o.GroupVersionKind().GroupKind()
+		namespaced, ok := crds[gk]
+		if !ok {
+			namespaced, ok = scope.Namespaced(gk)
+		}
+		if !ok {
+			ps = append(ps, problem(o, "kind", "kind %s is not served by the cluster and no CustomResourceDefinition in the source defines it", gk))
+			continue
+		}
+		ns := o.GetNamespace()
+		switch {
+		case !namespaced && ns != "":
+			src.Warnings = append(src.Warnings, problem(o, "metadata.namespace", "%s is cluster-scoped: namespace %q ignored", gk.Kind, ns))
+			o.SetNamespace("")
+		case namespaced && ns == "":
+			ps = append(ps, problem(o, "metadata.namespace", "%s is namespaced and has no namespace; name one so it cannot land in the wrong place", gk.Kind))
+		case namespaced && !inSource[ns] && !scope.NamespaceExists(ns):
+			ps = append(ps, problem(o, "metadata.namespace", "namespace %q exists neither in the cluster nor in the source", ns))
+		}
+	}
+	return ps
+}
+
+// podSpecPath is where each workload kind keeps its pod spec.
+var podSpecPath = map[string][]string{
+	"Pod":         {"spec"},
+	"Deployment":  {"spec", "template", "spec"},
+	"StatefulSet": {"spec", "template", "spec"},
+	"DaemonSet":   {"spec", "template", "spec"},
+	"ReplicaSet":  {"spec", "template", "spec"},
+	"Job":         {"spec", "template", "spec"},
+	"CronJob":     {"spec", "jobTemplate", "spec", "template", "spec"},
+}
+
+// Image is one container image of the source.
+type Image struct {
+	Object manifest.Object
+	Field  string
+	Image  string
+	Tag    string // "" when untagged (or by digest only)
+}
+
+// Images lists every container image of the source's workloads.
+func Images(src *Source) []Image {
+	var out []Image
+	for _, o := range src.Objects {
+		p, ok := podSpecPath[o.GetKind()]
+		if !ok {
+			continue
+		}
+		for _, list := range []string{"initContainers", "containers"} {
+			cs, _, _ := unstructured.NestedSlice(o.Object, append(slices.Clone(p), list)...)
+			for i, c := range cs {
+				m, ok := c.(map[string]any)
+				if !ok {
+					continue
+				}
+				img, _ := m["image"].(string)
+				out = append(out, Image{Object: o, Field: fmt.Sprintf("%s.%s[%d].image", strings.Join(p, "."), list, i), Image: img, Tag: tag(img)})
+			}
+		}
+	}
+	return out
+}
+
+// tag returns an image reference's tag, "" when it has none.
+func tag(image string) string {
+	if i := strings.Index(image, "@"); i >= 0 {
+		image = image[:i]
+	}
+	slash := strings.LastIndex(image, "/")
+	if i := strings.LastIndex(image, ":"); i > slash {
+		return image[i+1:]
+	}
+	return ""
+}
+
+// releases checks that every tagged image is at the same tag (seed 000:
+// every manifest refers to the same software version). Untagged images
+// carry no version to compare and are left to the caller to report.
+func releases(src *Source) []Problem {
+	count := map[string]int{}
+	for _, img := range Images(src) {
+		if img.Tag != "" {
+			count[img.Tag]++
+		}
+	}
+	if len(count) <= 1 {
+		return nil
+	}
+	// The release is the most common tag; the others are the problems.
+	best := ""
+	for t, n := range count {
+		if n > count[best] || (n == count[best] && t < best) {
+			best = t
+		}
+	}
+	var ps []Problem
+	for _, img := range Images(src) {
+		if img.Tag != "" && img.Tag != best {
+			ps = append(ps, problem(img.Object, img.Field, "image %s is at %s, the other images at %s (allow with --allow-mixed-versions)", img.Image, img.Tag, best))
+		}
+	}
+	return ps
+}
