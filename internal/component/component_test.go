@@ -14,7 +14,7 @@ import (
 
 // scope is a cluster's namespaces as a table; its kinds are builtins.
 type scope struct {
-	namespaces    map[string]bool
+	namespaces map[string]bool
 }
 
 var builtins = map[string]bool{ // Kind -> namespaced
