@@ -102,16 +102,21 @@ func Publish(ctx context.Context, cs kubernetes.Interface, r *Report) error {
 		},
 		BinaryData: map[string][]byte{reportKey: packed},
 	}
-	cms := cs.CoreV1().ConfigMaps(lock.Namespace)
-	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("publishing report of node %s: %w", r.Node, err)
-	}
-	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+	if err := put(ctx, cs, cm); err != nil {
 		return fmt.Errorf("publishing report of node %s: %w", r.Node, err)
 	}
 	return nil
+}
+
+// put writes cm in hitless-system, replacing what is there: these
+// ConfigMaps have a single writer, so the last write wins.
+func put(ctx context.Context, cs kubernetes.Interface, cm *corev1.ConfigMap) error {
+	cms := cs.CoreV1().ConfigMaps(lock.Namespace)
+	_, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+	}
+	return err
 }
 
 func decodeReport(cm *corev1.ConfigMap) (*Report, error) {
@@ -149,13 +154,7 @@ func Ask(ctx context.Context, cs kubernetes.Interface, req Request) error {
 			Labels: map[string]string{"app.kubernetes.io/managed-by": "hitless"}},
 		Data: map[string]string{requestID: req.ID, requestProf: req.Profile, requestAsked: req.Asked.UTC().Format(time.RFC3339Nano)},
 	}
-	cms := cs.CoreV1().ConfigMaps(lock.Namespace)
-	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("asking the agents for fresh results: %w", err)
-	}
-	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+	if err := put(ctx, cs, cm); err != nil {
 		return fmt.Errorf("asking the agents for fresh results: %w", err)
 	}
 	return nil

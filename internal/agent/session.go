@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
@@ -76,13 +75,7 @@ func AskProbe(ctx context.Context, cs kubernetes.Interface, req ProbeRequest) er
 		Data: map[string]string{"id": req.ID, "rate": strconv.Itoa(req.Rate), "duration": req.Duration.String(),
 			"sample": strconv.Itoa(req.Sample), "stop": strconv.FormatBool(req.Stop), "asked": req.Asked.UTC().Format(time.RFC3339Nano)},
 	}
-	cms := cs.CoreV1().ConfigMaps(lock.Namespace)
-	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("asking the agents to probe: %w", err)
-	}
-	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+	if err := put(ctx, cs, cm); err != nil {
 		return fmt.Errorf("asking the agents to probe: %w", err)
 	}
 	return nil
@@ -118,13 +111,7 @@ func publishProbe(ctx context.Context, cs kubernetes.Interface, r *ProbeResult) 
 			Annotations: map[string]string{"hitless.dev/session": r.Session}},
 		BinaryData: map[string][]byte{"result.json.gz": packed},
 	}
-	cms := cs.CoreV1().ConfigMaps(lock.Namespace)
-	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err == nil {
-		return nil
-	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("publishing probe result of %s: %w", r.Node, err)
-	}
-	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+	if err := put(ctx, cs, cm); err != nil {
 		return fmt.Errorf("publishing probe result of %s: %w", r.Node, err)
 	}
 	return nil

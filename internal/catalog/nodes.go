@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/version"
+	nodeutil "k8s.io/component-helpers/node/util"
 	resourcehelper "k8s.io/component-helpers/resource"
 
 	"github.com/hitless-dev/hitless/internal/check"
@@ -39,12 +40,8 @@ func isControlPlane(n *corev1.Node) bool {
 }
 
 func readyCondition(n *corev1.Node) *corev1.NodeCondition {
-	for i := range n.Status.Conditions {
-		if n.Status.Conditions[i].Type == corev1.NodeReady {
-			return &n.Status.Conditions[i]
-		}
-	}
-	return nil
+	_, c := nodeutil.GetNodeCondition(&n.Status, corev1.NodeReady)
+	return c
 }
 
 func ready(n *corev1.Node) bool {
@@ -222,6 +219,8 @@ func drainFit(_ context.Context, in *Input) check.Outcome {
 	}
 	used := map[string]*load{}
 	evictable := map[string][]*corev1.Pod{}
+	reqs := map[*corev1.Pod]corev1.ResourceList{} // evictable pods' requests, computed once
+	evictCPU := map[string]int64{}                // by node, in millicores
 	for i := range in.Snap.Pods {
 		p := &in.Snap.Pods[i]
 		if !active(p) {
@@ -238,6 +237,8 @@ func drainFit(_ context.Context, in *Input) check.Outcome {
 		l.pods++
 		if !daemonSetPod(p) && !mirrorPod(p) {
 			evictable[p.Spec.NodeName] = append(evictable[p.Spec.NodeName], p)
+			reqs[p] = req
+			evictCPU[p.Spec.NodeName] += quantity(req, corev1.ResourceCPU, true)
 		}
 	}
 	var nodes []*corev1.Node
@@ -250,13 +251,7 @@ func drainFit(_ context.Context, in *Input) check.Outcome {
 		return check.Skipped("fewer than two schedulable nodes; nodes.min-workers reports it")
 	}
 	busiest := nodes[0]
-	weight := func(n *corev1.Node) int64 {
-		var cpu int64
-		for _, p := range evictable[n.Name] {
-			cpu += quantity(resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}), corev1.ResourceCPU, true)
-		}
-		return cpu*1000 + int64(len(evictable[n.Name]))
-	}
+	weight := func(n *corev1.Node) int64 { return evictCPU[n.Name]*1000 + int64(len(evictable[n.Name])) }
 	for _, n := range nodes[1:] {
 		if weight(n) > weight(busiest) {
 			busiest = n
@@ -281,10 +276,6 @@ func drainFit(_ context.Context, in *Input) check.Outcome {
 			pod: n.Status.Allocatable.Pods().Value() - l.pods})
 	}
 	pods := slices.Clone(evictable[busiest.Name])
-	reqs := map[*corev1.Pod]corev1.ResourceList{}
-	for _, p := range pods {
-		reqs[p] = resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
-	}
 	sort.SliceStable(pods, func(a, b int) bool {
 		return quantity(reqs[pods[a]], corev1.ResourceCPU, true) > quantity(reqs[pods[b]], corev1.ResourceCPU, true)
 	})

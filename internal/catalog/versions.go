@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hitless-dev/hitless/internal/check"
+	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/params"
 )
 
@@ -17,17 +18,14 @@ func versionChecks() []check.Check[*Input] {
 	}
 }
 
-// splitImage returns an image's repository and tag ("" when it has only a
-// digest or nothing).
+// splitImage returns an image's repository and tag, "latest" for an
+// untagged one (what the runtime pulls).
 func splitImage(image string) (repo, tag string) {
-	if i := strings.Index(image, "@"); i >= 0 {
-		image = image[:i]
+	repo, tag = component.SplitImage(image)
+	if tag == "" {
+		tag = "latest"
 	}
-	slash := strings.LastIndex(image, "/")
-	if i := strings.LastIndex(image, ":"); i > slash {
-		return image[:i], image[i+1:]
-	}
-	return image, "latest"
+	return repo, tag
 }
 
 func matrix(_ context.Context, in *Input) check.Outcome {

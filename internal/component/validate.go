@@ -151,23 +151,29 @@ func Images(src *Source) []Image {
 					continue
 				}
 				img, _ := m["image"].(string)
-				out = append(out, Image{Object: o, Field: fmt.Sprintf("%s.%s[%d].image", strings.Join(p, "."), list, i), Image: img, Tag: tag(img)})
+				out = append(out, Image{Object: o, Field: fmt.Sprintf("%s.%s[%d].image", strings.Join(p, "."), list, i), Image: img, Tag: imageTag(img)})
 			}
 		}
 	}
 	return out
 }
 
-// tag returns an image reference's tag, "" when it has none.
-func tag(image string) string {
+// SplitImage returns an image reference's repository and tag; the tag is
+// "" when the reference has none (untagged, or by digest only).
+func SplitImage(image string) (repo, tag string) {
 	if i := strings.Index(image, "@"); i >= 0 {
 		image = image[:i]
 	}
 	slash := strings.LastIndex(image, "/")
 	if i := strings.LastIndex(image, ":"); i > slash {
-		return image[i+1:]
+		return image[:i], image[i+1:]
 	}
-	return ""
+	return image, ""
+}
+
+func imageTag(image string) string {
+	_, t := SplitImage(image)
+	return t
 }
 
 // releases checks that every tagged image is at the same tag (seed 000:

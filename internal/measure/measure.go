@@ -100,18 +100,6 @@ func Start(ctx context.Context, cs kubernetes.Interface, opts Options) (*Live, e
 	return l, nil
 }
 
-// ID is the session's id.
-func (l *Live) ID() string { return l.id }
-
-// Now returns the numbers the agents have published so far.
-func (l *Live) Now(ctx context.Context) (*Report, error) {
-	res, err := agent.ProbeResults(ctx, l.cs, l.id)
-	if err != nil {
-		return nil, err
-	}
-	return l.report(res, time.Now()), nil
-}
-
 // Stop ends the session and waits (up to wait) for every agent's final
 // numbers.
 func (l *Live) Stop(ctx context.Context, wait time.Duration) (*Report, error) {
@@ -122,36 +110,48 @@ func (l *Live) Stop(ctx context.Context, wait time.Duration) (*Report, error) {
 }
 
 func (l *Live) collect(ctx context.Context, wait time.Duration) (*Report, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		res, err := agent.ProbeResults(ctx, l.cs, l.id)
-		if err != nil {
-			return nil, err
-		}
-		known, _, err := agent.Reports(ctx, l.cs)
-		if err != nil {
-			return nil, err
-		}
+	known, _, err := agent.Reports(ctx, l.cs)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.await(ctx, wait, 250*time.Millisecond, func(res map[string]*agent.ProbeResult) bool {
 		final := 0
 		for _, r := range res {
 			if r.Final {
 				final++
 			}
 		}
-		if final >= len(known) || time.Now().After(deadline) {
-			rep := l.report(res, time.Now())
-			for n := range known {
-				if r := res[n]; r == nil || !r.Final {
-					rep.Missing = append(rep.Missing, n)
-				}
-			}
-			slices.Sort(rep.Missing)
-			return rep, nil
+		return final >= len(known)
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep := l.report(res, time.Now())
+	for n := range known {
+		if r := res[n]; r == nil || !r.Final {
+			rep.Missing = append(rep.Missing, n)
+		}
+	}
+	slices.Sort(rep.Missing)
+	return rep, nil
+}
+
+// await reads the session's numbers every interval until done says they
+// are complete or wait has passed, and returns the last read.
+func (l *Live) await(ctx context.Context, wait, every time.Duration, done func(map[string]*agent.ProbeResult) bool) (map[string]*agent.ProbeResult, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		res, err := agent.ProbeResults(ctx, l.cs, l.id)
+		if err != nil {
+			return nil, err
+		}
+		if done(res) || time.Now().After(deadline) {
+			return res, nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
@@ -231,27 +231,18 @@ func (b Budget) Exceeded(rep *Report) string {
 // Fresh returns the numbers once every agent has published after since,
 // or what there is after timeout.
 func (l *Live) Fresh(ctx context.Context, since time.Time, timeout time.Duration) (*Report, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		res, err := agent.ProbeResults(ctx, l.cs, l.id)
-		if err != nil {
-			return nil, err
-		}
-		fresh := len(res) > 0
+	res, err := l.await(ctx, timeout, 100*time.Millisecond, func(res map[string]*agent.ProbeResult) bool {
 		for _, r := range res {
 			if r.Updated.Before(since) {
-				fresh = false
+				return false
 			}
 		}
-		if fresh || time.Now().After(deadline) {
-			return l.report(res, time.Now()), nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return len(res) > 0
+	})
+	if err != nil {
+		return nil, err
 	}
+	return l.report(res, time.Now()), nil
 }
 
 // BudgetError is a disruption budget exceeded before a node.

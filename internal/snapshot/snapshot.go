@@ -160,16 +160,19 @@ func Take(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) (
 		s.APIServices, _, err = listDynamic(ctx, dyn, APIServices)
 		return err
 	})
-	for name, into := range map[string]*[]unstructured.Unstructured{
-		"clusteroperators":   &s.ClusterOperators,
-		"machineconfigpools": &s.MachineConfigPools,
-		"networks.config":    &s.NetworkConfigs,
+	for _, l := range []struct {
+		name string
+		gvr  schema.GroupVersionResource
+		into *[]unstructured.Unstructured
+	}{
+		{"clusteroperators", ClusterOperators, &s.ClusterOperators},
+		{"machineconfigpools", MachineConfigPools, &s.MachineConfigPools},
+		{"networks.config", NetworkConfigs, &s.NetworkConfigs},
 	} {
-		gvr := map[string]schema.GroupVersionResource{"clusteroperators": ClusterOperators, "machineconfigpools": MachineConfigPools, "networks.config": NetworkConfigs}[name]
-		read(name, func() error {
-			items, found, err := listDynamic(ctx, dyn, gvr)
+		read(l.name, func() error {
+			items, found, err := listDynamic(ctx, dyn, l.gvr)
 			if found {
-				*into = items
+				*l.into = items
 			}
 			return err
 		})

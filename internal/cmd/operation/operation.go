@@ -122,13 +122,21 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 		defer progress.Close()
 		opts.Progress = progress.Event
 	}
-	var live *measure.Live
+	var (
+		live      *measure.Live
+		budgetHit bool // the gate paused the roll
+	)
 	if probing.Enabled && !opts.DryRun {
 		var err error
 		if live, err = measure.Start(ctx, cs, probing.Options); err != nil {
 			return err
 		}
-		opts.Gate = live.Gate(probing.Budget)
+		gate := live.Gate(probing.Budget)
+		opts.Gate = func(ctx context.Context, next string) error {
+			err := gate(ctx, next)
+			budgetHit = budgetHit || err != nil
+			return err
+		}
 	}
 	res, runErr := roll.Run(ctx, cs, opts)
 	out := rollOutput{Result: res}
@@ -138,7 +146,7 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 			return err
 		}
 		if res != nil && res.Operation != nil {
-			if probing.OnBudget == "abort" && res.Operation.Status == journal.Paused && strings.Contains(res.Operation.Message, "disruption budget exceeded") {
+			if probing.OnBudget == "abort" && budgetHit && res.Operation.Status == journal.Paused {
 				op, err := roll.Abort(ctx, cs, res.Operation.ID, CommandLine(), 5*time.Minute)
 				if err == nil {
 					res.Operation = op
