@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -87,6 +88,29 @@ func (l *Lab) Create() error {
 		if err := l.addNode(br, n); err != nil {
 			_ = l.Delete()
 			return fmt.Errorf("lab node %s: %w", n.Name, err)
+		}
+	}
+	// Links come up asynchronously; a lab is ready when every veth end on
+	// the bridge carries, so the first probes do not measure its start.
+	if err := l.waitUp(5 * time.Second); err != nil {
+		_ = l.Delete()
+		return err
+	}
+	return nil
+}
+
+func (l *Lab) waitUp(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, n := range l.Nodes {
+		for {
+			link, err := netlink.LinkByName(n.HostVeth)
+			if err == nil && link.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("lab node %s: link %s not up after %s", n.Name, n.HostVeth, timeout)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	return nil
