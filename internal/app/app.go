@@ -16,18 +16,25 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/hitless-dev/hitless/internal/cmd/abort"
 	"github.com/hitless-dev/hitless/internal/cmd/agent"
 	"github.com/hitless-dev/hitless/internal/cmd/checks"
 	"github.com/hitless-dev/hitless/internal/cmd/cluster"
 	"github.com/hitless-dev/hitless/internal/cmd/demo"
+	"github.com/hitless-dev/hitless/internal/cmd/diff"
+	"github.com/hitless-dev/hitless/internal/cmd/history"
+	"github.com/hitless-dev/hitless/internal/cmd/install"
 	"github.com/hitless-dev/hitless/internal/cmd/postflight"
 	"github.com/hitless-dev/hitless/internal/cmd/preflight"
 	"github.com/hitless-dev/hitless/internal/cmd/probe"
 	"github.com/hitless-dev/hitless/internal/cmd/resume"
 	"github.com/hitless-dev/hitless/internal/cmd/roll"
+	"github.com/hitless-dev/hitless/internal/cmd/rollback"
 	"github.com/hitless-dev/hitless/internal/cmd/status"
+	"github.com/hitless-dev/hitless/internal/cmd/uninstall"
+	"github.com/hitless-dev/hitless/internal/cmd/upgrade"
 	"github.com/hitless-dev/hitless/internal/cmd/version"
 	"github.com/hitless-dev/hitless/internal/exitcode"
 )
@@ -44,6 +51,9 @@ func Main() int {
 // Run executes the command line args as program name argv0 would and
 // returns the exit code. Errors are printed to streams.ErrOut.
 func Run(ctx context.Context, argv0 string, args []string, streams genericiooptions.IOStreams) int {
+	// controller-runtime's client (under fluxcd/pkg/ssa) logs through its
+	// own root logger: it goes to klog like the rest.
+	ctrllog.SetLogger(klog.NewKlogr())
 	root, reached := NewRoot(argv0, streams)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -109,6 +119,12 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		checks.NewCommand(streams, flags),
 		agent.NewCommand(streams, flags),
 		probe.NewCommand(streams, flags),
+		install.NewCommand(streams, flags),
+		upgrade.NewCommand(streams, flags),
+		diff.NewCommand(streams, flags),
+		rollback.NewCommand(streams, flags),
+		uninstall.NewCommand(streams, flags),
+		history.NewCommand(streams, flags),
 	)
 	return root, reached
 }

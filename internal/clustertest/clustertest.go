@@ -30,6 +30,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/hitless-dev/hitless/internal/localcluster"
 )
@@ -69,6 +71,7 @@ func New(opts Options) *Env {
 // Run starts the cluster (unless -short), runs the tests, stops the
 // cluster and returns the exit code for os.Exit.
 func (e *Env) Run(m *testing.M) int {
+	ctrllog.SetLogger(klog.NewKlogr())
 	flag.Parse()
 	if testing.Short() {
 		e.skip = true

@@ -80,8 +80,33 @@ type Operation struct {
 	Finished *time.Time      `json:"finished,omitempty"`
 	Runs     int             `json:"runs"` // how many processes have run it (1 + resumes)
 	Nodes    []Node          `json:"nodes,omitempty"`
+	// Steps are the phases of an operation that is not node by node (a
+	// component install or upgrade), each written before it acts.
+	Steps []Step `json:"steps,omitempty"`
 
 	resourceVersion string
+}
+
+// Step is one phase of an operation.
+type Step struct {
+	Name     string     `json:"name"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Error    string     `json:"error,omitempty"`
+	// Detail is what the step did, one line per item.
+	Detail []string `json:"detail,omitempty"`
+	// Runs counts the starts; more than one means a crash interrupted it.
+	Runs int `json:"runs"`
+}
+
+// StepByName returns a pointer to the named step, or nil.
+func (o *Operation) StepByName(name string) *Step {
+	for i := range o.Steps {
+		if o.Steps[i].Name == name {
+			return &o.Steps[i]
+		}
+	}
+	return nil
 }
 
 // Node is one node's progress through an operation.

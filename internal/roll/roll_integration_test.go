@@ -28,6 +28,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/journal"
 	"github.com/hitless-dev/hitless/internal/lock"
 	"github.com/hitless-dev/hitless/internal/roll"
+	podutils "k8s.io/kubectl/pkg/util/podutils"
 )
 
 var env = clustertest.New(clustertest.Options{Workers: 2})
@@ -48,7 +49,7 @@ func TestMain(m *testing.M) {
 // PDB minAvailable n-1), with 1 s grace periods; and starts the guard that
 // fails the test if the roll breaks a PDB or takes more than batch nodes
 // away at once.
-func pool(t *testing.T, n, batch int) (ns, selector string, nodes []string, g *guard) {
+func pool(t *testing.T, n, batch int) (ns, selector string, nodes []string, g *clustertest.Guard) {
 	t.Helper()
 	id := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(id) > 50 {
@@ -64,7 +65,7 @@ func pool(t *testing.T, n, batch int) (ns, selector string, nodes []string, g *g
 	env.PDB(t, ns, "api", nil, ptr.To(intstr.FromInt32(int32(n-1))))
 	env.WaitDeploymentAvailable(t, ns, "web", time.Minute)
 	env.WaitDeploymentAvailable(t, ns, "api", time.Minute)
-	g = startGuard(t, env.Client(t), ns, nodes, batch)
+	g = clustertest.StartGuard(t, env.Client(t), ns, nodes, batch)
 	return ns, "roll-test=" + id, nodes, g
 }
 
@@ -275,7 +276,7 @@ func TestPDBThatNeverAllowsEviction(t *testing.T) {
 			env.Deployment(t, ns, "frozen", 2, clustertest.Workload{GracePeriod: 1, NodeSelector: map[string]string{"stuck": tt.policy}})
 			env.PDB(t, ns, "frozen", nil, ptr.To(intstr.FromInt32(2)))
 			env.WaitDeploymentAvailable(t, ns, "frozen", time.Minute)
-			startGuard(t, cs, ns, nodes, 1)
+			clustertest.StartGuard(t, cs, ns, nodes, 1)
 			code, out, errOut := hitless(t, "roll", "--selector", "stuck="+tt.policy, "--drain-timeout", "3s",
 				"--on-drain-timeout", tt.policy, "--evict-retry-delay", "500ms", "-o", "json")
 			if code != tt.wantCode {
@@ -307,7 +308,7 @@ func TestUnmanagedPods(t *testing.T) {
 	nodes := env.AddNodes(t, 1, map[string]string{"unmanaged": "yes"})
 	ns := env.Namespace(t)
 	env.UnmanagedPod(t, ns, "loner", clustertest.Workload{GracePeriod: 1, NodeName: nodes[0]})
-	startGuard(t, cs, ns, nodes, 1)
+	clustertest.StartGuard(t, cs, ns, nodes, 1)
 	clustertest.Eventually(t, time.Minute, func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "loner", metav1.GetOptions{})
 		if err != nil {
@@ -411,14 +412,14 @@ func TestGuardCatchesABrokenPDB(t *testing.T) {
 	}
 	var seen []string
 	clustertest.Eventually(t, 10*time.Second, func() error {
-		seen = append(seen, g.take(false)...)
+		seen = append(seen, g.Take(false)...)
 		joined := strings.Join(seen, "\n")
 		if !strings.Contains(joined, "PDB web") || !strings.Contains(joined, "nodes unavailable at once") {
 			return fmt.Errorf("guard saw only: %v", seen)
 		}
 		return nil
 	})
-	g.take(true)
+	g.Take(true)
 	for _, n := range nodes {
 		_, _ = cs.CoreV1().Nodes().Patch(ctx, n, "application/merge-patch+json", []byte(`{"spec":{"unschedulable":null}}`), metav1.PatchOptions{})
 	}
@@ -708,7 +709,7 @@ func TestRestartDaemonSetNodeByNode(t *testing.T) {
 		}
 		out := map[string]string{}
 		for _, p := range list.Items {
-			if p.DeletionTimestamp == nil && podReady(&p) {
+			if p.DeletionTimestamp == nil && podutils.IsPodReady(&p) {
 				out[p.Spec.NodeName] = string(p.UID)
 			}
 		}

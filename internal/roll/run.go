@@ -49,6 +49,10 @@ type Options struct {
 	// the roll before that node, with the error as the reason (a
 	// disruption budget exceeded).
 	Gate func(ctx context.Context, next string) error
+	// Lock, when set, is a cluster lock the caller already holds for the
+	// operation this roll is part of (a component upgrade); Run uses it
+	// instead of taking and releasing its own.
+	Lock *lock.Lock
 }
 
 // Event is one transition, for live progress.
@@ -115,17 +119,19 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 	if existing != nil {
 		id = existing.ID
 	}
-	lk, err := lock.Acquire(ctx, cs, lock.Self(id, opts.Command))
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := lk.Release(rctx); err != nil {
-			klog.FromContext(ctx).Error(err, "releasing the cluster lock")
+	lk := opts.Lock
+	if lk == nil {
+		if lk, err = lock.Acquire(ctx, cs, lock.Self(id, opts.Command)); err != nil {
+			return nil, err
 		}
-	}()
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := lk.Release(rctx); err != nil {
+				klog.FromContext(ctx).Error(err, "releasing the cluster lock")
+			}
+		}()
+	}
 
 	r := &runner{cs: cs, spec: spec, opts: opts, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
 	if opts.In != nil {

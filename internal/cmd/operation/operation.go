@@ -110,6 +110,63 @@ type rollOutput struct {
 	Probe *measure.Report `json:"probe,omitempty"`
 }
 
+// ProbedRoll runs rolls with the node agents measuring each: a budget
+// gates every node, --on-budget abort turns a budget pause into a clean
+// abort, and each report ties its loss windows to the journal's steps.
+type ProbedRoll struct {
+	cs      kubernetes.Interface
+	probing Probing
+	// Reports holds one disruption report per roll run, in order.
+	Reports []*measure.Report
+}
+
+// NewProbedRoll returns a runner of rolls measured as probing says.
+func NewProbedRoll(cs kubernetes.Interface, probing Probing) *ProbedRoll {
+	return &ProbedRoll{cs: cs, probing: probing}
+}
+
+// Run runs one roll, probed when probing is enabled and it is no dry run.
+func (p *ProbedRoll) Run(ctx context.Context, opts roll.Options) (*roll.Result, error) {
+	if !p.probing.Enabled || opts.DryRun {
+		return roll.Run(ctx, p.cs, opts)
+	}
+	live, err := measure.Start(ctx, p.cs, p.probing.Options)
+	if err != nil {
+		return nil, err
+	}
+	budgetHit := false // the gate paused the roll
+	gate := live.Gate(p.probing.Budget)
+	opts.Gate = func(ctx context.Context, next string) error {
+		err := gate(ctx, next)
+		budgetHit = budgetHit || err != nil
+		return err
+	}
+	res, runErr := roll.Run(ctx, p.cs, opts)
+	rep, err := live.Stop(context.WithoutCancel(ctx), 15*time.Second)
+	if err != nil {
+		return res, errors.Join(runErr, err)
+	}
+	if res != nil && res.Operation != nil {
+		if p.probing.OnBudget == "abort" && budgetHit && res.Operation.Status == journal.Paused {
+			op, err := roll.Abort(ctx, p.cs, res.Operation.ID, CommandLine(), 5*time.Minute)
+			if err == nil {
+				res.Operation = op
+			}
+		}
+		measure.Attribute(rep, res.Operation)
+	}
+	p.Reports = append(p.Reports, rep)
+	return res, runErr
+}
+
+// WriteReport writes the last report as HTML when --report was given.
+func (p *ProbedRoll) WriteReport() error {
+	if p.probing.Report == "" || len(p.Reports) == 0 {
+		return nil
+	}
+	return measure.WriteHTML(p.probing.Report, p.Reports[len(p.Reports)-1])
+}
+
 // RunRoll runs a roll with progress on streams.ErrOut (table format only),
 // then prints the plan (for a dry run, or when nothing started) and the
 // recap, or the whole result in JSON or YAML. With probing, the agents
@@ -122,43 +179,13 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 		defer progress.Close()
 		opts.Progress = progress.Event
 	}
-	var (
-		live      *measure.Live
-		budgetHit bool // the gate paused the roll
-	)
-	if probing.Enabled && !opts.DryRun {
-		var err error
-		if live, err = measure.Start(ctx, cs, probing.Options); err != nil {
-			return err
-		}
-		gate := live.Gate(probing.Budget)
-		opts.Gate = func(ctx context.Context, next string) error {
-			err := gate(ctx, next)
-			budgetHit = budgetHit || err != nil
-			return err
-		}
-	}
-	res, runErr := roll.Run(ctx, cs, opts)
+	pr := NewProbedRoll(cs, probing)
+	res, runErr := pr.Run(ctx, opts)
 	out := rollOutput{Result: res}
-	if live != nil {
-		rep, err := live.Stop(context.WithoutCancel(ctx), 15*time.Second)
-		if err != nil {
+	if len(pr.Reports) > 0 {
+		out.Probe = pr.Reports[0]
+		if err := pr.WriteReport(); err != nil {
 			return err
-		}
-		if res != nil && res.Operation != nil {
-			if probing.OnBudget == "abort" && budgetHit && res.Operation.Status == journal.Paused {
-				op, err := roll.Abort(ctx, cs, res.Operation.ID, CommandLine(), 5*time.Minute)
-				if err == nil {
-					res.Operation = op
-				}
-			}
-			measure.Attribute(rep, res.Operation)
-		}
-		out.Probe = rep
-		if probing.Report != "" {
-			if err := measure.WriteHTML(probing.Report, rep); err != nil {
-				return err
-			}
 		}
 	}
 	if res == nil {

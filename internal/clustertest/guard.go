@@ -1,4 +1,4 @@
-package roll_test
+package clustertest
 
 import (
 	"context"
@@ -17,12 +17,14 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// guard watches a roll from the outside and fails the test if a protected
-// workload's healthy pods drop below its PodDisruptionBudget's minimum, or
-// if more of the rolled nodes are unschedulable at once than the batch
-// allows. It checks after every pod and node event, so no dip is missed.
-type guard struct {
-	t     *testing.T
+// Guard watches a roll from the outside and fails the test if a protected
+// workload's healthy pods drop below its PodDisruptionBudget's minimum, if
+// more of the rolled nodes are unschedulable at once than the batch
+// allows, or, with WatchDataPlane, if a data-plane pod is deleted on a
+// node that is not cordoned and drained. It checks after every pod and
+// node event, so no dip is missed.
+type Guard struct {
+	t     testing.TB
 	cs    kubernetes.Interface
 	ns    string
 	pool  map[string]bool // the nodes the roll may touch
@@ -36,12 +38,25 @@ type guard struct {
 	nodes      cache.Indexer
 	pdbs       []policyv1.PodDisruptionBudget
 	replicas   map[string]int32
+	// replaced counts the data-plane pods deleted on drained nodes.
+	replaced int
+	dpNS     string
+	dpName   string
 }
 
-func startGuard(t *testing.T, cs kubernetes.Interface, ns string, pool []string, batch int) *guard {
+// StartGuard watches the protected workloads of ns (each PDB named after
+// its Deployment) and the nodes of pool until the test ends.
+func StartGuard(t testing.TB, cs kubernetes.Interface, ns string, pool []string, batch int) *Guard {
+	return StartDataPlaneGuard(t, cs, ns, pool, batch, "", "")
+}
+
+// StartDataPlaneGuard is StartGuard that also checks every deletion of a
+// pod of DaemonSet dpNS/dpName: its node must be cordoned and hold no pod
+// of ns but DaemonSet pods.
+func StartDataPlaneGuard(t testing.TB, cs kubernetes.Interface, ns string, pool []string, batch int, dpNS, dpName string) *Guard {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &guard{t: t, cs: cs, ns: ns, pool: map[string]bool{}, batch: batch, replicas: map[string]int32{}}
+	g := &Guard{dpNS: dpNS, dpName: dpName, t: t, cs: cs, ns: ns, pool: map[string]bool{}, batch: batch, replicas: map[string]int32{}}
 	for _, n := range pool {
 		g.pool[n] = true
 	}
@@ -69,9 +84,20 @@ func startGuard(t *testing.T, cs kubernetes.Interface, ns string, pool []string,
 	}
 	_, _ = podInf.AddEventHandler(handler)
 	_, _ = nodeInf.AddEventHandler(handler)
+	synced := []cache.InformerSynced{podInf.HasSynced, nodeInf.HasSynced}
+	var dpFactory informers.SharedInformerFactory
+	if dpNS != "" {
+		dpFactory = informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(dpNS))
+		dpInf := dpFactory.Core().V1().Pods().Informer()
+		_, _ = dpInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			UpdateFunc: func(old, cur any) { g.checkReplace(old.(*corev1.Pod), cur.(*corev1.Pod)) },
+		})
+		dpFactory.Start(ctx.Done())
+		synced = append(synced, dpInf.HasSynced)
+	}
 	nsFactory.Start(ctx.Done())
 	nodeFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, nodeInf.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		t.Fatal("guard: caches did not sync")
 	}
 	g.mu.Lock()
@@ -82,6 +108,9 @@ func startGuard(t *testing.T, cs kubernetes.Interface, ns string, pool []string,
 		cancel()
 		nsFactory.Shutdown()
 		nodeFactory.Shutdown()
+		if dpFactory != nil {
+			dpFactory.Shutdown()
+		}
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		for _, v := range g.violations {
@@ -91,7 +120,7 @@ func startGuard(t *testing.T, cs kubernetes.Interface, ns string, pool []string,
 	return g
 }
 
-func (g *guard) check() {
+func (g *Guard) check() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.synced {
@@ -154,9 +183,54 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-// take returns and clears the violations seen so far; disarm also stops
+// checkReplace checks a data-plane pod the moment its deletion starts.
+func (g *Guard) checkReplace(old, cur *corev1.Pod) {
+	if old.DeletionTimestamp != nil || cur.DeletionTimestamp == nil {
+		return
+	}
+	if c := metav1.GetControllerOf(cur); c == nil || c.Kind != "DaemonSet" || c.Name != g.dpName {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.synced {
+		return
+	}
+	node := cur.Spec.NodeName
+	obj, ok, _ := g.nodes.GetByKey(node)
+	if !ok || !obj.(*corev1.Node).Spec.Unschedulable {
+		g.violations = append(g.violations, fmt.Sprintf("data-plane pod %s deleted on node %s, which was not cordoned", cur.Name, node))
+		return
+	}
+	for _, o := range g.pods.List() {
+		p := o.(*corev1.Pod)
+		if p.Spec.NodeName == node && p.DeletionTimestamp == nil {
+			if c := metav1.GetControllerOf(p); c == nil || c.Kind != "DaemonSet" {
+				g.violations = append(g.violations, fmt.Sprintf("data-plane pod %s deleted on node %s while pod %s still ran there", cur.Name, node, p.Name))
+				return
+			}
+		}
+	}
+	g.replaced++
+}
+
+// Replaced returns how many data-plane pods were deleted on drained nodes.
+func (g *Guard) Replaced() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.replaced
+}
+
+// MaxUnavailable returns the most pool nodes seen unavailable at once.
+func (g *Guard) MaxUnavailable() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.maxUnsched
+}
+
+// Take returns and clears the violations seen so far; disarm also stops
 // checking.
-func (g *guard) take(disarm bool) []string {
+func (g *Guard) Take(disarm bool) []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	v := g.violations

@@ -1,0 +1,199 @@
+package lifecycle_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/hitless-dev/hitless/internal/clustertest"
+	"github.com/hitless-dev/hitless/internal/exitcode"
+	"github.com/hitless-dev/hitless/internal/journal"
+	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/release"
+	"github.com/hitless-dev/hitless/internal/testdata"
+)
+
+// The real releases of kube-router (untagged images) and Antrea (CRDs,
+// webhooks and APIServices nothing serves on KWOK nodes) go through
+// install, upgrade, rollback and uninstall; Antrea's APIServices are
+// reported unavailable instead of waited on, and nothing is left.
+func TestRealReleases(t *testing.T) {
+	cases := []struct {
+		name, v1, v2 string
+		unavailable  int
+	}{
+		{"kube-router", testdata.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v1.6.0.yaml"), testdata.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v2.1.0.yaml"), 0},
+		{"antrea", testdata.Path(t, "cni", "antrea", "antrea-v2.6.3.yml"), testdata.Path(t, "cni", "antrea", "antrea-v2.7.0.yml"), 3},
+	}
+	cs := env.Client(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := mustHitless(t, "install", "-f", tc.v1, "--name", tc.name, "--batch", "50%")
+			if len(in.Unavailable) != tc.unavailable {
+				t.Errorf("install: unavailable APIs %v, want %d", in.Unavailable, tc.unavailable)
+			}
+			inventory := len(in.Applied)
+			up := mustHitless(t, "upgrade", "-f", tc.v2, "--name", tc.name, "--batch", "50%")
+			if len(up.Rolls) == 0 || len(up.Plan.DataPlane) != 1 {
+				t.Errorf("upgrade: data plane %v rolled by %v; want its DaemonSet detected and rolled", up.Plan.DataPlane, up.Rolls)
+			}
+			back := mustHitless(t, "rollback", "--name", tc.name, "--batch", "50%")
+			if back.Revision != 3 {
+				t.Errorf("rollback: revision %d", back.Revision)
+			}
+			gone := mustHitless(t, "uninstall", "--name", tc.name)
+			if len(gone.Remaining) > 0 || len(gone.Deleted) < inventory {
+				t.Errorf("uninstall: %d deleted of %d, remaining %v", len(gone.Deleted), inventory, gone.Remaining)
+			}
+			if left := labelled(t, "hitless.dev/name="+tc.name); len(left) > 0 {
+				t.Errorf("left behind: %v", left)
+			}
+			if _, err := cs.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{}); err != nil {
+				t.Errorf("kube-system: %v", err)
+			}
+		})
+	}
+}
+
+// Bad manifests exit 2 naming the place, and change nothing: no object, no
+// revision, no journal entry, no lock.
+func TestBadManifests(t *testing.T) {
+	ns := env.Namespace(t)
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good, namespace: " + ns + "}\ndata: {a: b}\n"
+	cases := []struct{ name, content, want string }{
+		{"broken YAML", cm + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: [broken\n", "document 2"},
+		{"missing kind", cm + "---\napiVersion: v1\nmetadata: {name: nokind, namespace: " + ns + "}\n", "document 2"},
+		{"duplicate object", cm + "---\n" + cm, "document 2 (ConfigMap/" + ns + "/good): field metadata.name: duplicate object"},
+		{"unknown namespace", cm + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: " + ns + "-missing}\n", "document 2 (ConfigMap/" + ns + "-missing/x): field metadata.namespace"},
+	}
+	cs := env.Client(t)
+	ctx := context.Background()
+	ops := func() int {
+		list, err := journal.NewStore(cs).List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list)
+	}
+	before := ops()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bad.yaml")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := hitless(t, "install", "-f", path, "--name", "bad")
+			if code != exitcode.Usage || !strings.Contains(errOut, path) || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d; want 2 naming %s and %q\n%s\n%s", code, path, tc.want, out, errOut)
+			}
+			if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "good", metav1.GetOptions{}); err == nil {
+				t.Errorf("the valid object of a refused manifest was created")
+			}
+			if revs := revisions(t, "bad"); len(revs) > 0 {
+				t.Errorf("%d revisions recorded", len(revs))
+			}
+			if n := ops(); n != before {
+				t.Errorf("%d journal entries, %d before", n, before)
+			}
+			if h, err := lock.Current(ctx, cs); err != nil || (h != nil && h.Operation != "") {
+				t.Errorf("lock held after a refused install: %+v %v", h, err)
+			}
+		})
+	}
+}
+
+// TestCrashResumeUpgrade kills `hitless upgrade` with SIGKILL in the middle
+// of its data-plane roll, runs the same command again, and checks that the
+// upgrade finished with the inventory exact: every object of the new
+// revision there and labelled, nothing else labelled, every agent pod at
+// the new version, no node left cordoned, one operation run twice.
+func TestCrashResumeUpgrade(t *testing.T) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	name := "crashy"
+	v1, v2 := writeComponent(t, name, "1.0.0", 2, 2), writeComponent(t, name, "1.1.0", 2, 2)
+	apps := env.Namespace(t)
+	env.Deployment(t, apps, "web", 4, clustertest.Workload{GracePeriod: 1})
+	env.PDB(t, apps, "web", ptr.To(intstr.FromInt32(1)), nil)
+	env.WaitDeploymentAvailable(t, apps, "web", time.Minute)
+	mustHitless(t, "install", "-f", v1, "--name", name)
+	t.Cleanup(func() { hitless(t, "uninstall", "--name", name, "--force-namespaces") })
+
+	cmd := exec.Command(os.Args[0], "--kubeconfig", env.Kubeconfig(t), "upgrade", "-f", v2, "--name", name)
+	cmd.Env = append(os.Environ(), envRunCLI+"=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once a node of the data plane is cordoned.
+	clustertest.Eventually(t, 2*time.Minute, func() error {
+		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes.Items {
+			if n.Spec.Unschedulable {
+				return nil
+			}
+		}
+		return errorf("no node cordoned yet")
+	})
+	time.Sleep(300 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+
+	res := mustHitless(t, "upgrade", "-f", v2, "--name", name)
+	if !res.Resumed || res.Revision != 2 {
+		t.Fatalf("second run: resumed %v revision %d; want the killed upgrade resumed", res.Resumed, res.Revision)
+	}
+	op, err := journal.NewStore(cs).Get(ctx, res.Operation)
+	if err != nil || op.Status != journal.Succeeded || op.Runs != 2 {
+		t.Fatalf("operation %s: %+v %v; want succeeded after 2 runs", res.Operation, op, err)
+	}
+	revs := revisions(t, name)
+	if cur := release.Current(revs); cur == nil || cur.Number != 2 || len(revs) != 2 {
+		t.Fatalf("revisions %d, current %v", len(revs), cur)
+	}
+	var want []string
+	for _, o := range release.Objects(release.Current(revs).Applied) {
+		want = append(want, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
+		get(t, o.GetAPIVersion(), strings.ToLower(o.GetKind())+"s", o.GetNamespace(), o.GetName())
+	}
+	got := labelled(t, "hitless.dev/name="+name)
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("labelled objects %v\nwant exactly the inventory %v", got, want)
+	}
+	pods, err := cs.CoreV1().Pods(name).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name + "-agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && !strings.HasSuffix(p.Spec.Containers[0].Image, ":1.1.0") {
+			t.Errorf("agent pod %s on %s runs %s", p.Name, p.Spec.NodeName, p.Spec.Containers[0].Image)
+		}
+	}
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable {
+			t.Errorf("node %s left cordoned", n.Name)
+		}
+	}
+	ds, err := cs.AppsV1().DaemonSets(name).Get(ctx, name+"-agent", metav1.GetOptions{})
+	if err != nil || ds.Spec.UpdateStrategy.Type != "RollingUpdate" {
+		t.Errorf("DaemonSet strategy not restored: %v %v", ds.Spec.UpdateStrategy, err)
+	}
+}
