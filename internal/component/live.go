@@ -59,7 +59,7 @@ func UserVersion(applied, live *unstructured.Unstructured, self string) (*unstru
 	if err != nil {
 		return nil, fmt.Errorf("reading the user's fields of %s: %w", ref(live), err)
 	}
-	keepOrder(out.Object, live.Object)
+	keepOrder(out.Object, live.Object, live.Object)
 	return out, nil
 }
 

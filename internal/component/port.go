@@ -186,7 +186,8 @@ func port3(o, u, n *unstructured.Unstructured, prefer Prefer) (*unstructured.Uns
 		return nil, nil, nil, err
 	}
 	dropEmptied(merged.Object, dest.Object, update.Object)
-	keepOrder(merged.Object, u.Object)
+	dropDeleted(merged.Object, o.Object, u.Object, n.Object, prefer)
+	keepOrder(merged.Object, u.Object, n.Object)
 	return merged, carried, conflicts, nil
 }
 
@@ -238,52 +239,145 @@ func dropEmptied(merged, dest, update map[string]any) {
 	}
 }
 
-// keepOrder puts the elements of keyed lists in the order the user's
-// version has them (the order running in the cluster), the others after
-// them: an order change in a pod template would restart its pods for
-// nothing.
-func keepOrder(merged, user any) {
+// dropDeleted removes the keyed list elements one side deleted, which
+// merge3 leaves behind as husks of their keys: an element goes when a
+// side deleted it and the other side did not change it, or did and lost.
+func dropDeleted(merged, o, u, n any, prefer Prefer) {
 	switch m := merged.(type) {
 	case map[string]any:
-		u, _ := user.(map[string]any)
+		om, _ := o.(map[string]any)
+		um, _ := u.(map[string]any)
+		nm, _ := n.(map[string]any)
 		for k, v := range m {
-			keepOrder(v, u[k])
-		}
-	case []any:
-		u, _ := user.([]any)
-		k := listKey(m)
-		if k == "" || listKey(u) != k {
-			return
-		}
-		pos := map[string]int{}
-		byKey := map[string]any{}
-		for i, e := range u {
-			id := fmt.Sprint(e.(map[string]any)[k])
-			pos[id] = i
-			byKey[id] = e
-		}
-		for _, e := range m {
-			id := fmt.Sprint(e.(map[string]any)[k])
-			keepOrder(e, byKey[id])
-		}
-		slices.SortStableFunc(m, func(a, b any) int {
-			pa, oka := pos[fmt.Sprint(a.(map[string]any)[k])]
-			pb, okb := pos[fmt.Sprint(b.(map[string]any)[k])]
-			switch {
-			case oka && okb:
-				return pa - pb
-			case oka:
-				return -1
-			case okb:
-				return 1
+			if l, ok := v.([]any); ok {
+				m[k] = dropElements(l, om[k], um[k], nm[k], prefer)
+				continue
 			}
-			return 0
-		})
+			dropDeleted(v, om[k], um[k], nm[k], prefer)
+		}
 	}
 }
 
-// listKeys are the fields that identify list elements, first match wins,
-// as kyaml infers them ("name") plus the usual merge keys of core types.
+func dropElements(m []any, o, u, n any, prefer Prefer) []any {
+	k := listKey(m)
+	if k == "" {
+		return m
+	}
+	byKey := func(l any) map[string]any {
+		out := map[string]any{}
+		ll, _ := l.([]any)
+		if listKey(ll) != k {
+			return out
+		}
+		for _, e := range ll {
+			out[fmt.Sprint(e.(map[string]any)[k])] = e
+		}
+		return out
+	}
+	oi, ui, ni := byKey(o), byKey(u), byKey(n)
+	out := m[:0]
+	for _, e := range m {
+		id := fmt.Sprint(e.(map[string]any)[k])
+		oe, inO := oi[id]
+		ue, inU := ui[id]
+		ne, inN := ni[id]
+		if inO && (!inU || !inN) {
+			keep := false
+			switch {
+			case !inU && !inN:
+			case !inN: // the vendor deleted it
+				keep = prefer == PreferUser && jsonString(ue) != jsonString(oe)
+			default: // the user deleted it
+				keep = prefer == PreferVendor && jsonString(ne) != jsonString(oe)
+			}
+			if !keep {
+				continue
+			}
+		}
+		dropDeleted(e, oe, ue, ne, prefer)
+		out = append(out, e)
+	}
+	return out
+}
+
+// keepOrder orders the elements of keyed lists as the vendor's version
+// has them, with the elements only the user has right after the element
+// they follow in the user's version: an order change in a pod template
+// would restart its pods for nothing, and a release not customized ports
+// to exactly itself.
+func keepOrder(merged, user, vendor any) {
+	switch m := merged.(type) {
+	case map[string]any:
+		u, _ := user.(map[string]any)
+		n, _ := vendor.(map[string]any)
+		for k, v := range m {
+			keepOrder(v, u[k], n[k])
+		}
+	case []any:
+		k := listKey(m)
+		if k == "" {
+			return
+		}
+		u, _ := user.([]any)
+		n, _ := vendor.([]any)
+		id := func(e any) string { return fmt.Sprint(e.(map[string]any)[k]) }
+		find := func(l []any, key string) any {
+			if listKey(l) != k {
+				return nil
+			}
+			for _, e := range l {
+				if id(e) == key {
+					return e
+				}
+			}
+			return nil
+		}
+		byID := map[string]any{}
+		for _, e := range m {
+			byID[id(e)] = e
+			keepOrder(e, find(u, id(e)), find(n, id(e)))
+		}
+		out := make([]any, 0, len(m))
+		placed := map[string]bool{}
+		if listKey(n) == k {
+			for _, e := range n {
+				if x, ok := byID[id(e)]; ok && !placed[id(e)] {
+					out = append(out, x)
+					placed[id(e)] = true
+				}
+			}
+		}
+		after := "" // the user's element the next one follows
+		if listKey(u) == k {
+			for _, e := range u {
+				key := id(e)
+				x, ok := byID[key]
+				if ok && !placed[key] {
+					at := 0
+					if after != "" {
+						at = slices.IndexFunc(out, func(y any) bool { return id(y) == after }) + 1
+					}
+					out = slices.Insert(out, at, x)
+					placed[key] = true
+				}
+				if placed[key] {
+					after = key
+				}
+			}
+		}
+		for _, e := range m {
+			if !placed[id(e)] {
+				out = append(out, e)
+			}
+		}
+		copy(m, out)
+	}
+}
+
+// listKeys are the fields that identify list elements: the first that
+// every element has, with a different value in each, as kyaml infers
+// "name", plus the merge keys of core types (volume mounts by mountPath
+// when one volume is mounted twice).
 var listKeys = []string{"name", "mountPath", "containerPort", "devicePath", "ip"}
 
 // leaves flattens an object to path -> JSON value. Lists whose elements all
@@ -324,18 +418,20 @@ func listKey(l []any) string {
 		return ""
 	}
 	for _, k := range listKeys {
-		all := true
+		seen := map[string]bool{}
 		for _, e := range l {
 			m, ok := e.(map[string]any)
 			if !ok {
 				return ""
 			}
-			if _, ok := m[k]; !ok {
-				all = false
+			v, ok := m[k]
+			if !ok || seen[fmt.Sprint(v)] {
+				seen = nil
 				break
 			}
+			seen[fmt.Sprint(v)] = true
 		}
-		if all {
+		if seen != nil {
 			return k
 		}
 	}

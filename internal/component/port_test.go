@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hitless-dev/hitless/internal/testdata"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -212,5 +214,34 @@ func TestUserVersion(t *testing.T) {
 	}
 	if str(got, "metadata", "labels", "team") != `"x"` || str(got, "metadata", "annotations") != "null" {
 		t.Errorf("metadata %s: want the user's label and not the controller's annotation", str(got, "metadata"))
+	}
+}
+
+// With no customization, porting a real release to the next gives exactly
+// the next release, object by object: nothing of the old one left over
+// (Antrea 2.7.0 drops two webhooks), nothing lost.
+func TestPortRealReleasesUncustomized(t *testing.T) {
+	for _, tc := range []struct{ from, to string }{
+		{"cni/antrea/antrea-v2.6.3.yml", "cni/antrea/antrea-v2.7.0.yml"},
+		{"cni/antrea/antrea-v2.7.0.yml", "cni/antrea/antrea-v2.6.3.yml"},
+		{"cni/kube-router/kubeadm-kuberouter-v1.6.0.yaml", "cni/kube-router/kubeadm-kuberouter-v2.1.0.yaml"},
+		{"cni/kube-router/kubeadm-kuberouter-v2.1.0.yaml", "cni/kube-router/kubeadm-kuberouter-v1.6.0.yaml"},
+	} {
+		t.Run(tc.from+" to "+tc.to, func(t *testing.T) {
+			from := loadObjs(t, testdata.Path(t, strings.Split(tc.from, "/")...))
+			to := loadObjs(t, testdata.Path(t, strings.Split(tc.to, "/")...))
+			got, err := Port(from, loadObjs(t, testdata.Path(t, strings.Split(tc.from, "/")...)), to, PreferNone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Carried) > 0 || len(got.Objects) != len(to) {
+				t.Fatalf("%d objects, carried %v; want the %d of the release and nothing carried", len(got.Objects), got.Carried, len(to))
+			}
+			for i, o := range got.Objects {
+				if a, b := jsonString(o.Object), jsonString(to[i].Object); a != b {
+					t.Errorf("%s differs from the release:\n got %s\nwant %s", ref(o), a, b)
+				}
+			}
+		})
 	}
 }
