@@ -1,7 +1,6 @@
 package component
 
 import (
-	"bytes"
 	"fmt"
 	"reflect"
 
@@ -39,7 +38,7 @@ func UserVersion(applied, live *unstructured.Unstructured, self string) (*unstru
 			continue
 		}
 		s := &fieldpath.Set{}
-		if err := s.FromJSON(bytes.NewReader(mf.FieldsV1.Raw)); err != nil {
+		if err := s.FromJSON(mf.FieldsV1.GetRawReader()); err != nil {
 			return nil, fmt.Errorf("reading the fields %s owns in %s: %w", mf.Manager, ref(live), err)
 		}
 		owned = owned.Union(s)

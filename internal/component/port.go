@@ -233,7 +233,9 @@ func dropEmptied(merged, dest, update map[string]any) {
 		d, _ := dest[k].(map[string]any)
 		u, _ := update[k].(map[string]any)
 		dropEmptied(m, d, u)
-		if len(m) == 0 && !(d != nil && len(d) == 0) && !(u != nil && len(u) == 0) {
+		emptyInDest := d != nil && len(d) == 0
+		emptyInUpdate := u != nil && len(u) == 0
+		if len(m) == 0 && !emptyInDest && !emptyInUpdate {
 			delete(merged, k)
 		}
 	}
@@ -243,18 +245,19 @@ func dropEmptied(merged, dest, update map[string]any) {
 // merge3 leaves behind as husks of their keys: an element goes when a
 // side deleted it and the other side did not change it, or did and lost.
 func dropDeleted(merged, o, u, n any, prefer Prefer) {
-	switch m := merged.(type) {
-	case map[string]any:
-		om, _ := o.(map[string]any)
-		um, _ := u.(map[string]any)
-		nm, _ := n.(map[string]any)
-		for k, v := range m {
-			if l, ok := v.([]any); ok {
-				m[k] = dropElements(l, om[k], um[k], nm[k], prefer)
-				continue
-			}
-			dropDeleted(v, om[k], um[k], nm[k], prefer)
+	m, ok := merged.(map[string]any)
+	if !ok {
+		return
+	}
+	om, _ := o.(map[string]any)
+	um, _ := u.(map[string]any)
+	nm, _ := n.(map[string]any)
+	for k, v := range m {
+		if l, ok := v.([]any); ok {
+			m[k] = dropElements(l, om[k], um[k], nm[k], prefer)
+			continue
 		}
+		dropDeleted(v, om[k], um[k], nm[k], prefer)
 	}
 }
 

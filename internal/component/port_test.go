@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/hitless-dev/hitless/internal/testdata"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 func loadObjs(t *testing.T, path string) []*unstructured.Unstructured {
@@ -21,7 +21,7 @@ func loadObjs(t *testing.T, path string) []*unstructured.Unstructured {
 	}
 	out := make([]*unstructured.Unstructured, 0, len(src.Objects))
 	for _, o := range src.Objects {
-		out = append(out, o.Unstructured.DeepCopy())
+		out = append(out, o.DeepCopy())
 	}
 	Normalize(out)
 	return out
@@ -153,7 +153,7 @@ func TestPortObjects(t *testing.T) {
 	orig := []*unstructured.Unstructured{cm("a", "1"), cm("b", "1")}
 	user := []*unstructured.Unstructured{cm("extra", "u")}
 	vendor := []*unstructured.Unstructured{cm("a", "1"), cm("b", "2")}
-	got, err := Port(orig, user, vendor, PreferNone)
+	_, err := Port(orig, user, vendor, PreferNone)
 	var ce *ConflictError
 	if !errors.As(err, &ce) || len(ce.Conflicts) != 1 || ce.Conflicts[0].Object != "ConfigMap/n/b" {
 		t.Fatalf("want a conflict on the deleted-but-changed b, got %v", err)
@@ -166,7 +166,8 @@ func TestPortObjects(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	if got, err = Port(orig, user, vendor, PreferUser); err != nil {
+	got, err := Port(orig, user, vendor, PreferUser)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if n := names(got.Objects); !slices.Equal(n, []string{"extra"}) {

@@ -226,7 +226,7 @@ func load(ctx context.Context, cs kubernetes.Interface, path string, mixed bool)
 	}
 	objs := make([]*unstructured.Unstructured, 0, len(src.Objects))
 	for _, o := range src.Objects {
-		objs = append(objs, o.Unstructured.DeepCopy())
+		objs = append(objs, o.DeepCopy())
 	}
 	component.Normalize(objs)
 	return objs, nil

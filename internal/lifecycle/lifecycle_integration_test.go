@@ -107,19 +107,19 @@ func TestSamplePluginLifecycle(t *testing.T) {
 	}
 
 	// Live customizations, each through its own field manager as kubectl does.
-	patch(t, "v1", "configmaps", "contrail", "contrail-settings", "kubectl-patch", types.MergePatchType, `{"data":{"VROUTER_MTU":"1400"}}`)
+	patch(t, "v1", "configmaps", "contrail-settings", "kubectl-patch", types.MergePatchType, `{"data":{"VROUTER_MTU":"1400"}}`)
 	if _, err := cs.CoreV1().Secrets("contrail").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "site-registry"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{"reg.site.example":{"auth":"c2l0ZTpzM2NyZXQ="}}}`)}}, metav1.CreateOptions{FieldManager: "kubectl-create"}); err != nil {
 		t.Fatal(err)
 	}
-	patch(t, "apps/v1", "daemonsets", "contrail", "contrail-vrouter-nodes", "kubectl-patch", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"imagePullSecrets":[{"name":"site-registry"}]}}}}`)
-	patch(t, "apps/v1", "deployments", "contrail", "contrail-controller", "kubectl-set", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","resources":{"limits":{"memory":"1Gi"}}}]}}}}`)
-	patch(t, "apps/v1", "daemonsets", "contrail", "contrail-vrouter-nodes", "kubectl-label", types.MergePatchType, `{"metadata":{"labels":{"site.example/team":"network"}}}`)
+	patch(t, "apps/v1", "daemonsets", "contrail-vrouter-nodes", "kubectl-patch", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"imagePullSecrets":[{"name":"site-registry"}]}}}}`)
+	patch(t, "apps/v1", "deployments", "contrail-controller", "kubectl-set", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","resources":{"limits":{"memory":"1Gi"}}}]}}}}`)
+	patch(t, "apps/v1", "daemonsets", "contrail-vrouter-nodes", "kubectl-label", types.MergePatchType, `{"metadata":{"labels":{"site.example/team":"network"}}}`)
 	waitSettled(t, "contrail", "contrail-vrouter-nodes")
 
 	t.Run("a conflicting change stops the upgrade", func(t *testing.T) {
 		mirror := "registry.site.example/mirror/contrail-controller:1.0.0"
-		patch(t, "apps/v1", "deployments", "contrail", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"`+mirror+`"}]}}}}`)
+		patch(t, "apps/v1", "deployments", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"`+mirror+`"}]}}}}`)
 		code, out, errOut := hitless(t, "upgrade", "-f", pluginV2, "--name", "contrail")
 		want := `Deployment/contrail/contrail-controller spec.template.spec.containers[name=controller].image: user "` + mirror + `", vendor "registry.example.com/sample-cni/contrail-controller:1.1.0"`
 		if code != exitcode.Failed || !strings.Contains(errOut, want) || !strings.Contains(errOut, "nothing was changed") {
@@ -131,7 +131,7 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		if img := deploymentImage(t, "contrail", "contrail-controller"); img != mirror {
 			t.Fatalf("a refused upgrade changed the image to %s", img)
 		}
-		patch(t, "apps/v1", "deployments", "contrail", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"registry.example.com/sample-cni/contrail-controller:1.0.0"}]}}}}`)
+		patch(t, "apps/v1", "deployments", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"registry.example.com/sample-cni/contrail-controller:1.0.0"}]}}}}`)
 		env.WaitDeploymentAvailable(t, "contrail", "contrail-controller", time.Minute)
 	})
 
@@ -273,7 +273,8 @@ func TestSamplePluginLifecycle(t *testing.T) {
 	})
 }
 
-func patch(t *testing.T, apiVersion, resource, ns, name, manager string, pt types.PatchType, body string) {
+func patch(t *testing.T, apiVersion, resource, name, manager string, pt types.PatchType, body string) {
+	const ns = "contrail"
 	t.Helper()
 	gv, _ := schema.ParseGroupVersion(apiVersion)
 	dc := dynamic.NewForConfigOrDie(env.Config(t))

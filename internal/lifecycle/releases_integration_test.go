@@ -38,16 +38,16 @@ func TestRealReleases(t *testing.T) {
 	cs := env.Client(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			in := mustHitless(t, "install", "-f", tc.v1, "--name", tc.name, "--batch", "50%")
+			in := mustHitless(t, "install", "-f", tc.v1, "--name", tc.name, "--batch", "100%")
 			if len(in.Unavailable) != tc.unavailable {
 				t.Errorf("install: unavailable APIs %v, want %d", in.Unavailable, tc.unavailable)
 			}
 			inventory := len(in.Applied)
-			up := mustHitless(t, "upgrade", "-f", tc.v2, "--name", tc.name, "--batch", "50%")
+			up := mustHitless(t, "upgrade", "-f", tc.v2, "--name", tc.name, "--batch", "100%")
 			if len(up.Rolls) == 0 || len(up.Plan.DataPlane) != 1 {
 				t.Errorf("upgrade: data plane %v rolled by %v; want its DaemonSet detected and rolled", up.Plan.DataPlane, up.Rolls)
 			}
-			back := mustHitless(t, "rollback", "--name", tc.name, "--batch", "50%")
+			back := mustHitless(t, "rollback", "--name", tc.name, "--batch", "100%")
 			if back.Revision != 3 {
 				t.Errorf("rollback: revision %d", back.Revision)
 			}

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/util/podutils"
 	"k8s.io/utils/ptr"
 
 	"github.com/hitless-dev/hitless/internal/app"
@@ -28,7 +29,6 @@ import (
 	"github.com/hitless-dev/hitless/internal/journal"
 	"github.com/hitless-dev/hitless/internal/lock"
 	"github.com/hitless-dev/hitless/internal/roll"
-	podutils "k8s.io/kubectl/pkg/util/podutils"
 )
 
 var env = clustertest.New(clustertest.Options{Workers: 2})
