@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,7 +76,7 @@ func steps() []step {
 		{"fix the problem", fixPlanted},
 		{"preflight", runChecks(profile.Preflight)},
 		{"postflight", runChecks(profile.Postflight)},
-		{"upgrade the data plane to 1.1.0 node by node, measured", upgradeDataPlane},
+		{"upgrade the plugin to 1.1.0 with a live customization, data plane node by node, measured", upgradePlugin},
 	}
 }
 
@@ -116,7 +116,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"hitless agent --node-name " + localcluster.WorkerName(s.cluster.Name, 1) + " --listen 127.0.0.1 --advertise 127.0.0.1 &",
 		"hitless checks profiles cn2",
 		"hitless preflight --profile cn2",
-		"hitless roll --selector node-role.kubernetes.io/worker --restart-daemonset contrail/contrail-vrouter-nodes --dry-run",
+		"hitless history --name contrail",
+		"hitless diff -f " + filepath.Join(s.cluster.Dir, examples.PluginV1) + " --name contrail",
+		"hitless rollback --name contrail --dry-run",
+		"hitless uninstall --name contrail --dry-run",
 		"hitless probe run --duration 30s   (with agents running: hitless cluster up --dataplane netns runs them)",
 		"hitless status",
 		"hitless cluster down --name " + s.cluster.Name,
@@ -179,16 +182,6 @@ func ensureCluster(ctx context.Context, s *state) (string, error) {
 		lab = "a network namespace per node on bridge " + c.Lab.Bridge
 	}
 	return fmt.Sprintf(detail+", %d of %d nodes Ready, %s", c.Name, ready, len(nodes.Items), lab), nil
-}
-
-// installPlugin installs the plugin at 1.0.0, unless an earlier demo run
-// already upgraded its data plane: the demo never downgrades.
-func installPlugin(ctx context.Context, s *state) (string, error) {
-	ds, err := s.client.AppsV1().DaemonSets(dataPlaneNS).Get(ctx, dataPlaneDS, metav1.GetOptions{})
-	if err == nil && len(ds.Spec.Template.Spec.Containers) > 0 && strings.HasSuffix(ds.Spec.Template.Spec.Containers[0].Image, ":1.1.0") {
-		return "already upgraded to 1.1.0 by an earlier run: left as is", nil
-	}
-	return installSet("sample-plugin", examples.PluginV1)(ctx, s)
 }
 
 func installSet(set, dir string) func(ctx context.Context, s *state) (string, error) {

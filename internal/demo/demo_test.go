@@ -120,15 +120,23 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 		}
 	})
 
-	t.Run("the data plane is upgraded node by node with the disruption measured", func(t *testing.T) {
+	t.Run("the plugin is upgraded with the live customization, the data plane node by node, measured", func(t *testing.T) {
 		var detail string
 		for _, st := range res.Steps {
-			if strings.HasPrefix(st.Name, "upgrade the data plane") {
+			if strings.HasPrefix(st.Name, "upgrade the plugin") {
 				detail = st.Detail
 			}
 		}
-		if !strings.Contains(detail, "4 nodes drained and upgraded one at a time") || !strings.Contains(detail, "loss windows") {
+		if !strings.Contains(detail, "4 nodes drained and upgraded one at a time") || !strings.Contains(detail, "loss windows") ||
+			!strings.Contains(detail, `revision 2: carried ConfigMap/contrail/contrail-settings data.VROUTER_MTU = "1400"`) {
 			t.Fatalf("upgrade step: %q", detail)
+		}
+		settings, err := cs.CoreV1().ConfigMaps("contrail").Get(ctx, "contrail-settings", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if settings.Data["VROUTER_MTU"] != "1400" || settings.Data["FLOW_EXPORT_RATE"] != "0" {
+			t.Errorf("settings after the upgrade %v: want the user's MTU and the vendor's new key", settings.Data)
 		}
 		pods, err := cs.CoreV1().Pods("contrail").List(ctx, metav1.ListOptions{LabelSelector: "app=contrail-vrouter"})
 		if err != nil {

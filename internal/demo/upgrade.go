@@ -4,83 +4,127 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/hitless-dev/hitless/examples"
-	"github.com/hitless-dev/hitless/internal/apply"
-	"github.com/hitless-dev/hitless/internal/manifest"
+	"github.com/hitless-dev/hitless/internal/lifecycle"
 	"github.com/hitless-dev/hitless/internal/measure"
+	"github.com/hitless-dev/hitless/internal/release"
 	"github.com/hitless-dev/hitless/internal/roll"
 )
 
 const (
-	dataPlaneNS, dataPlaneDS = "contrail", "contrail-vrouter-nodes"
+	plugin                   = "contrail"
+	dataPlaneNS, settingsMap = "contrail", "contrail-settings"
 )
 
-// upgradeDataPlane brings the vRouter DaemonSet to the 1.1.0 template with
-// updates on delete, then replaces its pod node by node through the roll
-// engine (drain first), with the agents probing for the whole roll, and
-// writes the disruption report.
-func upgradeDataPlane(ctx context.Context, s *state) (string, error) {
-	objs, err := manifest.ReadDir(examples.FS(), examples.PluginV2)
-	if err != nil {
-		return "", err
-	}
-	var ds *unstructured.Unstructured
-	for _, u := range manifest.Unstructured(objs) {
-		if u.GetKind() == "DaemonSet" && u.GetNamespace() == dataPlaneNS && u.GetName() == dataPlaneDS {
-			ds = u
+// pluginSource writes an embedded release of the plugin into the
+// cluster's directory, where the user can run hitless on it too.
+func pluginSource(s *state, dir string) (string, error) {
+	dst := filepath.Join(s.cluster.Dir, dir)
+	err := fs.WalkDir(examples.FS(), dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
-	}
-	if ds == nil {
-		return "", fmt.Errorf("%s has no DaemonSet %s/%s", examples.PluginV2, dataPlaneNS, dataPlaneDS)
-	}
-	// The data plane must not roll itself: hitless replaces each node's
-	// pod after draining the node.
-	if err := unstructured.SetNestedMap(ds.Object, map[string]any{"type": "OnDelete"}, "spec", "updateStrategy"); err != nil {
-		return "", err
-	}
-	a, err := apply.New(s.config)
-	if err != nil {
-		return "", err
-	}
-	if _, err := a.Apply(ctx, []*unstructured.Unstructured{ds}, apply.Options{Set: "sample-plugin"}); err != nil {
-		return "", err
-	}
-	current, err := s.client.AppsV1().DaemonSets(dataPlaneNS).Get(ctx, dataPlaneDS, metav1.GetOptions{})
-	if err != nil {
-		return "", fmt.Errorf("reading DaemonSet %s/%s: %w", dataPlaneNS, dataPlaneDS, err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for current.Status.ObservedGeneration < current.Generation && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		if current, err = s.client.AppsV1().DaemonSets(dataPlaneNS).Get(ctx, dataPlaneDS, metav1.GetOptions{}); err != nil {
-			return "", err
+		b, err := fs.ReadFile(examples.FS(), path)
+		if err != nil {
+			return err
 		}
+		out := filepath.Join(s.cluster.Dir, path)
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(out, b, 0o600)
+	})
+	if err != nil {
+		return "", fmt.Errorf("writing the sample plugin to %s: %w", dst, err)
 	}
-	if current.Status.UpdatedNumberScheduled == current.Status.DesiredNumberScheduled {
-		return "the data plane already runs 1.1.0 on every node", nil
-	}
+	return dst, nil
+}
 
+func (s *state) lifecycle() lifecycle.Cluster {
+	return lifecycle.Cluster{Client: s.client, Config: s.config}
+}
+
+// installPlugin installs the plugin at 1.0.0 as revision 1 of component
+// contrail, unless an earlier demo run installed it: the demo never
+// downgrades.
+func installPlugin(ctx context.Context, s *state) (string, error) {
+	revs, err := release.NewStore(s.client).List(ctx, plugin)
+	if err != nil {
+		return "", err
+	}
+	if cur := release.Current(revs); cur != nil {
+		return fmt.Sprintf("revision %d already deployed by an earlier run: left as is", cur.Number), nil
+	}
+	src, err := pluginSource(s, examples.PluginV1)
+	if err != nil {
+		return "", err
+	}
+	res, err := lifecycle.Install(ctx, s.lifecycle(), lifecycle.Options{Name: plugin, Source: src, Command: "hitless demo", Wait: 3 * time.Minute})
+	if err != nil {
+		return "", err
+	}
+	counts := map[string]int{}
+	for _, e := range res.Applied {
+		counts[e.Action]++
+	}
+	return fmt.Sprintf("revision 1 of %s: %d objects applied (%s), all ready; manifests in %s", plugin, len(res.Applied), summarize(counts), src), nil
+}
+
+// upgradePlugin customizes the plugin live the way an operator does
+// (kubectl edit of its MTU), then upgrades it to 1.1.0: the customization
+// is carried into the new release, the controllers roll, and the vRouter
+// DaemonSet's pods are replaced node by node through the roll engine
+// (drain first) with the agents probing the whole time; the disruption
+// report ties every loss window to its node and step.
+func upgradePlugin(ctx context.Context, s *state) (string, error) {
+	revs, err := release.NewStore(s.client).List(ctx, plugin)
+	if err != nil {
+		return "", err
+	}
+	if cur := release.Current(revs); cur != nil && cur.Number > 1 {
+		return fmt.Sprintf("revision %d already deployed by an earlier run: left as is", cur.Number), nil
+	}
+	if _, err := s.client.CoreV1().ConfigMaps(dataPlaneNS).Patch(ctx, settingsMap, types.MergePatchType,
+		[]byte(`{"data":{"VROUTER_MTU":"1400"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		return "", fmt.Errorf("customizing ConfigMap %s/%s: %w", dataPlaneNS, settingsMap, err)
+	}
+	s.progressf("    customized live, as with kubectl edit: ConfigMap %s/%s VROUTER_MTU 1500 -> 1400", dataPlaneNS, settingsMap)
+	src, err := pluginSource(s, examples.PluginV2)
+	if err != nil {
+		return "", err
+	}
 	live, err := measure.Start(ctx, s.client, measure.Options{Rate: 100})
 	if err != nil {
 		return "", err
 	}
 	time.Sleep(time.Second) // a quiet baseline before the first node
-	// Every node runs a vRouter: all of them, the control plane last.
-	spec := roll.Spec{RestartDaemonSet: dataPlaneNS + "/" + dataPlaneDS, Batch: "1", Order: "control-plane-last"}
-	res, runErr := roll.Run(ctx, s.client, roll.Options{Spec: spec, Command: "hitless demo", Yes: true,
-		Progress: func(e roll.Event) {
+	var rolled []*roll.Result
+	res, runErr := lifecycle.Upgrade(ctx, s.lifecycle(), lifecycle.Options{
+		Name: plugin, Source: src, Command: "hitless demo", Batch: "1", Wait: 3 * time.Minute,
+		Progress: func(line string) { s.progressf("    %s %s", time.Now().Format("15:04:05.000"), line) },
+		RollProgress: func(e roll.Event) {
 			if e.Node != "" {
-				s.progressf("    %s %-22s %s %s", e.Time.Format("15:04:05.000"), e.Node, e.Phase, e.Message)
+				s.progressf("    %s   %-22s %s %s", e.Time.Format("15:04:05.000"), e.Node, e.Phase, e.Message)
 			}
-		}})
+		},
+		Roll: func(ctx context.Context, ro roll.Options) (*roll.Result, error) {
+			r, err := roll.Run(ctx, s.client, ro)
+			if r != nil {
+				rolled = append(rolled, r)
+			}
+			return r, err
+		},
+	})
 	rep, err := live.Stop(context.WithoutCancel(ctx), 15*time.Second)
 	if err != nil {
 		return "", err
@@ -88,7 +132,11 @@ func upgradeDataPlane(ctx context.Context, s *state) (string, error) {
 	if runErr != nil {
 		return "", runErr
 	}
-	measure.Attribute(rep, res.Operation)
+	nodes := 0
+	for _, r := range rolled {
+		measure.Attribute(rep, r.Operation)
+		nodes += len(r.Operation.Nodes)
+	}
 	s.report = filepath.Join(s.cluster.Dir, "disruption-report.html")
 	if err := measure.WriteHTML(s.report, rep); err != nil {
 		return "", err
@@ -98,7 +146,11 @@ func upgradeDataPlane(ctx context.Context, s *state) (string, error) {
 	measure.PrintTable(tw, rep)
 	_ = tw.Flush()
 	s.progressf("%s", strings.TrimRight(b.String(), "\n"))
+	carried := make([]string, 0, len(res.Carried))
+	for _, c := range res.Carried {
+		carried = append(carried, c.String())
+	}
 	sm := rep.Summary
-	return fmt.Sprintf("%d nodes drained and upgraded one at a time (%s); longest outage %.0f ms (%s), %d loss windows; report %s",
-		len(res.Operation.Nodes), res.Operation.ID, sm.LongestOutageMs, sm.WorstPath, len(rep.Windows), s.report), nil
+	return fmt.Sprintf("revision %d: carried %s; %d nodes drained and upgraded one at a time; longest outage %.0f ms (%s), %d loss windows; report %s",
+		res.Revision, strings.Join(carried, "; "), nodes, sm.LongestOutageMs, sm.WorstPath, len(rep.Windows), s.report), nil
 }

@@ -135,6 +135,27 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		env.WaitDeploymentAvailable(t, "contrail", "contrail-controller", time.Minute)
 	})
 
+	t.Run("diff shows exactly what the upgrade changes, no secret value", func(t *testing.T) {
+		code, out, errOut := hitless(t, "diff", "-f", pluginV2, "--name", "contrail")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		for _, want := range []string{"CONFIGURED ConfigMap/contrail/contrail-settings", `+  FLOW_EXPORT_RATE: "0"`, "-        image: registry.example.com/sample-cni/contrail-controller:1.0.0",
+			"+        image: registry.example.com/sample-cni/contrail-controller:1.1.0", "CUSTOMIZATIONS CARRIED (4)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("diff lacks %q:\n%s", want, out)
+			}
+		}
+		for _, never := range []string{"VROUTER_MTU: \"1500\"", "c2FtcGxlOmNoYW5nZS1tZQ", "c2l0ZTpzM2NyZXQ", "CONFIGURED Secret/", "CREATED"} {
+			if strings.Contains(out, never) {
+				t.Errorf("diff shows %q:\n%s", never, out)
+			}
+		}
+		if revs := revisions(t, "contrail"); len(revs) != 1 {
+			t.Errorf("diff recorded a revision")
+		}
+	})
+
 	before := canonical(t, res)
 	guard := clustertest.StartDataPlaneGuard(t, cs, apps, pool, 1, "contrail", "contrail-vrouter-nodes")
 	backups := t.TempDir()

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -195,5 +197,25 @@ func TestCrashResumeUpgrade(t *testing.T) {
 	ds, err := cs.AppsV1().DaemonSets(name).Get(ctx, name+"-agent", metav1.GetOptions{})
 	if err != nil || ds.Spec.UpdateStrategy.Type != "RollingUpdate" {
 		t.Errorf("DaemonSet strategy not restored: %v %v", ds.Spec.UpdateStrategy, err)
+	}
+}
+
+// A node without a free pod slot refuses an install before any change:
+// its pods could not be drained anywhere and the new pods may not fit.
+func TestFullNodeRefused(t *testing.T) {
+	ns := env.Namespace(t)
+	nodes := env.AddNodesWithCapacity(t, 1, map[string]string{"full": "yes"}, corev1.ResourceList{corev1.ResourcePods: resource.MustParse("1")})
+	env.Deployment(t, ns, "filler", 1, clustertest.Workload{NodeSelector: map[string]string{"full": "yes"}})
+	env.WaitDeploymentAvailable(t, ns, "filler", time.Minute)
+	v1 := writeComponent(t, "fits", "1.0.0", 0, 1)
+	code, out, errOut := hitless(t, "install", "-f", v1, "--name", "fits")
+	if code != exitcode.Failed || !strings.Contains(errOut, "no free pod slot on node(s) "+nodes[0]+" (1/1 pods)") {
+		t.Fatalf("exit %d; want 1 naming %s\n%s\n%s", code, nodes[0], out, errOut)
+	}
+	if revs := revisions(t, "fits"); len(revs) > 0 {
+		t.Errorf("a refused install recorded %d revisions", len(revs))
+	}
+	if _, err := env.Client(t).CoreV1().Namespaces().Get(context.Background(), "fits", metav1.GetOptions{}); err == nil {
+		t.Errorf("a refused install created its namespace")
 	}
 }
