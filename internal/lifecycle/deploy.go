@@ -130,7 +130,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	if st.Previous != 0 {
 		prev = release.Find(revs, st.Previous)
 	}
-	prune := pruned(prev, desired)
+	prune := pruned(prev, revs, rev.Number, desired)
 	res.Plan = deployPlan(opts.Name, action, rev, prev, desired, prune, opts.NodeSelectors)
 	res.Warnings = strategyWarnings(desired, rev.DataPlane)
 	if full, err := freeSlots(ctx, c.Client); err != nil {
@@ -161,12 +161,32 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	res.Operation = id
 	// The revision is recorded, pending, before anything changes: a
 	// resumed run deploys exactly these objects.
+	if !res.Resumed {
+		if err := abandon(ctx, store, revs); err != nil {
+			return res, err
+		}
+	}
 	rev.Status, rev.Operation = release.Pending, id
 	if err := store.Put(ctx, rev); err != nil {
 		return res, err
 	}
 	runErr := r.deploySteps(ctx, desired, prune)
 	return res, r.close(ctx, runErr)
+}
+
+// abandon marks failed the pending revisions of operations nobody resumed:
+// a new operation replaces them. Their objects stay in the uninstall
+// inventory until a deployed revision supersedes them.
+func abandon(ctx context.Context, store *release.Store, revs []*release.Revision) error {
+	for _, r := range revs {
+		if r.Status == release.Pending {
+			r.Status = release.Failed
+			if err := store.Put(ctx, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func unlock(ctx context.Context, lk *lock.Lock) {
@@ -262,10 +282,18 @@ func userVersions(ctx context.Context, a *apply.Applier, applied []*unstructured
 	return out, nil
 }
 
-// pruned is what prev had and desired does not.
-func pruned(prev *release.Revision, desired []*unstructured.Unstructured) []*unstructured.Unstructured {
+// pruned is what prev had, or a later revision that never got deployed
+// (its operation failed or was replaced) may have created, and desired
+// does not have.
+func pruned(prev *release.Revision, revs []*release.Revision, next int, desired []*unstructured.Unstructured) []*unstructured.Unstructured {
 	if prev == nil {
 		return nil
+	}
+	had := release.Objects(prev.Applied)
+	for _, r := range revs {
+		if r.Number > prev.Number && r.Number != next && (r.Status == release.Failed || r.Status == release.Pending) {
+			had = append(had, release.Objects(r.Applied)...)
+		}
 	}
 	keep := map[release.Ref]bool{}
 	for _, o := range desired {
@@ -274,10 +302,11 @@ func pruned(prev *release.Revision, desired []*unstructured.Unstructured) []*uns
 		keep[r] = true
 	}
 	var out []*unstructured.Unstructured
-	for _, o := range release.Objects(prev.Applied) {
+	for _, o := range had {
 		r := release.RefOf(o)
 		r.Version = ""
 		if !keep[r] {
+			keep[r] = true // once
 			out = append(out, o)
 		}
 	}
@@ -357,8 +386,11 @@ func (r *runner) close(ctx context.Context, runErr error) error {
 	status, msg := journal.Succeeded, ""
 	if runErr != nil {
 		status, msg = journal.Failed, runErr.Error()
-		if errors.Is(runErr, context.Canceled) {
+		switch {
+		case errors.Is(runErr, context.Canceled):
 			status = journal.Interrupted
+		case errors.Is(runErr, journal.ErrAborted):
+			status = journal.Aborted
 		}
 	}
 	now := time.Now().UTC()

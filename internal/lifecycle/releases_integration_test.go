@@ -33,9 +33,11 @@ func TestRealReleases(t *testing.T) {
 	cases := []struct {
 		name, v1, v2 string
 		unavailable  int
+		warning      string
 	}{
-		{"kube-router", testdata.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v1.6.0.yaml"), testdata.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v2.1.0.yaml"), 0},
-		{"antrea", testdata.Path(t, "cni", "antrea", "antrea-v2.6.3.yml"), testdata.Path(t, "cni", "antrea", "antrea-v2.7.0.yml"), 3},
+		{"kube-router", testdata.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v1.6.0.yaml"), testdata.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v2.1.0.yaml"), 0, ""},
+		{"antrea", testdata.Path(t, "cni", "antrea", "antrea-v2.6.3.yml"), testdata.Path(t, "cni", "antrea", "antrea-v2.7.0.yml"), 3,
+			"Deployment kube-system/antrea-controller uses Recreate: all 1 pod(s) stop before the new ones start"},
 	}
 	cs := env.Client(t)
 	for _, tc := range cases {
@@ -46,6 +48,9 @@ func TestRealReleases(t *testing.T) {
 			}
 			inventory := len(in.Applied)
 			up := mustHitless(t, "upgrade", "-f", tc.v2, "--name", tc.name, "--batch", "100%")
+			if tc.warning != "" && !slices.Contains(up.Warnings, tc.warning) {
+				t.Errorf("upgrade warnings %v, want %q", up.Warnings, tc.warning)
+			}
 			if len(up.Rolls) == 0 || len(up.Plan.DataPlane) != 1 {
 				t.Errorf("upgrade: data plane %v rolled by %v; want its DaemonSet detected and rolled", up.Plan.DataPlane, up.Rolls)
 			}

@@ -22,7 +22,7 @@ var ErrFinished = errors.New("operation already finished")
 func SpecOf(op *journal.Operation) (Spec, error) {
 	var s Spec
 	if op.Kind != Kind {
-		return s, fmt.Errorf("operation %s is a %s, not a roll", op.ID, op.Kind)
+		return s, fmt.Errorf("operation %s is a %s, not a roll: run its command again to resume it (%s)", op.ID, op.Kind, op.Command)
 	}
 	if err := json.Unmarshal(op.Spec, &s); err != nil {
 		return s, fmt.Errorf("reading the spec of operation %s: %w", op.ID, err)
