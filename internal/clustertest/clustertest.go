@@ -19,10 +19,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,4 +263,24 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+type countingTransport struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// CountingConfig returns a copy of the cluster's config (QPS 100, burst
+// 200, as the commands use) whose every request is counted, and the count.
+func (e *Env) CountingConfig(t testing.TB) (*rest.Config, *atomic.Int64) {
+	cfg := rest.CopyConfig(e.Config(t))
+	cfg.QPS, cfg.Burst = 100, 200
+	n := &atomic.Int64{}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, n: n} })
+	return cfg, n
 }

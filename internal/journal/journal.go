@@ -231,6 +231,21 @@ func (s *Store) List(ctx context.Context) ([]*Operation, error) {
 	return out, nil
 }
 
+// Resumable returns the newest unfinished operation of kind with the spec
+// hash, or nil: running the same command again continues it.
+func (s *Store) Resumable(ctx context.Context, kind, hash string) (*Operation, error) {
+	ops, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, op := range ops {
+		if op.Kind == kind && op.SpecHash == hash && op.Status.Resumable() {
+			return op, nil
+		}
+	}
+	return nil, nil
+}
+
 // WatchStatus calls onChange with the operation's status at every change
 // of its record, until ctx ends: one watch, re-established when it breaks.
 func (s *Store) WatchStatus(ctx context.Context, id string, onChange func(Status)) {

@@ -2,7 +2,6 @@ package lifecycle_test
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -10,29 +9,15 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/hitless-dev/hitless/internal/apply"
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/lifecycle"
 )
 
-type countingTransport struct {
-	next http.RoundTripper
-	n    *atomic.Int64
-}
-
-func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.next.RoundTrip(r)
-}
-
 // counting returns the cluster with every request counted.
 func counting(b *testing.B) (lifecycle.Cluster, *atomic.Int64) {
-	cfg := rest.CopyConfig(env.Config(b))
-	cfg.QPS, cfg.Burst = 100, 200
-	n := &atomic.Int64{}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, n: n} })
+	cfg, n := env.CountingConfig(b)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		b.Fatal(err)

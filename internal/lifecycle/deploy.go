@@ -92,7 +92,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	}
 
 	jstore := journal.NewStore(c.Client)
-	existing, err := findResumable(ctx, jstore, action, sp.hash())
+	existing, err := jstore.Resumable(ctx, action, sp.hash())
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,8 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return nil, err
 	}
 	if rev == nil {
-		existing = nil
+		// A new operation, or one killed before it recorded its revision:
+		// that one is taken over with the revision worked out afresh.
 		if rev, err = nextRevision(ctx, a, action, opts, revs, current, target, vendor, from, res); err != nil {
 			return res, err
 		}
@@ -145,11 +146,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return res, nil
 	}
 
-	id := journal.NewID(action)
-	if existing != nil {
-		id = existing.ID
-	}
-	lk, err := lock.Acquire(ctx, c.Client, lock.Self(id, opts.Command))
+	id, lk, err := lockFor(ctx, c, action, existing, opts.Command)
 	if err != nil {
 		return res, err
 	}
@@ -187,6 +184,17 @@ func abandon(ctx context.Context, store *release.Store, revs []*release.Revision
 		}
 	}
 	return nil
+}
+
+// lockFor takes the cluster lock for the operation resumed, or a new one
+// of kind, and returns its id.
+func lockFor(ctx context.Context, c Cluster, kind string, existing *journal.Operation, command string) (string, *lock.Lock, error) {
+	id := journal.NewID(kind)
+	if existing != nil {
+		id = existing.ID
+	}
+	lk, err := lock.Acquire(ctx, c.Client, lock.Self(id, command))
+	return id, lk, err
 }
 
 func unlock(ctx context.Context, lk *lock.Lock) {
@@ -334,21 +342,6 @@ func deployPlan(name, action string, rev, prev *release.Revision, desired, prune
 	return p
 }
 
-// findResumable returns the newest unfinished operation of kind with the
-// same spec.
-func findResumable(ctx context.Context, store *journal.Store, kind, hash string) (*journal.Operation, error) {
-	ops, err := store.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, op := range ops {
-		if op.Kind == kind && op.SpecHash == hash && op.Status.Resumable() {
-			return op, nil
-		}
-	}
-	return nil, nil
-}
-
 // runner runs the journaled steps of one operation.
 type runner struct {
 	c       Cluster
@@ -369,7 +362,7 @@ func (r *runner) open(ctx context.Context, jstore *journal.Store, existing *jour
 		r.w = journal.NewWriter(jstore, existing)
 		return r.w.Update(ctx, func(op *journal.Operation) {
 			op.Runs++
-			op.Status, op.Message = journal.Running, ""
+			op.Status, op.Message, op.Plan = journal.Running, "", stateJSON
 		})
 	}
 	specJSON, _ := json.Marshal(sp)

@@ -12,8 +12,9 @@ import (
 // new directory: crds CRDs with one custom resource each, a namespace
 // with a ServiceAccount, RBAC, configs ConfigMaps, a Service, a
 // controller Deployment (2 replicas) and a data-plane DaemonSet on every
-// node. The later version adds a CRD field, a ConfigMap key and bumps
-// every image.
+// node. The later version adds a CRD field and a ConfigMap key, bumps
+// every image, drops the last settings ConfigMap and adds ConfigMap
+// features.
 func writeComponent(t testing.TB, name, version string, crds, configs int) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -60,6 +61,10 @@ spec:
 	doc("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: %s}\nrules:\n- {apiGroups: [\"\"], resources: [nodes], verbs: [get, list, watch]}\n", name)
 	doc("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: %s}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: %s}\nsubjects:\n- {kind: ServiceAccount, name: %s, namespace: %s}\n", name, name, name, name)
 	for i := range configs {
+		if later && i == configs-1 {
+			doc("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: features, namespace: %s}\ndata: {FAST_PATH: \"on\"}\n", name)
+			continue
+		}
 		data := fmt.Sprintf("MTU: \"1500\"\n  INDEX: \"%d\"", i)
 		if later {
 			data += "\n  FLOW_EXPORT: \"off\""

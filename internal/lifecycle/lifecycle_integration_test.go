@@ -107,19 +107,19 @@ func TestSamplePluginLifecycle(t *testing.T) {
 	}
 
 	// Live customizations, each through its own field manager as kubectl does.
-	patch(t, "v1", "configmaps", "contrail-settings", "kubectl-patch", types.MergePatchType, `{"data":{"VROUTER_MTU":"1400"}}`)
+	patch(t, "v1", "configmaps", "contrail", "contrail-settings", "kubectl-patch", types.MergePatchType, `{"data":{"VROUTER_MTU":"1400"}}`)
 	if _, err := cs.CoreV1().Secrets("contrail").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "site-registry"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{"reg.site.example":{"auth":"c2l0ZTpzM2NyZXQ="}}}`)}}, metav1.CreateOptions{FieldManager: "kubectl-create"}); err != nil {
 		t.Fatal(err)
 	}
-	patch(t, "apps/v1", "daemonsets", "contrail-vrouter-nodes", "kubectl-patch", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"imagePullSecrets":[{"name":"site-registry"}]}}}}`)
-	patch(t, "apps/v1", "deployments", "contrail-controller", "kubectl-set", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","resources":{"limits":{"memory":"1Gi"}}}]}}}}`)
-	patch(t, "apps/v1", "daemonsets", "contrail-vrouter-nodes", "kubectl-label", types.MergePatchType, `{"metadata":{"labels":{"site.example/team":"network"}}}`)
+	patch(t, "apps/v1", "daemonsets", "contrail", "contrail-vrouter-nodes", "kubectl-patch", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"imagePullSecrets":[{"name":"site-registry"}]}}}}`)
+	patch(t, "apps/v1", "deployments", "contrail", "contrail-controller", "kubectl-set", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","resources":{"limits":{"memory":"1Gi"}}}]}}}}`)
+	patch(t, "apps/v1", "daemonsets", "contrail", "contrail-vrouter-nodes", "kubectl-label", types.MergePatchType, `{"metadata":{"labels":{"site.example/team":"network"}}}`)
 	waitSettled(t, "contrail", "contrail-vrouter-nodes")
 
 	t.Run("a conflicting change stops the upgrade", func(t *testing.T) {
 		mirror := "registry.site.example/mirror/contrail-controller:1.0.0"
-		patch(t, "apps/v1", "deployments", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"`+mirror+`"}]}}}}`)
+		patch(t, "apps/v1", "deployments", "contrail", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"`+mirror+`"}]}}}}`)
 		code, out, errOut := hitless(t, "upgrade", "-f", pluginV2, "--name", "contrail")
 		want := `Deployment/contrail/contrail-controller spec.template.spec.containers[name=controller].image: user "` + mirror + `", vendor "registry.example.com/sample-cni/contrail-controller:1.1.0"`
 		if code != exitcode.Failed || !strings.Contains(errOut, want) || !strings.Contains(errOut, "nothing was changed") {
@@ -131,7 +131,7 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		if img := deploymentImage(t, "contrail", "contrail-controller"); img != mirror {
 			t.Fatalf("a refused upgrade changed the image to %s", img)
 		}
-		patch(t, "apps/v1", "deployments", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"registry.example.com/sample-cni/contrail-controller:1.0.0"}]}}}}`)
+		patch(t, "apps/v1", "deployments", "contrail", "contrail-controller", "kubectl-edit", types.StrategicMergePatchType, `{"spec":{"template":{"spec":{"containers":[{"name":"controller","image":"registry.example.com/sample-cni/contrail-controller:1.0.0"}]}}}}`)
 		env.WaitDeploymentAvailable(t, "contrail", "contrail-controller", time.Minute)
 	})
 
@@ -159,7 +159,7 @@ func TestSamplePluginLifecycle(t *testing.T) {
 	before := canonical(t, res)
 	guard := clustertest.StartDataPlaneGuard(t, cs, apps, pool, 1, "contrail", "contrail-vrouter-nodes")
 	backups := t.TempDir()
-	up := mustHitless(t, "upgrade", "-f", pluginV2, "--name", "contrail", "--backup-dir", backups)
+	up := mustHitless(t, "upgrade", "-f", pluginV2, "--name", "contrail", "--backup-dir", backups, "--node-selector", "node-role.kubernetes.io/control-plane")
 
 	t.Run("upgrade keeps every customization", func(t *testing.T) {
 		var paths []string
@@ -227,8 +227,8 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		if got := guard.MaxUnavailable(); got != 1 {
 			t.Errorf("at most %d nodes cordoned at once, want exactly the batch (1)", got)
 		}
-		if len(up.Rolls) != 1 || len(up.Rolls[0].Nodes) != len(pool) {
-			t.Errorf("rolls %+v, want one over every node", up.Rolls)
+		if len(up.Rolls) != 2 || len(up.Rolls[0].Nodes) != 1 || !strings.Contains(up.Rolls[0].Nodes[0], "control-plane") || len(up.Rolls[1].Nodes) != len(pool)-1 {
+			t.Errorf("rolls %+v, want the control-plane group, then the other nodes", up.Rolls)
 		}
 	})
 	t.Run("backup before the change, owner-only file", func(t *testing.T) {
@@ -294,8 +294,7 @@ func TestSamplePluginLifecycle(t *testing.T) {
 	})
 }
 
-func patch(t *testing.T, apiVersion, resource, name, manager string, pt types.PatchType, body string) {
-	const ns = "contrail"
+func patch(t *testing.T, apiVersion, resource, ns, name, manager string, pt types.PatchType, body string) {
 	t.Helper()
 	gv, _ := schema.ParseGroupVersion(apiVersion)
 	dc := dynamic.NewForConfigOrDie(env.Config(t))

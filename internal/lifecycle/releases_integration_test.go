@@ -1,6 +1,7 @@
 package lifecycle_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -138,11 +140,20 @@ func TestCrashResumeUpgrade(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], "--kubeconfig", env.Kubeconfig(t), "upgrade", "-f", v2, "--name", name)
 	cmd.Env = append(os.Environ(), envRunCLI+"=1")
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	// Kill it once a node of the data plane is cordoned.
 	clustertest.Eventually(t, 2*time.Minute, func() error {
+		select {
+		case <-exited:
+			t.Fatalf("upgrade ended before any node was cordoned:\n%s", output.String())
+		default:
+		}
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -156,11 +167,11 @@ func TestCrashResumeUpgrade(t *testing.T) {
 	})
 	time.Sleep(300 * time.Millisecond)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
-	_ = cmd.Wait()
+	<-exited
 
 	res := mustHitless(t, "upgrade", "-f", v2, "--name", name)
-	if !res.Resumed || res.Revision != 2 {
-		t.Fatalf("second run: resumed %v revision %d; want the killed upgrade resumed", res.Resumed, res.Revision)
+	if !res.Resumed || res.Revision != 2 || !slices.Contains(res.Deleted, "ConfigMap/"+name+"/settings-1") {
+		t.Fatalf("second run: resumed %v revision %d, deleted %v; want the killed upgrade resumed and settings-1 pruned", res.Resumed, res.Revision, res.Deleted)
 	}
 	op, err := journal.NewStore(cs).Get(ctx, res.Operation)
 	if err != nil || op.Status != journal.Succeeded || op.Runs != 2 {
@@ -222,5 +233,27 @@ func TestFullNodeRefused(t *testing.T) {
 	}
 	if _, err := env.Client(t).CoreV1().Namespaces().Get(context.Background(), "fits", metav1.GetOptions{}); err == nil {
 		t.Errorf("a refused install created its namespace")
+	}
+}
+
+// A custom resource whose finalizer nobody removes holds the uninstall:
+// it waits up to --finalizer-timeout, names the stuck object and its
+// finalizer, exits 1, and the same command finishes once it is released.
+func TestUninstallStuckFinalizer(t *testing.T) {
+	name := "sticky"
+	mustHitless(t, "install", "-f", writeComponent(t, name, "1.0.0", 1, 1), "--name", name)
+	gvr := "sticky.bench.hitless.dev/v1"
+	patch(t, gvr, "kind0s", "", "default", "test", types.MergePatchType, `{"metadata":{"finalizers":["example.com/stuck"]}}`)
+	code, out, errOut := hitless(t, "uninstall", "--name", name, "--finalizer-timeout", "3s")
+	if code != exitcode.Failed || !strings.Contains(errOut, "Kind0/default: waiting on finalizers example.com/stuck") {
+		t.Fatalf("exit %d; want 1 naming the stuck custom resource\n%s\n%s", code, out, errOut)
+	}
+	patch(t, gvr, "kind0s", "", "default", "test", types.MergePatchType, `{"metadata":{"finalizers":null}}`)
+	res := mustHitless(t, "uninstall", "--name", name)
+	if !res.Resumed || len(res.Remaining) > 0 {
+		t.Fatalf("second run: resumed %v, remaining %v", res.Resumed, res.Remaining)
+	}
+	if left := labelled(t, "hitless.dev/name="+name); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/apply"
 	"github.com/hitless-dev/hitless/internal/journal"
-	"github.com/hitless-dev/hitless/internal/lock"
 	"github.com/hitless-dev/hitless/internal/release"
 )
 
@@ -51,7 +50,7 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	}
 	sp := spec{Action: ActionUninstall, Name: opts.Name, Force: opts.ForceNamespaces}
 	jstore := journal.NewStore(c.Client)
-	existing, err := findResumable(ctx, jstore, ActionUninstall, sp.hash())
+	existing, err := jstore.Resumable(ctx, ActionUninstall, sp.hash())
 	if err != nil {
 		return nil, err
 	}
@@ -84,11 +83,7 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	id := journal.NewID(ActionUninstall)
-	if existing != nil {
-		id = existing.ID
-	}
-	lk, err := lock.Acquire(ctx, c.Client, lock.Self(id, opts.Command))
+	id, lk, err := lockFor(ctx, c, ActionUninstall, existing, opts.Command)
 	if err != nil {
 		return res, err
 	}
@@ -97,7 +92,6 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	if rev == nil {
 		rev = &release.Revision{Component: opts.Name, Number: release.Next(revs), Action: ActionUninstall, Command: opts.Command, Created: time.Now().UTC()}
 		st = state{Revision: rev.Number}
-		existing = nil
 	}
 	if cur := release.Current(revs); cur != nil {
 		st.Previous = cur.Number
@@ -147,7 +141,18 @@ func (r *runner) uninstallSteps(ctx context.Context, inv []*unstructured.Unstruc
 			continue
 		}
 		name := deleteOrder[i]
-		if err := r.step(ctx, "delete "+name, func(ctx context.Context) ([]string, error) { return r.deleteGroup(ctx, name, group) }); err != nil {
+		// A group that does not go stops the uninstall there: what comes
+		// after (CRDs after their custom resources, namespaces) would hang
+		// on it. The same command runs the group again.
+		err := r.step(ctx, "delete "+name, func(ctx context.Context) ([]string, error) {
+			before := len(r.res.Remaining)
+			detail, err := r.deleteGroup(ctx, name, group)
+			if err == nil && len(r.res.Remaining) > before {
+				err = &IncompleteError{Remaining: r.res.Remaining[before:]}
+			}
+			return detail, err
+		})
+		if err != nil {
 			return err
 		}
 	}

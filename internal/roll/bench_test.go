@@ -3,7 +3,6 @@ package roll_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"strings"
 	"sync/atomic"
@@ -20,22 +19,9 @@ import (
 	"github.com/hitless-dev/hitless/internal/roll"
 )
 
-type countingTransport struct {
-	next http.RoundTripper
-	n    *atomic.Int64
-}
-
-func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.next.RoundTrip(r)
-}
-
 // countingClient returns a clientset that counts its requests.
 func countingClient(b *testing.B) (kubernetes.Interface, *atomic.Int64) {
-	cfg := env.Config(b)
-	cfg.QPS, cfg.Burst = 100, 200
-	n := &atomic.Int64{}
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, n: n} })
+	cfg, n := env.CountingConfig(b)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		b.Fatal(err)

@@ -129,6 +129,11 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 			switch {
 			case err == nil || apierrors.IsNotFound(err):
 				return true
+			case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+				// Its namespace is being deleted: no eviction is accepted
+				// there, and the namespace controller deletes the pod; the
+				// drain waits for it to go, as kubectl drain does.
+				return true
 			case apierrors.IsTooManyRequests(err):
 				mu.Lock()
 				blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)

@@ -111,7 +111,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		return &Result{Plan: plan}, nil
 	}
 	store := journal.NewStore(cs)
-	existing, err := findResumable(ctx, store, spec.Hash())
+	existing, err := store.Resumable(ctx, Kind, spec.Hash())
 	if err != nil {
 		return nil, err
 	}
@@ -168,20 +168,6 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 	res.Operation = r.w.Snapshot()
 	res.Recap = MakeRecap(res.Operation)
 	return res, runErr
-}
-
-// findResumable returns the newest unfinished roll with the same spec.
-func findResumable(ctx context.Context, store *journal.Store, hash string) (*journal.Operation, error) {
-	ops, err := store.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, op := range ops {
-		if op.Kind == Kind && op.SpecHash == hash && op.Status.Resumable() {
-			return op, nil
-		}
-	}
-	return nil, nil
 }
 
 type runner struct {
