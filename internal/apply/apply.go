@@ -148,10 +148,14 @@ func (a *Applier) Diff(ctx context.Context, u *unstructured.Unstructured, set st
 	return string(e.Action), live, merged, nil
 }
 
-// Delete deletes objs (background propagation; absent objects are
-// skipped) and returns what it did to each.
+// Delete deletes objs and returns what it did to each; absent objects are
+// skipped. Deletion is in the foreground: an object goes once what it
+// owns is gone (a DaemonSet once its pods are), so no orphan of it is
+// left terminating after it.
 func (a *Applier) Delete(ctx context.Context, objs []*unstructured.Unstructured) ([]Entry, error) {
-	cs, err := a.rm.DeleteAll(ctx, objs, ssa.DefaultDeleteOptions())
+	opts := ssa.DefaultDeleteOptions()
+	opts.PropagationPolicy = metav1.DeletePropagationForeground
+	cs, err := a.rm.DeleteAll(ctx, objs, opts)
 	var entries []Entry
 	if cs != nil {
 		for _, e := range cs.Entries {
