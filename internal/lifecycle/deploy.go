@@ -163,9 +163,11 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 			return res, err
 		}
 	}
-	rev.Status, rev.Operation = release.Pending, id
-	if err := store.Put(ctx, rev); err != nil {
-		return res, err
+	if rev.Status != release.Deployed { // killed after its record step
+		rev.Status, rev.Operation = release.Pending, id
+		if err := store.Put(ctx, rev); err != nil {
+			return res, err
+		}
 	}
 	runErr := r.deploySteps(ctx, desired, prune)
 	return res, r.close(ctx, runErr)

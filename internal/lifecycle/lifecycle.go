@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -237,7 +238,7 @@ func writeBackupFile(dir, name string, n int, objs []*unstructured.Unstructured)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("creating backup directory %s: %w", dir, err)
 	}
-	path := fmt.Sprintf("%s/%s-revision-%d-backup.yaml", dir, name, n)
+	path := filepath.Join(dir, fmt.Sprintf("%s-revision-%d-backup.yaml", name, n))
 	b, err := marshalYAML(objs)
 	if err != nil {
 		return "", err

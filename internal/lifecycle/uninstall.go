@@ -59,6 +59,15 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 		_ = json.Unmarshal(existing.Plan, &st)
 	}
 	inv := inventory(revs, st.Revision)
+	if len(inv) == 0 && existing != nil {
+		// Killed after its last step: only the journal is left to close.
+		w := journal.NewWriter(jstore, existing)
+		now := time.Now().UTC()
+		if err := w.Force(ctx, func(op *journal.Operation) { op.Status, op.Finished = journal.Succeeded, &now }); err != nil {
+			return nil, err
+		}
+		return &Result{Component: opts.Name, Action: ActionUninstall, Resumed: true, Operation: existing.ID, Revision: st.Revision}, nil
+	}
 	if len(inv) == 0 {
 		return nil, &StateError{Msg: fmt.Sprintf("%s is not installed by hitless: no revision holds objects", opts.Name)}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,6 +49,21 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 				} else {
 					_, _ = fmt.Fprint(w, "Lock free\n\n")
 				}
+				if len(args) == 1 && len(rep.Operations[0].Steps) > 0 {
+					op := rep.Operations[0]
+					_, _ = fmt.Fprintf(w, "%s %s: %s (runs %d) %s\n\nSTEP\tSTARTED\tTOOK\tRUNS\tRESULT\n", op.Kind, op.ID, op.Status, op.Runs, op.Message)
+					for _, st := range op.Steps {
+						took, result := "", "in progress or interrupted"
+						if st.Finished != nil {
+							took, result = st.Finished.Sub(st.Started).Round(time.Millisecond).String(), strings.Join(st.Detail, "; ")
+						}
+						if st.Error != "" {
+							result = "failed: " + st.Error
+						}
+						_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", st.Name, st.Started.Format(time.TimeOnly), took, st.Runs, result)
+					}
+					return nil
+				}
 				if len(args) == 1 {
 					op := rep.Operations[0]
 					roll.PrintRecap(w, op, roll.MakeRecap(op))
@@ -57,7 +73,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 					}
 					return nil
 				}
-				_, _ = fmt.Fprintln(w, "ID\tKIND\tSTATUS\tNODES DONE\tRUNS\tAGE\tCOMMAND")
+				_, _ = fmt.Fprintln(w, "ID\tKIND\tSTATUS\tDONE\tRUNS\tAGE\tCOMMAND")
 				for _, op := range rep.Operations {
 					done := 0
 					for _, n := range op.Nodes {
@@ -65,7 +81,17 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 							done++
 						}
 					}
-					_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", op.ID, op.Kind, op.Status, done, len(op.Nodes), op.Runs,
+					progress := fmt.Sprintf("%d/%d", done, len(op.Nodes))
+					if len(op.Steps) > 0 {
+						finished := 0
+						for _, st := range op.Steps {
+							if st.Finished != nil && st.Error == "" {
+								finished++
+							}
+						}
+						progress = fmt.Sprintf("%d steps", finished)
+					}
+					_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", op.ID, op.Kind, op.Status, progress, op.Runs,
 						duration.HumanDuration(time.Since(op.Started)), op.Command)
 				}
 				return nil
