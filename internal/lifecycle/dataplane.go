@@ -180,7 +180,8 @@ func (r *runner) inGroup(ctx context.Context, node, sel string) (bool, error) {
 }
 
 func (r *runner) runRoll(ctx context.Context, rec *rollRecord) error {
-	if rec.Status == string(journal.Succeeded) {
+	if rec.Status == string(journal.Succeeded) { // by an earlier run
+		r.res.Rolls = append(r.res.Rolls, RollSummary{DaemonSet: rec.DaemonSet, Group: groupName(rec.Group), Operation: rec.Operation, Nodes: rec.Spec.Nodes, Status: rec.Status})
 		return nil
 	}
 	res, err := r.opts.Roll(ctx, roll.Options{Spec: rec.Spec, Command: r.opts.Command, Yes: true, Lock: r.lock, Progress: r.opts.RollProgress})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/apply"
@@ -54,6 +55,11 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	}
 	if _, _, err := roll.ParseBatch(opts.Batch); err != nil {
 		return nil, &InputError{"--batch", err.Error()}
+	}
+	for _, sel := range opts.NodeSelectors {
+		if _, err := labels.Parse(sel); err != nil {
+			return nil, &InputError{"--node-selector", fmt.Sprintf("%q: %v", sel, err)}
+		}
 	}
 	store := release.NewStore(c.Client)
 	revs, err := store.List(ctx, opts.Name)

@@ -119,6 +119,23 @@ func TestBadManifests(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bad flags", func(t *testing.T) {
+		good := filepath.Join(t.TempDir(), "good.yaml")
+		if err := os.WriteFile(good, []byte(cm), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{
+			{"--name", "Bad_Name"}, {"--name", "bad", "--node-selector", "a in (b"}, {"--name", "bad", "--batch", "0"},
+		} {
+			code, out, errOut := hitless(t, append([]string{"install", "-f", good}, args...)...)
+			if code != exitcode.Usage || !strings.Contains(errOut, args[len(args)-2]) {
+				t.Errorf("install %v: exit %d, want 2 naming %s\n%s\n%s", args, code, args[len(args)-2], out, errOut)
+			}
+		}
+		if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "good", metav1.GetOptions{}); err == nil {
+			t.Errorf("a refused install created its object")
+		}
+	})
 }
 
 // TestCrashResumeUpgrade kills `hitless upgrade` with SIGKILL in the middle
