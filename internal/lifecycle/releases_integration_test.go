@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -272,5 +273,38 @@ func TestUninstallStuckFinalizer(t *testing.T) {
 	}
 	if left := labelled(t, "hitless.dev/name="+name); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
+	}
+}
+
+// --from gives the customizations as the user's edited copy of the old
+// release: they are carried against the recorded vendor manifests, even
+// ones made before anything was applied, removals included.
+func TestUpgradeFrom(t *testing.T) {
+	name := "fromcopy"
+	v1, v2 := writeComponent(t, name, "1.0.0", 0, 2), writeComponent(t, name, "1.1.0", 0, 2)
+	mustHitless(t, "install", "-f", v1, "--name", name)
+	t.Cleanup(func() { hitless(t, "uninstall", "--name", name) })
+	b, err := os.ReadFile(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(t.TempDir(), "mine.yaml")
+	edited := strings.Replace(string(b), "MTU: \"1500\"\n  INDEX: \"0\"", "MTU: \"9000\"", 1) // MTU changed, INDEX removed
+	if err := os.WriteFile(mine, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := mustHitless(t, "upgrade", "-f", v2, "--name", name, "--from", mine)
+	var carried []string
+	for _, c := range res.Carried {
+		carried = append(carried, c.String())
+	}
+	want := []string{"ConfigMap/" + name + "/settings-0 data.INDEX removed", "ConfigMap/" + name + `/settings-0 data.MTU = "9000"`}
+	if !slices.Equal(carried, want) {
+		t.Fatalf("carried %v, want %v", carried, want)
+	}
+	cm := get(t, "v1", "configmaps", name, "settings-0")
+	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+	if data["MTU"] != "9000" || data["FLOW_EXPORT"] != "off" || data["INDEX"] != "" {
+		t.Errorf("settings-0 %v: want MTU 9000 and FLOW_EXPORT from v2, no INDEX", data)
 	}
 }
