@@ -176,24 +176,39 @@ func active(p *corev1.Pod) bool {
 	return p.Spec.NodeName != "" && !terminal(p)
 }
 
+// Slots is a node's active pods against its allocatable pods.
+type Slots struct {
+	Node        *corev1.Node
+	Pods, Limit int64
+}
+
+// FullNodes returns the nodes without a free pod slot: as many active pods
+// as the node's allocatable pods.
+func FullNodes(nodes []corev1.Node, pods []corev1.Pod) []Slots {
+	count := map[string]int64{}
+	for i := range pods {
+		if p := &pods[i]; active(p) {
+			count[p.Spec.NodeName]++
+		}
+	}
+	var out []Slots
+	for i := range nodes {
+		n := &nodes[i]
+		if limit := n.Status.Allocatable.Pods().Value(); count[n.Name] >= limit {
+			out = append(out, Slots{Node: n, Pods: count[n.Name], Limit: limit})
+		}
+	}
+	return out
+}
+
 func podSlots(_ context.Context, in *Input) check.Outcome {
 	if err := in.Snap.Err("nodes", "pods"); err != nil {
 		return check.Errored(err)
 	}
-	count := map[string]int64{}
-	for i := range in.Snap.Pods {
-		if p := &in.Snap.Pods[i]; active(p) {
-			count[p.Spec.NodeName]++
-		}
-	}
 	var bad, why []string
-	for i := range in.Snap.Nodes {
-		n := &in.Snap.Nodes[i]
-		limit := n.Status.Allocatable.Pods().Value()
-		if count[n.Name] >= limit {
-			bad = append(bad, nodeRef(n.Name))
-			why = append(why, fmt.Sprintf("%s: %d/%d pods", n.Name, count[n.Name], limit))
-		}
+	for _, f := range FullNodes(in.Snap.Nodes, in.Snap.Pods) {
+		bad = append(bad, nodeRef(f.Node.Name))
+		why = append(why, fmt.Sprintf("%s: %d/%d pods", f.Node.Name, f.Pods, f.Limit))
 	}
 	if len(bad) > 0 {
 		return check.Outcome{Status: check.Fail,

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/hitless-dev/hitless/internal/apply"
+	"github.com/hitless-dev/hitless/internal/catalog"
 )
 
 // The stages of an install or upgrade, in order.
@@ -259,9 +260,11 @@ func strategyWarnings(objs []*unstructured.Unstructured, dataPlane []string) []s
 	return out
 }
 
-// freeSlots returns the nodes with no free pod slot: the drain of a node
-// must have somewhere to put its pods, and every node must take the new
-// version's pods (seed 000 asks for one free slot per node).
+// freeSlots returns the nodes with no free pod slot, by the preflight's
+// own count (catalog.FullNodes): the drain of a node must have somewhere
+// to put its pods, and every node must take the new version's pods (seed
+// 000 asks for one free slot per node). Cordoned nodes take no pods and
+// nodes not yet reporting their capacity are left out.
 func freeSlots(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -271,19 +274,10 @@ func freeSlots(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}
-	count := map[string]int64{}
-	for _, p := range pods.Items {
-		if p.Spec.NodeName != "" {
-			count[p.Spec.NodeName]++
-		}
-	}
 	var full []string
-	for _, n := range nodes.Items {
-		if n.Spec.Unschedulable {
-			continue
-		}
-		if max := n.Status.Allocatable.Pods().Value(); max > 0 && count[n.Name] >= max {
-			full = append(full, fmt.Sprintf("%s (%d/%d pods)", n.Name, count[n.Name], max))
+	for _, f := range catalog.FullNodes(nodes.Items, pods.Items) {
+		if !f.Node.Spec.Unschedulable && f.Limit > 0 {
+			full = append(full, fmt.Sprintf("%s (%d/%d pods)", f.Node.Name, f.Pods, f.Limit))
 		}
 	}
 	return full, nil
