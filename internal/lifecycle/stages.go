@@ -2,12 +2,12 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/pmezard/go-difflib/difflib"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
@@ -117,11 +117,7 @@ func (r *runner) deleteGroup(ctx context.Context, name string, objs []*unstructu
 	}
 	stuck := map[string]bool{}
 	for _, l := range left {
-		why := "still terminating"
-		if f := l.GetFinalizers(); len(f) > 0 {
-			why = "waiting on finalizers " + strings.Join(f, ", ")
-		}
-		r.res.Remaining = append(r.res.Remaining, apply.Name(l)+": "+why)
+		r.res.Remaining = append(r.res.Remaining, stillThere(l))
 		stuck[apply.Name(l)] = true
 	}
 	n := 0
@@ -136,6 +132,18 @@ func (r *runner) deleteGroup(ctx context.Context, name string, objs []*unstructu
 		d = append(d, fmt.Sprintf("%s: %d still there after %s", name, len(left), r.opts.FinalizerTimeout))
 	}
 	return d, nil
+}
+
+// stillThere says which object did not go, and what holds it.
+func stillThere(live *unstructured.Unstructured) string {
+	why := "still there"
+	switch f := live.GetFinalizers(); {
+	case len(f) > 0:
+		why = "waiting on finalizers " + strings.Join(f, ", ")
+	case live.GetDeletionTimestamp() != nil:
+		why = "still terminating"
+	}
+	return apply.Name(live) + ": " + why
 }
 
 // diffs dry-runs every object on the API server and returns what applying
@@ -161,7 +169,7 @@ func diffs(ctx context.Context, a *apply.Applier, set string, desired, prune []*
 			// changes the CRD first, so the object is laid over the live
 			// one here.
 			action, before, after, err = "configured", live, overlay(live, o), nil
-			if sameJSON(before.Object, after.Object) {
+			if equality.Semantic.DeepEqual(before.Object, after.Object) {
 				action = "unchanged"
 			}
 		}
@@ -231,10 +239,4 @@ func overlay(live, desired *unstructured.Unstructured) *unstructured.Unstructure
 	out := live.DeepCopy()
 	merge(out.Object, desired.Object)
 	return out
-}
-
-func sameJSON(a, b map[string]any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }

@@ -174,11 +174,7 @@ func (r *runner) uninstallSteps(ctx context.Context, inv []*unstructured.Unstruc
 			return err
 		}
 		if live != nil {
-			why := "still there"
-			if f := live.GetFinalizers(); len(f) > 0 {
-				why = "waiting on finalizers " + strings.Join(f, ", ")
-			}
-			r.res.Remaining = append(r.res.Remaining, apply.Name(live)+": "+why)
+			r.res.Remaining = append(r.res.Remaining, stillThere(live))
 		}
 	}
 	if len(r.res.Remaining) > 0 {
