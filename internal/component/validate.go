@@ -66,11 +66,11 @@ func duplicates(src *Source) []Problem {
 	return ps
 }
 
-// crdScopes returns the kinds the source's CRDs define and whether each
+// CRDKinds returns the kinds the CRDs among objs define and whether each
 // is namespaced.
-func crdScopes(src *Source) map[schema.GroupKind]bool {
+func CRDKinds(objs []*unstructured.Unstructured) map[schema.GroupKind]bool {
 	out := map[schema.GroupKind]bool{}
-	for _, o := range src.Objects {
+	for _, o := range objs {
 		if o.GetKind() != "CustomResourceDefinition" {
 			continue
 		}
@@ -83,7 +83,7 @@ func crdScopes(src *Source) map[schema.GroupKind]bool {
 }
 
 func namespaces(src *Source, scope Scope) []Problem {
-	crds := crdScopes(src)
+	crds := CRDKinds(manifest.Unstructured(src.Objects))
 	inSource := map[string]bool{}
 	for _, o := range src.Objects {
 		if o.GetKind() == "Namespace" && o.GroupVersionKind().Group == "" {

@@ -571,7 +571,7 @@ func (r *runner) finish(ctx context.Context) ([]string, error) {
 // field while the old schema still has it. They go again after the CRDs,
 // for a CRD that adds fields (an upgrade).
 func (r *runner) applyConfig(ctx context.Context, objs []*unstructured.Unstructured) ([]string, error) {
-	crds := crdKinds(objs)
+	crds := customKinds(objs)
 	var early []*unstructured.Unstructured
 	for _, o := range objs {
 		if crds[gk(o)] {

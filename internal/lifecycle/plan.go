@@ -19,6 +19,7 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/apply"
 	"github.com/hitless-dev/hitless/internal/catalog"
+	"github.com/hitless-dev/hitless/internal/component"
 )
 
 // The stages of an install or upgrade, in order.
@@ -109,15 +110,11 @@ func split(objs []*unstructured.Unstructured) map[string][]*unstructured.Unstruc
 	return out
 }
 
-// crdKinds returns the kinds defined by the CRDs among objs.
-func crdKinds(objs []*unstructured.Unstructured) map[schema.GroupKind]bool {
+// customKinds returns the kinds the CRDs among objs define.
+func customKinds(objs []*unstructured.Unstructured) map[schema.GroupKind]bool {
 	out := map[schema.GroupKind]bool{}
-	for _, o := range objs {
-		if o.GetKind() == "CustomResourceDefinition" {
-			g, _, _ := unstructured.NestedString(o.Object, "spec", "group")
-			k, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
-			out[schema.GroupKind{Group: g, Kind: k}] = true
-		}
+	for k := range component.CRDKinds(objs) {
+		out[k] = true
 	}
 	return out
 }
@@ -150,7 +147,7 @@ func deleteGroupOf(u *unstructured.Unstructured, crds map[schema.GroupKind]bool)
 
 // deleteGroups orders objs for deletion.
 func deleteGroups(objs []*unstructured.Unstructured) [][]*unstructured.Unstructured {
-	crds := crdKinds(objs)
+	crds := customKinds(objs)
 	out := make([][]*unstructured.Unstructured, len(deleteOrder))
 	for _, o := range objs {
 		g := deleteGroupOf(o, crds)

@@ -151,7 +151,7 @@ func stillThere(live *unstructured.Unstructured) string {
 // the objects that would be deleted.
 func diffs(ctx context.Context, a *apply.Applier, set string, desired, prune []*unstructured.Unstructured) ([]ObjectDiff, error) {
 	var out []ObjectDiff
-	crds := crdKinds(desired)
+	crds := customKinds(desired)
 	for _, o := range desired {
 		live, err := a.Live(ctx, o)
 		if err != nil {
