@@ -35,9 +35,9 @@ step "unit tests (-race -short)"
 go test -race -short -count=1 ./...
 
 step "fuzz the parsers"
-go test -run '^$' -fuzz FuzzParse -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/manifest
-go test -run '^$' -fuzz '^FuzzParseNetwork$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/params
-go test -run '^$' -fuzz '^FuzzParseMatrix$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/params
+go test -run '^$' -fuzz FuzzParse -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/component/manifest
+go test -run '^$' -fuzz '^FuzzParseNetwork$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/check/params
+go test -run '^$' -fuzz '^FuzzParseMatrix$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/check/params
 go test -run '^$' -fuzz '^FuzzLoadValidate$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/component
 
 step "local cluster binaries (built once, then cached)"

@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/hitless-dev/hitless/internal/app"
+	"github.com/hitless-dev/hitless/internal/cli/app"
 )
 
 func main() { os.Exit(app.Main()) }

@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/hitless-dev/hitless/internal/blob"
-	"github.com/hitless-dev/hitless/internal/lock"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/kube/blob"
 )
 
 // Labels on run records.

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hitless-dev/hitless/internal/clustertest"
 	"github.com/hitless-dev/hitless/internal/component"
-	"github.com/hitless-dev/hitless/internal/testdata"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
+	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
 
 var env = clustertest.New(clustertest.Options{Workers: 1})
@@ -27,7 +27,7 @@ func TestValidateAgainstTheCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{testdata.Path(t, "cni", "antrea", "antrea-v2.7.0.yml"), testdata.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v2.1.0.yaml"), "../../examples/sample-plugin/v2"} {
+	for _, f := range []string{upstream.Path(t, "cni", "antrea", "antrea-v2.7.0.yml"), upstream.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v2.1.0.yaml"), "../../examples/sample-plugin/v2"} {
 		src, err := component.Load(f)
 		if err != nil {
 			t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/hitless-dev/hitless/internal/testdata"
+	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
 
 // scope is a cluster's namespaces as a table; its kinds are builtins.
@@ -40,7 +40,7 @@ func TestRealManifests(t *testing.T) {
 	for _, f := range []string{"cni/kube-router/kubeadm-kuberouter-v1.6.0.yaml", "cni/kube-router/kubeadm-kuberouter-v2.1.0.yaml",
 		"cni/antrea/antrea-v2.6.3.yml", "cni/antrea/antrea-v2.7.0.yml"} {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			src, err := Load(testdata.Path(t, f))
+			src, err := Load(upstream.Path(t, f))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/hitless-dev/hitless/internal/testdata"
+	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
 
 func loadObjs(t *testing.T, path string) []*unstructured.Unstructured {
@@ -229,9 +229,9 @@ func TestPortRealReleasesUncustomized(t *testing.T) {
 		{"cni/kube-router/kubeadm-kuberouter-v2.1.0.yaml", "cni/kube-router/kubeadm-kuberouter-v1.6.0.yaml"},
 	} {
 		t.Run(tc.from+" to "+tc.to, func(t *testing.T) {
-			from := loadObjs(t, testdata.Path(t, strings.Split(tc.from, "/")...))
-			to := loadObjs(t, testdata.Path(t, strings.Split(tc.to, "/")...))
-			got, err := Port(from, loadObjs(t, testdata.Path(t, strings.Split(tc.from, "/")...)), to, PreferNone)
+			from := loadObjs(t, upstream.Path(t, strings.Split(tc.from, "/")...))
+			to := loadObjs(t, upstream.Path(t, strings.Split(tc.to, "/")...))
+			got, err := Port(from, loadObjs(t, upstream.Path(t, strings.Split(tc.from, "/")...)), to, PreferNone)
 			if err != nil {
 				t.Fatal(err)
 			}

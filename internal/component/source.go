@@ -1,8 +1,3 @@
-// Package component works on a component's manifests: it reads them (a
-// file, a directory of YAML, or a kustomization directory), checks them
-// before any change (parse errors, duplicate objects, namespaces objects
-// can land in, images at one release), and ports the user's
-// customizations from one release to the next, three-way.
 package component
 
 import (
@@ -16,7 +11,7 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/hitless-dev/hitless/internal/manifest"
+	"github.com/hitless-dev/hitless/internal/component/manifest"
 )
 
 // Source is a component's manifests at one version.

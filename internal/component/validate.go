@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/hitless-dev/hitless/internal/manifest"
+	"github.com/hitless-dev/hitless/internal/component/manifest"
 )
 
 // Scope tells namespaced kinds from cluster-scoped ones, and which

@@ -15,11 +15,11 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 
-	"github.com/hitless-dev/hitless/internal/agent"
-	"github.com/hitless-dev/hitless/internal/catalog"
 	"github.com/hitless-dev/hitless/internal/check"
+	"github.com/hitless-dev/hitless/internal/check/catalog"
+	"github.com/hitless-dev/hitless/internal/check/profile"
 	"github.com/hitless-dev/hitless/internal/localcluster"
-	"github.com/hitless-dev/hitless/internal/profile"
+	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
 // The problem the demo plants: what someone's `kubectl run debug` leaves.

@@ -1,5 +1,3 @@
-// Package demo runs hitless's main job end to end on a local cluster: the
-// steps a new user watches to see what hitless does.
 package demo
 
 import (
@@ -17,10 +15,10 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/hitless-dev/hitless/examples"
-	"github.com/hitless-dev/hitless/internal/apply"
+	"github.com/hitless-dev/hitless/internal/check/profile"
+	"github.com/hitless-dev/hitless/internal/component/apply"
+	"github.com/hitless-dev/hitless/internal/component/manifest"
 	"github.com/hitless-dev/hitless/internal/localcluster"
-	"github.com/hitless-dev/hitless/internal/manifest"
-	"github.com/hitless-dev/hitless/internal/profile"
 )
 
 // Options configure a demo run.

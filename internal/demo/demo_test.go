@@ -10,10 +10,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
-	"github.com/hitless-dev/hitless/internal/agent"
 	"github.com/hitless-dev/hitless/internal/check"
 	"github.com/hitless-dev/hitless/internal/demo"
 	"github.com/hitless-dev/hitless/internal/localcluster"
+	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
 // TestDemoFromNothingThenAgain runs the demo on a machine with no cluster,

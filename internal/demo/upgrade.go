@@ -15,10 +15,10 @@ import (
 	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/hitless-dev/hitless/examples"
-	"github.com/hitless-dev/hitless/internal/lifecycle"
+	"github.com/hitless-dev/hitless/internal/component/release"
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/measure"
-	"github.com/hitless-dev/hitless/internal/release"
-	"github.com/hitless-dev/hitless/internal/roll"
 )
 
 const (

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/hitless-dev/hitless/internal/pki"
+	"github.com/hitless-dev/hitless/internal/localcluster/pki"
 )
 
 //go:embed stages.yaml

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/hitless-dev/hitless/internal/lab"
+	"github.com/hitless-dev/hitless/internal/localcluster/lab"
 )
 
 // Data planes a local cluster can have.

@@ -1,5 +1,3 @@
-// Package localcluster runs real Kubernetes control planes with KWOK nodes
-// on loopback: the embedded cluster of the demo, the tests and benchmarks.
 package localcluster
 
 import (
@@ -17,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 
-	"github.com/hitless-dev/hitless/internal/binaries"
-	"github.com/hitless-dev/hitless/internal/lab"
+	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
+	"github.com/hitless-dev/hitless/internal/localcluster/lab"
 )
 
 // EnvHome overrides where local clusters keep their state.

@@ -23,10 +23,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/hitless-dev/hitless/internal/app"
-	"github.com/hitless-dev/hitless/internal/binaries"
-	"github.com/hitless-dev/hitless/internal/clustertest"
+	"github.com/hitless-dev/hitless/internal/cli/app"
 	"github.com/hitless-dev/hitless/internal/localcluster"
+	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 
 func hitless(t *testing.T, args ...string) (int, string, string) {

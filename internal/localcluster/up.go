@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/hitless-dev/hitless/internal/binaries"
+	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
 )
 
 // Up starts a new local cluster and returns when every node is Ready and

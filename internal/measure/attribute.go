@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/journal"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
 )
 
 // Step is one node's phase in an operation.

@@ -1,7 +1,3 @@
-// Package measure runs probe sessions across the cluster's agents, for a
-// standalone measurement or for the length of an operation, gathers their
-// numbers into one report, checks them against budgets, and ties every
-// loss window to the node and step of the operation that overlapped it.
 package measure
 
 import (
@@ -17,8 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"github.com/hitless-dev/hitless/internal/agent"
-	"github.com/hitless-dev/hitless/internal/probe"
+	"github.com/hitless-dev/hitless/internal/measure/agent"
+	"github.com/hitless-dev/hitless/internal/measure/probe"
 )
 
 // Options shape a session.

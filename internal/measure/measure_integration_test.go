@@ -17,13 +17,13 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 
-	"github.com/hitless-dev/hitless/internal/agent"
-	"github.com/hitless-dev/hitless/internal/app"
-	"github.com/hitless-dev/hitless/internal/clustertest"
-	"github.com/hitless-dev/hitless/internal/journal"
+	"github.com/hitless-dev/hitless/internal/cli/app"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/localcluster"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 	"github.com/hitless-dev/hitless/internal/measure"
-	"github.com/hitless-dev/hitless/internal/roll"
+	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
 var env = clustertest.New(clustertest.Options{Workers: 3, Dataplane: localcluster.DataplaneNetNS})

@@ -1,0 +1,2 @@
+// Package abort implements `hitless abort`.
+package abort

@@ -1,0 +1,2 @@
+// Package agent implements `hitless agent`.
+package agent

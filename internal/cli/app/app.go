@@ -1,0 +1,139 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/hitless-dev/hitless/internal/cli/abort"
+	"github.com/hitless-dev/hitless/internal/cli/agent"
+	"github.com/hitless-dev/hitless/internal/cli/checks"
+	"github.com/hitless-dev/hitless/internal/cli/cluster"
+	"github.com/hitless-dev/hitless/internal/cli/demo"
+	"github.com/hitless-dev/hitless/internal/cli/diff"
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
+	"github.com/hitless-dev/hitless/internal/cli/history"
+	"github.com/hitless-dev/hitless/internal/cli/install"
+	"github.com/hitless-dev/hitless/internal/cli/postflight"
+	"github.com/hitless-dev/hitless/internal/cli/preflight"
+	"github.com/hitless-dev/hitless/internal/cli/probe"
+	"github.com/hitless-dev/hitless/internal/cli/resume"
+	"github.com/hitless-dev/hitless/internal/cli/roll"
+	"github.com/hitless-dev/hitless/internal/cli/rollback"
+	"github.com/hitless-dev/hitless/internal/cli/status"
+	"github.com/hitless-dev/hitless/internal/cli/uninstall"
+	"github.com/hitless-dev/hitless/internal/cli/upgrade"
+	"github.com/hitless-dev/hitless/internal/cli/version"
+)
+
+// Main runs hitless with the process's arguments and streams and returns
+// the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	return Run(ctx, filepath.Base(os.Args[0]), os.Args[1:], streams)
+}
+
+// Run executes the command line args as program name argv0 would and
+// returns the exit code. Errors are printed to streams.ErrOut.
+func Run(ctx context.Context, argv0 string, args []string, streams genericiooptions.IOStreams) int {
+	// controller-runtime's client (under fluxcd/pkg/ssa) logs through its
+	// own root logger: it goes to klog like the rest.
+	ctrllog.SetLogger(klog.NewKlogr())
+	root, reached := NewRoot(argv0, streams)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitcode.OK
+	}
+	code := exitcode.Of(err)
+	if !*reached && code == exitcode.Failed {
+		// cobra refused the command line before any command ran: an
+		// unknown command, a missing or extra argument.
+		code = exitcode.Usage
+	}
+	_, _ = fmt.Fprintf(streams.ErrOut, "Error: %v\n", err)
+	if code == exitcode.Usage && !*reached {
+		_, _ = fmt.Fprintf(streams.ErrOut, "Run '%s --help' for usage.\n", root.DisplayName())
+	}
+	return code
+}
+
+// NewRoot builds the command tree. reached becomes true once a command's
+// own code starts, which tells usage errors from failures.
+func NewRoot(argv0 string, streams genericiooptions.IOStreams) (*cobra.Command, *bool) {
+	reached := new(bool)
+	flags := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "hitless",
+		Short: "Safe, measured day-2 operations on a Kubernetes cluster's network layer",
+		Long: `hitless makes the riskiest day-2 operations on a cluster's network layer
+safe and measured: checks before and after, install, upgrade, CNI migration,
+rollback and uninstall, and node-by-node rolls with drains that respect
+PodDisruptionBudgets, resumable after any crash.
+
+Exit codes: 0 success, 1 the operation or a hard check failed, 2 bad input or
+usage, 3 refused because another hitless operation holds the cluster lock.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			*reached = true
+			return nil
+		},
+	}
+	if strings.HasPrefix(argv0, "kubectl-") {
+		// Invoked as a kubectl plugin: `kubectl hitless ...`.
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl hitless"}
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.BadInput(err) })
+	flags.AddFlags(root.PersistentFlags())
+	addKlogFlags(root)
+
+	root.AddCommand(
+		version.NewCommand(streams),
+		cluster.NewCommand(streams),
+		demo.NewCommand(streams),
+		roll.NewCommand(streams, flags),
+		status.NewCommand(streams, flags),
+		resume.NewCommand(streams, flags),
+		abort.NewCommand(streams, flags),
+		preflight.NewCommand(streams, flags),
+		postflight.NewCommand(streams, flags),
+		checks.NewCommand(streams, flags),
+		agent.NewCommand(streams, flags),
+		probe.NewCommand(streams, flags),
+		install.NewCommand(streams, flags),
+		upgrade.NewCommand(streams, flags),
+		diff.NewCommand(streams, flags),
+		rollback.NewCommand(streams, flags),
+		uninstall.NewCommand(streams, flags),
+		history.NewCommand(streams, flags),
+	)
+	return root, reached
+}
+
+// addKlogFlags exposes klog's verbosity as -v; logs go to stderr.
+func addKlogFlags(root *cobra.Command) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	for _, name := range []string{"v", "vmodule"} {
+		if f := fs.Lookup(name); f != nil {
+			root.PersistentFlags().AddGoFlag(f)
+		}
+	}
+}

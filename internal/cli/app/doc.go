@@ -1,0 +1,3 @@
+// Package app wires the hitless command tree and turns its outcome into an
+// exit code.
+package app

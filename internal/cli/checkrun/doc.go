@@ -1,0 +1,3 @@
+// Package checkrun is the command wiring preflight and postflight share:
+// flags, the run, the printed report and the exit code.
+package checkrun

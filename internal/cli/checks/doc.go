@@ -1,0 +1,2 @@
+// Package checks implements `hitless checks`: past runs and the catalog.
+package checks

@@ -1,0 +1,3 @@
+// Package cluster implements `hitless cluster`: create, list, locate and
+// delete local clusters.
+package cluster

@@ -1,0 +1,2 @@
+// Package demo implements `hitless demo`.
+package demo

@@ -1,0 +1,2 @@
+// Package diff implements `hitless diff`.
+package diff

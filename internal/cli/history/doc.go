@@ -1,0 +1,2 @@
+// Package history implements `hitless history`.
+package history

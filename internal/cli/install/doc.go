@@ -1,0 +1,2 @@
+// Package install implements `hitless install`.
+package install

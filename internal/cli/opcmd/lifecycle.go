@@ -1,0 +1,225 @@
+package opcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
+	"github.com/hitless-dev/hitless/internal/cli/output"
+	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/component/manifest"
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/measure"
+)
+
+// ComponentFlags are the flags the component commands share.
+type ComponentFlags struct {
+	Options lifecycle.Options
+	Prefer  string
+	Format  output.Format
+	Probing Probing
+}
+
+// AddComponentFlags registers --name and -o, and for the commands that
+// deploy (deploy true) the data-plane, backup and probe flags.
+func AddComponentFlags(fs *pflag.FlagSet, f *ComponentFlags, deploy bool) {
+	fs.StringVar(&f.Options.Name, "name", "", "Name of the component (a DNS label)")
+	output.AddFlag(fs, &f.Format)
+	if !deploy {
+		return
+	}
+	fs.StringArrayVar(&f.Options.DataPlane, "data-plane", nil, "DaemonSet NAMESPACE/NAME to update node by node (repeatable; DaemonSets annotated hitless.dev/data-plane=true or on the host network on every node are found on their own)")
+	fs.StringArrayVar(&f.Options.NodeSelectors, "node-selector", nil, "Roll the data plane in groups: nodes matching each selector in turn, then the rest (repeatable)")
+	fs.StringVar(&f.Options.Batch, "batch", "1", "Nodes whose data plane is replaced at once: a count or a percentage")
+	fs.StringVar(&f.Options.BackupDir, "backup-dir", "", "Also write the objects backed up before the change to a 0600 file in this directory")
+	fs.DurationVar(&f.Options.Wait, "wait", 5*time.Minute, "How long each stage may wait for its objects to be ready")
+	fs.BoolVar(&f.Options.MixedVersions, "allow-mixed-versions", false, "Accept images at more than one release")
+	AddProbeFlags(fs, &f.Probing)
+}
+
+// AddPreferFlag registers --prefer.
+func AddPreferFlag(fs *pflag.FlagSet, f *ComponentFlags) {
+	fs.StringVar(&f.Prefer, "prefer", "", "Who wins a field both you and the vendor changed: vendor or user (default: stop and report)")
+}
+
+// RunComponent runs one component operation: progress on streams.ErrOut,
+// data-plane rolls measured when --probe is given, then the result as a
+// report (table) or JSON/YAML on streams.Out. The operation's error wins
+// over a printing error, with its exit code.
+func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, f *ComponentFlags,
+	run func(ctx context.Context, c lifecycle.Cluster, opts lifecycle.Options) (*lifecycle.Result, error)) error {
+	if f.Probing.OnBudget == "" {
+		f.Probing.OnBudget = "pause" // the commands without the probe flags
+	}
+	if err := f.Probing.Validate(); err != nil {
+		return err
+	}
+	cfg, err := Config(getter)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	opts := f.Options
+	opts.Prefer = component.Prefer(f.Prefer)
+	opts.Command = CommandLine()
+	pr := NewProbedRoll(cs, f.Probing)
+	opts.Roll = pr.Run
+	if f.Format == output.Table {
+		progress := NewProgress(streams.ErrOut)
+		defer progress.Close()
+		opts.RollProgress = progress.Event
+		opts.Progress = func(s string) { _, _ = fmt.Fprintf(streams.ErrOut, "%s %s\n", time.Now().Format("15:04:05.000"), s) }
+	}
+	res, runErr := run(ctx, lifecycle.Cluster{Client: cs, Config: cfg}, opts)
+	if err := pr.WriteReport(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if res == nil {
+		return ClassifyComponent(runErr)
+	}
+	out := struct {
+		*lifecycle.Result
+		Probe []*measure.Report `json:"probe,omitempty"`
+	}{res, pr.Reports}
+	perr := output.Print(streams.Out, f.Format, out, func(w io.Writer) error {
+		PrintComponent(w, res)
+		for _, rep := range pr.Reports {
+			_, _ = fmt.Fprintln(w)
+			measure.PrintTable(w, rep)
+		}
+		return nil
+	})
+	if runErr != nil {
+		return ClassifyComponent(runErr)
+	}
+	return perr
+}
+
+// ClassifyComponent maps the component operations' errors to exit codes:
+// bad manifests, flags and names exit 2.
+func ClassifyComponent(err error) error {
+	var (
+		input *lifecycle.InputError
+		merr  *manifest.Error
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &input), errors.As(err, &merr), errors.Is(err, component.ErrInvalid):
+		return exitcode.BadInput(err)
+	}
+	return Classify(err)
+}
+
+// PrintComponent writes a component operation's plan and what it did.
+func PrintComponent(w io.Writer, r *lifecycle.Result) {
+	p := r.Plan
+	head := fmt.Sprintf("%s %s", strings.ToUpper(r.Action), r.Component)
+	if r.Revision > 0 {
+		head += fmt.Sprintf(" -> revision %d", r.Revision)
+	}
+	if r.Previous > 0 {
+		head += fmt.Sprintf(" (from %d)", r.Previous)
+	}
+	if r.DryRun {
+		head += " [dry run: nothing changed]"
+	}
+	if r.Resumed {
+		head += " [resumed " + r.Operation + "]"
+	}
+	_, _ = fmt.Fprintln(w, head)
+	if p != nil {
+		for _, s := range p.Stages {
+			_, _ = fmt.Fprintf(w, "  %-11s %3d  %s\n", s.Name, len(s.Objects), abbreviate(s.Objects, 4))
+		}
+		for _, g := range p.Delete {
+			_, _ = fmt.Fprintf(w, "  delete %-28s %3d  %s\n", g.Name, len(g.Objects), abbreviate(g.Objects, 4))
+		}
+		if len(p.Groups) > 0 {
+			_, _ = fmt.Fprintf(w, "  node groups, in order: %s, then the other nodes\n", strings.Join(p.Groups, "; "))
+		}
+		if len(p.Outside) > 0 {
+			_, _ = fmt.Fprintf(w, "OBJECTS OUTSIDE THE INVENTORY in its namespaces (%d):\n", len(p.Outside))
+			for _, o := range p.Outside {
+				_, _ = fmt.Fprintf(w, "  %s\n", o)
+			}
+		}
+		for _, d := range p.Changes {
+			if d.Action == "unchanged" {
+				continue
+			}
+			_, _ = fmt.Fprintf(w, "%s %s\n", strings.ToUpper(d.Action), d.Object)
+			if d.Diff != "" {
+				_, _ = fmt.Fprint(w, indent(d.Diff))
+			}
+		}
+	}
+	section(w, "CUSTOMIZATIONS CARRIED", r.Carried, func(c component.Change) string { return c.String() })
+	section(w, "CONFLICTS", r.Conflicts, func(c component.Conflict) string { return c.String() })
+	section(w, "NOTES", r.Notes, func(s string) string { return s })
+	section(w, "WARNINGS", r.Warnings, func(s string) string { return s })
+	section(w, "DATA-PLANE ROLLS", r.Rolls, func(s lifecycle.RollSummary) string {
+		return fmt.Sprintf("%s, %s: %d node(s) one batch at a time, %s %s", s.DaemonSet, s.Group, len(s.Nodes), s.Operation, strings.ToLower(s.Status))
+	})
+	section(w, "UNAVAILABLE APIS", r.Unavailable, func(s string) string { return s })
+	if len(r.Deleted) > 0 {
+		_, _ = fmt.Fprintf(w, "DELETED: %d object(s)\n", len(r.Deleted))
+	}
+	section(w, "REMAINING", r.Remaining, func(s string) string { return s })
+	if r.Backup != "" {
+		_, _ = fmt.Fprintf(w, "BACKUP: %s\n", r.Backup)
+	}
+	for _, s := range r.Steps {
+		took := ""
+		if s.Finished != nil {
+			took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
+		}
+		status := "ok"
+		if s.Error != "" {
+			status = "failed: " + s.Error
+		} else if s.Finished == nil {
+			status = "interrupted"
+		}
+		_, _ = fmt.Fprintf(w, "  step %-36s %-10s %s\n", s.Name, took, status)
+	}
+}
+
+func section[T any](w io.Writer, title string, items []T, line func(T) string) {
+	if len(items) == 0 {
+		return
+	}
+	_, _ = fmt.Fprintf(w, "%s (%d):\n", title, len(items))
+	for _, it := range items {
+		_, _ = fmt.Fprintf(w, "  %s\n", line(it))
+	}
+}
+
+func abbreviate(s []string, n int) string {
+	if len(s) <= n {
+		return strings.Join(s, ", ")
+	}
+	return strings.Join(s[:n], ", ") + fmt.Sprintf(", ... (+%d)", len(s)-n)
+}
+
+func indent(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString("    " + l)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,355 @@
+package opcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
+	"github.com/hitless-dev/hitless/internal/cli/output"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/measure"
+)
+
+// Config builds the REST config from the kubectl connection flags.
+func Config(getter genericclioptions.RESTClientGetter) (*rest.Config, error) {
+	cfg, err := getter.ToRESTConfig()
+	if err != nil {
+		return nil, exitcode.BadInput(fmt.Errorf("loading kubeconfig: %w", err))
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	return cfg, nil
+}
+
+// Client builds a clientset from the kubectl connection flags.
+func Client(getter genericclioptions.RESTClientGetter) (kubernetes.Interface, error) {
+	cfg, err := Config(getter)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating client: %w", err)
+	}
+	return cs, nil
+}
+
+// Classify maps engine errors to exit codes.
+func Classify(err error) error {
+	var (
+		spec *roll.SpecError
+		held *lock.HeldError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &spec):
+		return exitcode.BadInput(err)
+	case errors.As(err, &held):
+		return exitcode.LockHeld(err)
+	case errors.Is(err, journal.ErrNotFound):
+		return exitcode.BadInput(err)
+	}
+	return err
+}
+
+// Probing is how an operation measures its disruption.
+type Probing struct {
+	Enabled  bool
+	Options  measure.Options
+	Budget   measure.Budget
+	OnBudget string // pause (default) or abort
+	Report   string // HTML report path
+}
+
+// AddProbeFlags registers --probe and its companions.
+func AddProbeFlags(fs *pflag.FlagSet, p *Probing) {
+	fs.BoolVar(&p.Enabled, "probe", false, "Measure the disruption with the node agents' probes for the whole operation")
+	fs.IntVar(&p.Options.Rate, "probe-rate", 100, "Probes per second to each peer")
+	fs.IntVar(&p.Options.Sample, "probe-sample", 0, "Peers each agent probes (0: all)")
+	fs.DurationVar(&p.Budget.MaxOutage, "max-outage", 0, "Pause before the next node when the longest outage on any path exceeds this (with --probe)")
+	fs.Float64Var(&p.Budget.MaxLossPct, "max-loss", 0, "Pause before the next node when the loss over all paths exceeds this percentage (with --probe)")
+	fs.StringVar(&p.OnBudget, "on-budget", "pause", "When a budget is exceeded: pause (resumable) or abort (stop cleanly, uncordon)")
+	fs.StringVar(&p.Report, "report", "", "Write the disruption report as self-contained HTML to this file (with --probe)")
+}
+
+// Validate checks the probe flags.
+func (p *Probing) Validate() error {
+	if p.OnBudget != "pause" && p.OnBudget != "abort" {
+		return exitcode.BadInput(fmt.Errorf("--on-budget %q: want pause or abort", p.OnBudget))
+	}
+	if !p.Enabled && (p.Budget.MaxOutage > 0 || p.Budget.MaxLossPct > 0 || p.Report != "") {
+		return exitcode.BadInput(errors.New("--max-outage, --max-loss and --report need --probe"))
+	}
+	if p.Budget.MaxOutage < 0 || p.Budget.MaxLossPct < 0 || p.Budget.MaxLossPct > 100 {
+		return exitcode.BadInput(errors.New("--max-outage and --max-loss must be positive, --max-loss at most 100"))
+	}
+	return nil
+}
+
+// rollOutput is a roll's result with its disruption report.
+type rollOutput struct {
+	*roll.Result
+	Probe *measure.Report `json:"probe,omitempty"`
+}
+
+// ProbedRoll runs rolls with the node agents measuring each: a budget
+// gates every node, --on-budget abort turns a budget pause into a clean
+// abort, and each report ties its loss windows to the journal's steps.
+type ProbedRoll struct {
+	cs      kubernetes.Interface
+	probing Probing
+	// Reports holds one disruption report per roll run, in order.
+	Reports []*measure.Report
+}
+
+// NewProbedRoll returns a runner of rolls measured as probing says.
+func NewProbedRoll(cs kubernetes.Interface, probing Probing) *ProbedRoll {
+	return &ProbedRoll{cs: cs, probing: probing}
+}
+
+// Run runs one roll, probed when probing is enabled and it is no dry run.
+func (p *ProbedRoll) Run(ctx context.Context, opts roll.Options) (*roll.Result, error) {
+	if !p.probing.Enabled || opts.DryRun {
+		return roll.Run(ctx, p.cs, opts)
+	}
+	live, err := measure.Start(ctx, p.cs, p.probing.Options)
+	if err != nil {
+		return nil, err
+	}
+	budgetHit := false // the gate paused the roll
+	gate := live.Gate(p.probing.Budget)
+	opts.Gate = func(ctx context.Context, next string) error {
+		err := gate(ctx, next)
+		budgetHit = budgetHit || err != nil
+		return err
+	}
+	res, runErr := roll.Run(ctx, p.cs, opts)
+	rep, err := live.Stop(context.WithoutCancel(ctx), 15*time.Second)
+	if err != nil {
+		return res, errors.Join(runErr, err)
+	}
+	if res != nil && res.Operation != nil {
+		if p.probing.OnBudget == "abort" && budgetHit && res.Operation.Status == journal.Paused {
+			op, err := roll.Abort(ctx, p.cs, res.Operation.ID, CommandLine(), 5*time.Minute)
+			if err == nil {
+				res.Operation = op
+			}
+		}
+		measure.Attribute(rep, res.Operation)
+	}
+	p.Reports = append(p.Reports, rep)
+	return res, runErr
+}
+
+// WriteReport writes the last report as HTML when --report was given.
+func (p *ProbedRoll) WriteReport() error {
+	if p.probing.Report == "" || len(p.Reports) == 0 {
+		return nil
+	}
+	return measure.WriteHTML(p.probing.Report, p.Reports[len(p.Reports)-1])
+}
+
+// RunRoll runs a roll with progress on streams.ErrOut (table format only),
+// then prints the plan (for a dry run, or when nothing started) and the
+// recap, or the whole result in JSON or YAML. With probing, the agents
+// measure the whole roll, a budget gates each node, and the report ties
+// every loss window to the node and step that overlapped it. The roll's
+// error wins over a printing error, with its exit code.
+func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kubernetes.Interface, opts roll.Options, format output.Format, probing Probing) error {
+	if format == output.Table {
+		progress := NewProgress(streams.ErrOut)
+		defer progress.Close()
+		opts.Progress = progress.Event
+	}
+	pr := NewProbedRoll(cs, probing)
+	res, runErr := pr.Run(ctx, opts)
+	out := rollOutput{Result: res}
+	if len(pr.Reports) > 0 {
+		out.Probe = pr.Reports[0]
+		if err := pr.WriteReport(); err != nil {
+			return err
+		}
+	}
+	if res == nil {
+		return Classify(runErr)
+	}
+	perr := output.Print(streams.Out, format, out, func(w io.Writer) error {
+		if res.Plan != nil && (opts.DryRun || res.Operation == nil) {
+			PrintPlan(w, res.Plan)
+		}
+		if res.Operation != nil {
+			roll.PrintRecap(w, res.Operation, res.Recap)
+		}
+		if out.Probe != nil {
+			_, _ = fmt.Fprintln(w)
+			measure.PrintTable(w, out.Probe)
+		}
+		return nil
+	})
+	if runErr != nil {
+		return Classify(runErr)
+	}
+	return perr
+}
+
+// CommandLine returns how this process was invoked, for the journal and
+// the lock.
+func CommandLine() string {
+	return strings.Join(append([]string{"hitless"}, os.Args[1:]...), " ")
+}
+
+// Progress prints a roll's transitions: plain timestamped lines, and on a
+// terminal also a live status line kept at the bottom (nodes in flight with
+// their phase and time in it, nodes done, failed), redrawn every second.
+type Progress struct {
+	w        io.Writer
+	live     bool
+	mu       sync.Mutex
+	inflight map[string]flight
+	done     int
+	failed   int
+	batch    int
+	stop     chan struct{}
+}
+
+type flight struct {
+	phase string
+	since time.Time
+}
+
+// NewProgress returns a printer on w; Close it when the roll ends.
+func NewProgress(w io.Writer) *Progress {
+	p := &Progress{w: w, live: output.IsTerminal(w), inflight: map[string]flight{}, stop: make(chan struct{})}
+	if p.live {
+		go p.tick()
+	}
+	return p
+}
+
+// Event records one transition.
+func (p *Progress) Event(e roll.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch e.Phase {
+	case roll.PhaseDone:
+		delete(p.inflight, e.Node)
+		p.done++
+	case roll.PhaseFailed, roll.PhaseSkipped, roll.PhaseAborted, roll.PhasePending:
+		delete(p.inflight, e.Node)
+		if e.Phase == roll.PhaseFailed {
+			p.failed++
+		}
+	default:
+		if e.Node != "" && e.Phase != "waiting" && e.Phase != "event" {
+			if f, ok := p.inflight[e.Node]; !ok || f.phase != e.Phase {
+				p.inflight[e.Node] = flight{phase: e.Phase, since: e.Time}
+			}
+		}
+	}
+	p.batch = max(p.batch, e.Batch)
+	line := fmt.Sprintf("%s batch %d  %-28s %s", e.Time.Format("15:04:05.000"), e.Batch, e.Node, e.Phase)
+	if e.Message != "" {
+		line += "  " + e.Message
+	}
+	if p.live {
+		_, _ = fmt.Fprintf(p.w, "\r\033[K%s\n%s", colour(e.Phase, line), p.status())
+		return
+	}
+	_, _ = fmt.Fprintln(p.w, line)
+}
+
+// Close stops the live line.
+func (p *Progress) Close() {
+	close(p.stop)
+	if p.live {
+		p.mu.Lock()
+		_, _ = fmt.Fprint(p.w, "\r\033[K")
+		p.mu.Unlock()
+	}
+}
+
+func (p *Progress) tick() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			_, _ = fmt.Fprintf(p.w, "\r\033[K%s", p.status())
+			p.mu.Unlock()
+		}
+	}
+}
+
+func (p *Progress) status() string {
+	names := make([]string, 0, len(p.inflight))
+	for n := range p.inflight {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		f := p.inflight[n]
+		parts = append(parts, fmt.Sprintf("%s %s %s", n, f.phase, time.Since(f.since).Round(time.Second)))
+	}
+	return fmt.Sprintf("\033[1mbatch %d · done %d · failed %d · in flight: %s\033[0m", p.batch, p.done, p.failed, strings.Join(parts, ", "))
+}
+
+func colour(phase, s string) string {
+	switch phase {
+	case roll.PhaseDone:
+		return "\033[32m" + s + "\033[0m"
+	case roll.PhaseFailed, roll.PhaseAborted:
+		return "\033[31m" + s + "\033[0m"
+	case roll.PhaseSkipped, "waiting":
+		return "\033[33m" + s + "\033[0m"
+	}
+	return s
+}
+
+// PrintPlan writes a roll plan as text.
+func PrintPlan(w io.Writer, p *roll.Plan) {
+	_, _ = fmt.Fprintf(w, "PLAN: %d nodes in %d batches of up to %d, estimated %s\n", len(p.Nodes), len(p.Batches), p.BatchSize, p.Estimate.Round(time.Second))
+	byName := map[string]roll.NodePlan{}
+	for _, n := range p.Nodes {
+		byName[n.Name] = n
+	}
+	for i, b := range p.Batches {
+		label := fmt.Sprintf("batch %d", i)
+		if len(p.Nodes) > 0 && byName[b[0]].Canary {
+			label += " (canary)"
+		}
+		_, _ = fmt.Fprintf(w, "  %s:\n", label)
+		for _, name := range b {
+			n := byName[name]
+			state := ""
+			if n.Cordoned {
+				state += " [cordoned before the roll: stays cordoned]"
+			}
+			if !n.Ready {
+				state += " [NotReady]"
+			}
+			_, _ = fmt.Fprintf(w, "    %-28s evicts %3d pods, keeps %d DaemonSet pods, ~%s%s\n", name, len(n.Evict), len(n.DaemonSetPods), n.Estimate.Round(time.Second), state)
+			for _, bl := range n.Blockers {
+				_, _ = fmt.Fprintf(w, "      blocker %s [%s]: %s\n", bl.Pod, bl.Kind, bl.Detail)
+			}
+		}
+	}
+}

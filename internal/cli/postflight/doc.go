@@ -1,0 +1,2 @@
+// Package postflight implements `hitless postflight`.
+package postflight

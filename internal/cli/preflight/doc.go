@@ -1,0 +1,2 @@
+// Package preflight implements `hitless preflight`.
+package preflight

@@ -1,0 +1,2 @@
+// Package probe implements `hitless probe`.
+package probe

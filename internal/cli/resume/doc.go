@@ -1,0 +1,2 @@
+// Package resume implements `hitless resume`.
+package resume

@@ -1,0 +1,2 @@
+// Package roll implements `hitless roll`.
+package roll

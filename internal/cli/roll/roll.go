@@ -1,0 +1,121 @@
+package roll
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
+	"github.com/hitless-dev/hitless/internal/cli/opcmd"
+	"github.com/hitless-dev/hitless/internal/cli/output"
+	core "github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// NewCommand returns the `roll` command.
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
+	var (
+		spec      core.Spec
+		nodes     string
+		labels    []string
+		annots    []string
+		yes, dry  bool
+		format    output.Format
+		batchFlag string
+		probing   opcmd.Probing
+	)
+	cmd := &cobra.Command{
+		Use:   "roll",
+		Short: "Node-by-node maintenance: cordon, drain (PDBs respected), act, wait, uncordon",
+		Long: `Rolls through the selected nodes in batches. Per node, each step is journaled
+in the cluster before it acts: mark and cordon (a node someone else cordoned
+stays cordoned), the pre-node step, a drain through the Eviction API that never
+goes around a PodDisruptionBudget, the action, a wait for the node and its
+DaemonSet pods Ready, the post-node step, uncordon.
+
+The plan comes first (--dry-run stops there). One operation runs per cluster:
+a second one exits 3 naming the holder. Re-running the same command after a
+crash, or 'hitless resume ID', continues from the journal; 'hitless abort ID'
+stops cleanly and uncordons what hitless cordoned.
+
+--on-drain-timeout: fail (the node fails and counts toward --max-failures),
+skip (the node is skipped and the roll goes on), uncordon (the node is
+uncordoned and the roll pauses until re-run).
+
+--probe has the node agents measure the whole roll with real packets; the
+recap then lists every loss window with the node and step it overlapped
+(--report FILE.html draws them on a timeline). --max-outage and --max-loss
+are checked before each node: exceeded, the roll pauses there and says why,
+or with --on-budget abort stops cleanly.`,
+		Example: `  hitless roll --selector pool=blue --batch 2 --exec './upgrade-node.sh' --dry-run
+  hitless roll --nodes w1,w2,w3 --restart-daemonset contrail/contrail-vrouter-nodes
+  hitless roll --batch 10% --order zone --canary 1 --confirm
+  hitless roll --restart-daemonset contrail/contrail-vrouter-nodes --probe --max-outage 3s --report roll.html`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes != "" {
+				spec.Nodes = strings.Split(nodes, ",")
+			}
+			spec.Batch = batchFlag
+			if err := probing.Validate(); err != nil {
+				return err
+			}
+			var err error
+			if spec.SetNodeLabels, err = keyValues("--set-node-label", labels); err != nil {
+				return exitcode.BadInput(err)
+			}
+			if spec.WaitNodeAnnotation, err = keyValues("--wait-node-annotation", annots); err != nil {
+				return exitcode.BadInput(err)
+			}
+			cs, err := opcmd.Client(getter)
+			if err != nil {
+				return err
+			}
+			opts := core.Options{Spec: spec, Command: opcmd.CommandLine(), Yes: yes, DryRun: dry, In: streams.In, Prompt: streams.ErrOut}
+			return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, probing)
+		},
+	}
+	f := cmd.Flags()
+	opcmd.AddProbeFlags(f, &probing)
+	f.StringVar(&spec.Selector, "selector", "", "Label selector of the nodes to roll")
+	f.StringVar(&nodes, "nodes", "", "Comma-separated names of the nodes to roll")
+	f.StringVar(&batchFlag, "batch", "1", "Nodes unavailable at once: a count or a percentage (10%); nodes already NotReady or cordoned by others count")
+	f.StringVar(&spec.Order, "order", core.OrderName, "Node order: name, zone or control-plane-last")
+	f.IntVar(&spec.Canary, "canary", 0, "Roll this many nodes alone first, then ask before going on")
+	f.StringVar(&spec.Exec, "exec", "", "Action: a shell command run per node (HITLESS_NODE, HITLESS_NODE_IP, HITLESS_BATCH, HITLESS_OPERATION set)")
+	f.StringVar(&spec.RestartDaemonSet, "restart-daemonset", "", "Action: replace the pods of DaemonSet NAMESPACE/NAME on the node and wait for them Ready")
+	f.StringArrayVar(&labels, "set-node-label", nil, "Action: set a node label k=v (repeatable)")
+	f.StringArrayVar(&annots, "wait-node-annotation", nil, "Action: wait until the node has annotation k=v (repeatable)")
+	f.StringVar(&spec.PreNode, "pre-node", "", "Command run before draining each node")
+	f.StringVar(&spec.PostNode, "post-node", "", "Command run before uncordoning each node")
+	f.BoolVar(&spec.Confirm, "confirm", false, "Ask the operator before draining and before uncordoning each node (stop / resume routing)")
+	f.DurationVar(&spec.DrainTimeout, "drain-timeout", 10*time.Minute, "How long a drain may take")
+	f.StringVar(&spec.OnDrainTimeout, "on-drain-timeout", core.OnDrainTimeoutFail, "What a drain timeout does: fail, skip or uncordon")
+	f.DurationVar(&spec.EvictRetryDelay, "evict-retry-delay", 2*time.Second, "Pause after an eviction a PodDisruptionBudget refused")
+	f.DurationVar(&spec.ActionTimeout, "action-timeout", 10*time.Minute, "How long the action and the wait for Ready may take")
+	f.IntVar(&spec.MaxFailures, "max-failures", 1, "Stop the roll after this many failed nodes")
+	f.BoolVar(&spec.Force, "force", false, "Delete unmanaged pods (no controller) instead of refusing")
+	f.BoolVar(&spec.DeleteEmptyDirData, "delete-emptydir-data", false, "Evict pods with emptyDir volumes, losing their data")
+	f.BoolVar(&yes, "yes", false, "Continue after the canary without asking")
+	f.BoolVar(&dry, "dry-run", false, "Print the plan and change nothing")
+	output.AddFlag(f, &format)
+	return cmd
+}
+
+func keyValues(flag string, in []string) (map[string]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range in {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s: %q is not key=value", flag, kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

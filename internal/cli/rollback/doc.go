@@ -1,0 +1,2 @@
+// Package rollback implements `hitless rollback`.
+package rollback

@@ -1,0 +1,2 @@
+// Package status implements `hitless status`.
+package status

@@ -1,0 +1,2 @@
+// Package uninstall implements `hitless uninstall`.
+package uninstall

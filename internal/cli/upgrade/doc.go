@@ -1,0 +1,2 @@
+// Package upgrade implements `hitless upgrade`.
+package upgrade

@@ -1,0 +1,2 @@
+// Package version implements `hitless version`.
+package version

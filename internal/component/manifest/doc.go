@@ -1,0 +1,3 @@
+// Package manifest reads Kubernetes objects from YAML files, naming the
+// file, document and object in every error.
+package manifest

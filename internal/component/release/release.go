@@ -1,0 +1,302 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/kube/blob"
+	"github.com/hitless-dev/hitless/internal/kube/transient"
+)
+
+// Labels and type of the record Secrets.
+const (
+	LabelComponent = "hitless.dev/component"
+	LabelRevision  = "hitless.dev/revision"
+	LabelStatus    = "hitless.dev/revision-status"
+	SecretType     = corev1.SecretType("hitless.dev/revision")
+	BackupType     = corev1.SecretType("hitless.dev/backup")
+	dataKey        = "revision.json.gz"
+	backupKey      = "objects.json.gz"
+)
+
+// Status of a revision.
+type Status string
+
+// The statuses: Pending while an operation deploys it, Deployed when it
+// is what runs, Superseded once another revision is deployed, Failed when
+// its operation gave up, Uninstalled after uninstall.
+const (
+	Pending     Status = "pending"
+	Deployed    Status = "deployed"
+	Superseded  Status = "superseded"
+	Failed      Status = "failed"
+	Uninstalled Status = "uninstalled"
+)
+
+// Revision is one version of a component as deployed.
+type Revision struct {
+	Component string    `json:"component"`
+	Number    int       `json:"number"`
+	Status    Status    `json:"status"`
+	Action    string    `json:"action"` // install, upgrade, rollback
+	Operation string    `json:"operation"`
+	Command   string    `json:"command"`
+	Source    string    `json:"source,omitempty"`
+	Created   time.Time `json:"created"`
+	Updated   time.Time `json:"updated"`
+	// RollbackTo is the revision a rollback restored.
+	RollbackTo int `json:"rollbackTo,omitempty"`
+	// Vendor is the manifests as shipped, the base of the next port.
+	Vendor []map[string]any `json:"vendor"`
+	// Applied is what hitless applied: the vendor manifests with the
+	// customizations carried over. Its objects are the inventory.
+	Applied   []map[string]any     `json:"applied"`
+	Carried   []component.Change   `json:"carried,omitempty"`
+	Conflicts []component.Conflict `json:"conflicts,omitempty"`
+	Notes     []string             `json:"notes,omitempty"`
+	// DataPlane lists the DaemonSets (namespace/name) rolled node by node.
+	DataPlane []string `json:"dataPlane,omitempty"`
+}
+
+// Ref names one object of an inventory.
+type Ref struct {
+	Group     string `json:"group,omitempty"`
+	Version   string `json:"version"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+func (r Ref) String() string {
+	s := r.Kind + "/"
+	if r.Namespace != "" {
+		s += r.Namespace + "/"
+	}
+	return s + r.Name
+}
+
+// GroupKind of the object.
+func (r Ref) GroupKind() schema.GroupKind { return schema.GroupKind{Group: r.Group, Kind: r.Kind} }
+
+// RefOf names u.
+func RefOf(u *unstructured.Unstructured) Ref {
+	gvk := u.GroupVersionKind()
+	return Ref{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+}
+
+// Objects converts stored manifests back.
+func Objects(ms []map[string]any) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(ms))
+	for i, m := range ms {
+		out[i] = (&unstructured.Unstructured{Object: m}).DeepCopy()
+	}
+	return out
+}
+
+// Maps converts objects for storing.
+func Maps(objs []*unstructured.Unstructured) []map[string]any {
+	out := make([]map[string]any, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopy().Object
+	}
+	return out
+}
+
+// Inventory is the revision's object set.
+func (r *Revision) Inventory() []Ref {
+	out := make([]Ref, 0, len(r.Applied))
+	for _, m := range r.Applied {
+		out = append(out, RefOf(&unstructured.Unstructured{Object: m}))
+	}
+	return out
+}
+
+// Store reads and writes revisions.
+type Store struct{ client kubernetes.Interface }
+
+// NewStore returns a Store on the cluster.
+func NewStore(cs kubernetes.Interface) *Store { return &Store{client: cs} }
+
+// SecretName is the record of revision n of component.
+func SecretName(component string, n int) string {
+	return fmt.Sprintf("hitless-rev-%s-%d", component, n)
+}
+
+// BackupName is the backup of the objects revision n changed or deleted.
+func BackupName(component string, n int) string {
+	return fmt.Sprintf("hitless-backup-%s-%d", component, n)
+}
+
+// Put creates or replaces the record of rev.
+func (s *Store) Put(ctx context.Context, rev *Revision) error {
+	if err := lock.EnsureNamespace(ctx, s.client); err != nil {
+		return err
+	}
+	rev.Updated = time.Now().UTC()
+	packed, err := blob.Pack(rev)
+	if err != nil {
+		return fmt.Errorf("recording revision %d of %s: %w", rev.Number, rev.Component, err)
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      SecretName(rev.Component, rev.Number),
+			Namespace: lock.Namespace,
+			Labels: map[string]string{
+				LabelComponent:                 rev.Component,
+				LabelRevision:                  strconv.Itoa(rev.Number),
+				LabelStatus:                    string(rev.Status),
+				"app.kubernetes.io/managed-by": "hitless",
+			},
+		},
+		Type: SecretType,
+		Data: map[string][]byte{dataKey: packed},
+	}
+	return s.upsert(ctx, sec)
+}
+
+func (s *Store) upsert(ctx context.Context, sec *corev1.Secret) error {
+	secrets := s.client.CoreV1().Secrets(lock.Namespace)
+	return transient.Retry(ctx, func() error {
+		_, err := secrets.Create(ctx, sec, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			var cur *corev1.Secret
+			if cur, err = secrets.Get(ctx, sec.Name, metav1.GetOptions{}); err != nil {
+				return fmt.Errorf("reading %s/%s: %w", lock.Namespace, sec.Name, err)
+			}
+			sec.ResourceVersion = cur.ResourceVersion
+			_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s/%s: %w", lock.Namespace, sec.Name, err)
+		}
+		return nil
+	})
+}
+
+// List returns every revision of component, oldest first.
+func (s *Store) List(ctx context.Context, component string) ([]*Revision, error) {
+	list, err := s.client.CoreV1().Secrets(lock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelComponent + "=" + component + "," + LabelRevision})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing revisions of %s: %w", component, err)
+	}
+	out := make([]*Revision, 0, len(list.Items))
+	for i := range list.Items {
+		if list.Items[i].Type != SecretType {
+			continue
+		}
+		var rev Revision
+		if err := blob.Unpack(list.Items[i].Data[dataKey], &rev); err != nil {
+			return nil, fmt.Errorf("reading %s/%s: %w", lock.Namespace, list.Items[i].Name, err)
+		}
+		out = append(out, &rev)
+	}
+	slices.SortFunc(out, func(a, b *Revision) int { return a.Number - b.Number })
+	return out, nil
+}
+
+// Current returns the deployed revision, or nil.
+func Current(revs []*Revision) *Revision {
+	for i := len(revs) - 1; i >= 0; i-- {
+		if revs[i].Status == Deployed {
+			return revs[i]
+		}
+	}
+	return nil
+}
+
+// Find returns revision n, or nil.
+func Find(revs []*Revision, n int) *Revision {
+	for _, r := range revs {
+		if r.Number == n {
+			return r
+		}
+	}
+	return nil
+}
+
+// Next is the number of the next revision.
+func Next(revs []*Revision) int {
+	if len(revs) == 0 {
+		return 1
+	}
+	return revs[len(revs)-1].Number + 1
+}
+
+// Backup records the prior state of objects before revision n changes or
+// deletes them. The first backup of an object wins: a resumed operation
+// adds objects but never overwrites what was there before it started.
+func (s *Store) Backup(ctx context.Context, component string, n int, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	have, err := s.Backups(ctx, component, n)
+	if err != nil {
+		return nil, err
+	}
+	known := map[Ref]bool{}
+	for _, o := range have {
+		known[RefOf(o)] = true
+	}
+	added := false
+	for _, o := range objs {
+		if !known[RefOf(o)] {
+			c := o.DeepCopy()
+			unstructured.RemoveNestedField(c.Object, "metadata", "managedFields")
+			have = append(have, c)
+			known[RefOf(o)] = true
+			added = true
+		}
+	}
+	if !added {
+		return have, nil
+	}
+	packed, err := blob.Pack(Maps(have))
+	if err != nil {
+		return nil, err
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      BackupName(component, n),
+			Namespace: lock.Namespace,
+			Labels: map[string]string{
+				LabelComponent:                 component,
+				"hitless.dev/backup-of":        strconv.Itoa(n),
+				"app.kubernetes.io/managed-by": "hitless",
+			},
+		},
+		Type: BackupType,
+		Data: map[string][]byte{backupKey: packed},
+	}
+	if err := s.upsert(ctx, sec); err != nil {
+		return nil, fmt.Errorf("backing up before revision %d of %s: %w", n, component, err)
+	}
+	return have, nil
+}
+
+// Backups returns the objects backed up for revision n.
+func (s *Store) Backups(ctx context.Context, component string, n int) ([]*unstructured.Unstructured, error) {
+	sec, err := s.client.CoreV1().Secrets(lock.Namespace).Get(ctx, BackupName(component, n), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the backup of revision %d of %s: %w", n, component, err)
+	}
+	var ms []map[string]any
+	if err := blob.Unpack(sec.Data[backupKey], &ms); err != nil {
+		return nil, fmt.Errorf("reading %s/%s: %w", lock.Namespace, sec.Name, err)
+	}
+	return Objects(ms), nil
+}

@@ -1,0 +1,598 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
+
+	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/component/apply"
+	"github.com/hitless-dev/hitless/internal/component/release"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// Install deploys a component that is not installed: revision 1, or the
+// next after an uninstall.
+func Install(ctx context.Context, c Cluster, opts Options) (*Result, error) {
+	return deploy(ctx, c, ActionInstall, opts)
+}
+
+// Upgrade deploys a new release of an installed component with the
+// user's customizations carried over.
+func Upgrade(ctx context.Context, c Cluster, opts Options) (*Result, error) {
+	return deploy(ctx, c, ActionUpgrade, opts)
+}
+
+// Rollback re-deploys an earlier revision's release, customizations
+// carried, and prunes what that revision did not have.
+func Rollback(ctx context.Context, c Cluster, opts Options) (*Result, error) {
+	return deploy(ctx, c, ActionRollback, opts)
+}
+
+// deploy is install, upgrade and rollback: work out the next revision's
+// objects (or take them from the unfinished operation being resumed),
+// plan, then run the journaled steps.
+func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Result, error) {
+	opts.defaults()
+	if opts.Roll == nil {
+		opts.Roll = func(ctx context.Context, ro roll.Options) (*roll.Result, error) { return roll.Run(ctx, c.Client, ro) }
+	}
+	if err := validateName(opts.Name); err != nil {
+		return nil, err
+	}
+	if opts.Prefer != component.PreferNone && opts.Prefer != component.PreferUser && opts.Prefer != component.PreferVendor {
+		return nil, &InputError{"--prefer", fmt.Sprintf("%q: want vendor or user", opts.Prefer)}
+	}
+	if _, _, err := roll.ParseBatch(opts.Batch); err != nil {
+		return nil, &InputError{"--batch", err.Error()}
+	}
+	for _, sel := range opts.NodeSelectors {
+		if _, err := labels.Parse(sel); err != nil {
+			return nil, &InputError{"--node-selector", fmt.Sprintf("%q: %v", sel, err)}
+		}
+	}
+	store := release.NewStore(c.Client)
+	revs, err := store.List(ctx, opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	current := release.Current(revs)
+	sp := spec{Action: action, Name: opts.Name, Prefer: opts.Prefer, DataPlane: opts.DataPlane, NodeSelectors: opts.NodeSelectors, Batch: opts.Batch}
+
+	var vendor, from []*unstructured.Unstructured
+	var target *release.Revision
+	switch action {
+	case ActionInstall, ActionUpgrade:
+		if opts.Source == "" {
+			return nil, &InputError{"-f", "required: the component's manifests (file, directory or kustomization)"}
+		}
+		if vendor, err = load(ctx, c.Client, opts.Source, opts.MixedVersions); err != nil {
+			return nil, err
+		}
+		sp.Source, sp.SourceDigest = opts.Source, digest(vendor)
+	case ActionRollback:
+		if target, err = rollbackTarget(revs, current, opts.Revision); err != nil {
+			return nil, err
+		}
+		vendor = release.Objects(target.Vendor)
+		sp.Revision = target.Number
+	}
+	if opts.From != "" {
+		if action != ActionUpgrade {
+			return nil, &InputError{"--from", "only upgrade takes --from"}
+		}
+		if from, err = load(ctx, c.Client, opts.From, true); err != nil {
+			return nil, err
+		}
+		sp.FromDigest = digest(from)
+	}
+
+	jstore := journal.NewStore(c.Client)
+	existing, err := jstore.Resumable(ctx, action, sp.hash())
+	if err != nil {
+		return nil, err
+	}
+	var (
+		rev *release.Revision
+		st  state
+	)
+	if existing != nil {
+		if err := json.Unmarshal(existing.Plan, &st); err != nil {
+			return nil, fmt.Errorf("reading the state of operation %s: %w", existing.ID, err)
+		}
+		rev = release.Find(revs, st.Revision)
+	}
+	res := &Result{Component: opts.Name, Action: action, DryRun: opts.DryRun}
+	a, err := apply.New(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	if rev == nil {
+		// A new operation, or one killed before it recorded its revision:
+		// that one is taken over with the revision worked out afresh.
+		if rev, err = nextRevision(ctx, a, action, opts, revs, current, target, vendor, from, res); err != nil {
+			return res, err
+		}
+		st = state{Revision: rev.Number}
+		if current != nil {
+			st.Previous = current.Number
+		}
+	} else {
+		res.Resumed = true
+	}
+	res.Revision, res.Previous = rev.Number, st.Previous
+	res.Carried, res.Conflicts, res.Notes = rev.Carried, rev.Conflicts, rev.Notes
+	desired := release.Objects(rev.Applied)
+	var prev *release.Revision
+	if st.Previous != 0 {
+		prev = release.Find(revs, st.Previous)
+	}
+	prune := pruned(prev, revs, rev.Number, desired)
+	res.Plan = deployPlan(opts.Name, action, rev, prev, desired, prune, opts.NodeSelectors)
+	res.Warnings = strategyWarnings(desired, rev.DataPlane)
+	if full, err := freeSlots(ctx, c.Client); err != nil {
+		return res, err
+	} else if len(full) > 0 && !res.Resumed {
+		return res, &StateError{Msg: "no free pod slot on node(s) " + strings.Join(full, ", ") + ": a drain has nowhere to put their pods and new pods may not fit; nothing was changed"}
+	}
+	if opts.DryRun {
+		if res.Plan.Changes, err = diffs(ctx, a, opts.Name, desired, prune); err != nil {
+			return res, err
+		}
+		return res, nil
+	}
+
+	id, lk, err := lockFor(ctx, c, action, existing, opts.Command)
+	if err != nil {
+		return res, err
+	}
+	defer unlock(ctx, lk)
+	r := &runner{c: c, opts: opts, applier: a, store: store, lock: lk, rev: rev, prev: prev, st: st, res: res}
+	if err := r.open(ctx, jstore, existing, id, sp); err != nil {
+		return res, err
+	}
+	res.Operation = id
+	// The revision is recorded, pending, before anything changes: a
+	// resumed run deploys exactly these objects.
+	if !res.Resumed {
+		if err := abandon(ctx, store, revs); err != nil {
+			return res, err
+		}
+	}
+	if rev.Status != release.Deployed { // killed after its record step
+		rev.Status, rev.Operation = release.Pending, id
+		if err := store.Put(ctx, rev); err != nil {
+			return res, err
+		}
+	}
+	runErr := r.deploySteps(ctx, desired, prune)
+	return res, r.close(ctx, runErr)
+}
+
+// abandon marks failed the pending revisions of operations nobody resumed:
+// a new operation replaces them. Their objects stay in the uninstall
+// inventory until a deployed revision supersedes them.
+func abandon(ctx context.Context, store *release.Store, revs []*release.Revision) error {
+	for _, r := range revs {
+		if r.Status == release.Pending {
+			r.Status = release.Failed
+			if err := store.Put(ctx, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// lockFor takes the cluster lock for the operation resumed, or a new one
+// of kind, and returns its id.
+func lockFor(ctx context.Context, c Cluster, kind string, existing *journal.Operation, command string) (string, *lock.Lock, error) {
+	id := journal.NewID(kind)
+	if existing != nil {
+		id = existing.ID
+	}
+	lk, err := lock.Acquire(ctx, c.Client, lock.Self(id, command))
+	return id, lk, err
+}
+
+func unlock(ctx context.Context, lk *lock.Lock) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := lk.Release(rctx); err != nil {
+		klog.FromContext(ctx).Error(err, "releasing the cluster lock")
+	}
+}
+
+func rollbackTarget(revs []*release.Revision, current *release.Revision, n int) (*release.Revision, error) {
+	if current == nil {
+		return nil, &StateError{Msg: "nothing to roll back: no revision is deployed"}
+	}
+	if n == 0 {
+		for i := len(revs) - 1; i >= 0; i-- {
+			if revs[i].Number < current.Number && len(revs[i].Vendor) > 0 && revs[i].Action != ActionUninstall {
+				return revs[i], nil
+			}
+		}
+		return nil, &StateError{Msg: fmt.Sprintf("revision %d is the first: there is nothing before it to roll back to", current.Number)}
+	}
+	t := release.Find(revs, n)
+	if t == nil || len(t.Vendor) == 0 {
+		return nil, &InputError{"--revision", fmt.Sprintf("%d: no such revision (see hitless history --name %s)", n, current.Component)}
+	}
+	if t.Number == current.Number {
+		return nil, &InputError{"--revision", fmt.Sprintf("%d is the deployed revision", n)}
+	}
+	return t, nil
+}
+
+// nextRevision works out the next revision's objects: the vendor
+// manifests as they are for an install, with the customizations ported
+// for an upgrade or rollback.
+func nextRevision(ctx context.Context, a *apply.Applier, action string, opts Options, revs []*release.Revision, current, target *release.Revision, vendor, from []*unstructured.Unstructured, res *Result) (*release.Revision, error) {
+	switch {
+	case action == ActionInstall && current != nil:
+		return nil, &StateError{Msg: fmt.Sprintf("%s is installed (revision %d); use hitless upgrade", opts.Name, current.Number)}
+	case action != ActionInstall && current == nil:
+		return nil, &StateError{Msg: fmt.Sprintf("%s is not installed by hitless; use hitless install first", opts.Name)}
+	}
+	rev := &release.Revision{Component: opts.Name, Number: release.Next(revs), Action: action, Command: opts.Command, Source: opts.Source, Created: time.Now().UTC(), Vendor: release.Maps(vendor)}
+	desired := vendor
+	if current != nil {
+		user := from
+		if user == nil {
+			var err error
+			if user, err = userVersions(ctx, a, release.Objects(current.Applied)); err != nil {
+				return nil, err
+			}
+		}
+		ported, err := component.Port(release.Objects(current.Vendor), user, vendor, opts.Prefer)
+		if ported != nil {
+			res.Carried, res.Conflicts, res.Notes = ported.Carried, ported.Conflicts, ported.Notes
+		}
+		if err != nil {
+			return nil, err
+		}
+		desired = ported.Objects
+		rev.Carried, rev.Conflicts, rev.Notes = ported.Carried, ported.Conflicts, ported.Notes
+	}
+	if target != nil {
+		rev.RollbackTo, rev.Source = target.Number, target.Source
+	}
+	dp, err := dataPlanes(desired, opts.DataPlane)
+	if err != nil {
+		return nil, err
+	}
+	rev.Applied, rev.DataPlane = release.Maps(desired), dp
+	return rev, nil
+}
+
+// userVersions reads the user's version of every applied object from the
+// cluster: what hitless applied with the fields others changed laid over.
+// An object the user deleted is left out.
+func userVersions(ctx context.Context, a *apply.Applier, applied []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	out := make([]*unstructured.Unstructured, 0, len(applied))
+	for _, o := range applied {
+		live, err := a.Live(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		if live == nil {
+			continue
+		}
+		u, err := component.UserVersion(o, live, apply.FieldManager)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// pruned is what prev had, or a later revision that never got deployed
+// (its operation failed or was replaced) may have created, and desired
+// does not have.
+func pruned(prev *release.Revision, revs []*release.Revision, next int, desired []*unstructured.Unstructured) []*unstructured.Unstructured {
+	if prev == nil {
+		return nil
+	}
+	had := release.Objects(prev.Applied)
+	for _, r := range revs {
+		if r.Number > prev.Number && r.Number != next && (r.Status == release.Failed || r.Status == release.Pending) {
+			had = append(had, release.Objects(r.Applied)...)
+		}
+	}
+	keep := map[release.Ref]bool{}
+	for _, o := range desired {
+		r := release.RefOf(o)
+		r.Version = ""
+		keep[r] = true
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range had {
+		r := release.RefOf(o)
+		r.Version = ""
+		if !keep[r] {
+			keep[r] = true // once
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func deployPlan(name, action string, rev, prev *release.Revision, desired, prune []*unstructured.Unstructured, groups []string) *Plan {
+	p := &Plan{Component: name, Action: action, Revision: rev.Number, Source: rev.Source, DataPlane: rev.DataPlane, Objects: len(desired), Prune: names(prune), Groups: groups}
+	if prev != nil {
+		p.Previous = prev.Number
+	}
+	stages := split(desired)
+	for _, s := range []string{StageConfig, StageWorkloads, StageDataPlane, StageAPI} {
+		objs := names(stages[s])
+		if s == StageDataPlane {
+			objs = rev.DataPlane
+		}
+		if len(objs) > 0 {
+			p.Stages = append(p.Stages, StagePlan{Name: s, Objects: objs})
+		}
+	}
+	if len(prune) > 0 {
+		p.Stages = append(p.Stages, StagePlan{Name: StagePrune, Objects: p.Prune})
+	}
+	return p
+}
+
+// runner runs the journaled steps of one operation.
+type runner struct {
+	c       Cluster
+	opts    Options
+	applier *apply.Applier
+	store   *release.Store
+	lock    *lock.Lock
+	w       *journal.Writer
+	rev     *release.Revision
+	prev    *release.Revision
+	st      state
+	res     *Result
+}
+
+func (r *runner) open(ctx context.Context, jstore *journal.Store, existing *journal.Operation, id string, sp spec) error {
+	stateJSON, _ := json.Marshal(r.st)
+	if existing != nil {
+		r.w = journal.NewWriter(jstore, existing)
+		return r.w.Update(ctx, func(op *journal.Operation) {
+			op.Runs++
+			op.Status, op.Message, op.Plan = journal.Running, "", stateJSON
+		})
+	}
+	specJSON, _ := json.Marshal(sp)
+	op := &journal.Operation{ID: id, Kind: sp.Action, Command: r.opts.Command, SpecHash: sp.hash(), Spec: specJSON, Plan: stateJSON, Status: journal.Running, Started: time.Now().UTC(), Runs: 1}
+	if err := jstore.Create(ctx, op); err != nil {
+		return err
+	}
+	r.w = journal.NewWriter(jstore, op)
+	return nil
+}
+
+// close journals how the operation ended.
+func (r *runner) close(ctx context.Context, runErr error) error {
+	status, msg := journal.Succeeded, ""
+	if runErr != nil {
+		status, msg = journal.Failed, runErr.Error()
+		switch {
+		case errors.Is(runErr, context.Canceled):
+			status = journal.Interrupted
+		case errors.Is(runErr, journal.ErrAborted):
+			status = journal.Aborted
+		}
+	}
+	now := time.Now().UTC()
+	err := r.w.Force(context.WithoutCancel(ctx), func(op *journal.Operation) {
+		op.Status, op.Message = status, msg
+		if status == journal.Succeeded {
+			op.Finished = &now
+		}
+	})
+	r.res.Steps = r.w.Snapshot().Steps
+	if runErr != nil {
+		return runErr
+	}
+	return err
+}
+
+// step runs fn as the journaled step name, unless a previous run finished
+// it; the step is written before fn acts.
+func (r *runner) step(ctx context.Context, name string, fn func(ctx context.Context) ([]string, error)) error {
+	if s := r.w.Snapshot().StepByName(name); s != nil && s.Finished != nil && s.Error == "" {
+		r.opts.progressf("%-10s done before the restart", name)
+		return nil
+	}
+	started := time.Now().UTC()
+	if err := r.w.Update(ctx, func(op *journal.Operation) {
+		s := op.StepByName(name)
+		if s == nil {
+			op.Steps = append(op.Steps, journal.Step{Name: name})
+			s = &op.Steps[len(op.Steps)-1]
+		}
+		s.Started, s.Finished, s.Error = started, nil, ""
+		s.Runs++
+	}); err != nil {
+		return err
+	}
+	r.opts.progressf("%-10s ...", name)
+	detail, runErr := fn(ctx)
+	finished := time.Now().UTC()
+	if err := r.w.Force(context.WithoutCancel(ctx), func(op *journal.Operation) {
+		s := op.StepByName(name)
+		s.Finished, s.Detail = &finished, detail
+		if runErr != nil {
+			s.Error = runErr.Error()
+		}
+	}); err != nil && runErr == nil {
+		return err
+	}
+	if runErr != nil {
+		return fmt.Errorf("%s: %w", name, runErr)
+	}
+	summary := ""
+	if len(detail) > 0 {
+		summary = detail[0]
+		if len(detail) > 1 {
+			summary += fmt.Sprintf(" (+%d more)", len(detail)-1)
+		}
+	}
+	r.opts.progressf("%-10s done in %s %s", name, finished.Sub(started).Round(time.Millisecond), summary)
+	return nil
+}
+
+// saveState journals the operation's state (the rolls it started).
+func (r *runner) saveState(ctx context.Context) error {
+	b, _ := json.Marshal(r.st)
+	return r.w.Update(ctx, func(op *journal.Operation) { op.Plan = b })
+}
+
+func (r *runner) deploySteps(ctx context.Context, desired, prune []*unstructured.Unstructured) error {
+	stages := split(desired)
+	steps := []struct {
+		name string
+		fn   func(ctx context.Context) ([]string, error)
+	}{
+		{"backup", func(ctx context.Context) ([]string, error) {
+			return r.backup(ctx, append(slices.Clone(desired), prune...))
+		}},
+		{StageConfig, func(ctx context.Context) ([]string, error) { return r.applyConfig(ctx, stages[StageConfig]) }},
+		{StageWorkloads, func(ctx context.Context) ([]string, error) { return r.applyWorkloads(ctx, stages[StageWorkloads]) }},
+		{StageDataPlane, func(ctx context.Context) ([]string, error) { return r.dataPlane(ctx, stages[StageWorkloads]) }},
+		{StageAPI, func(ctx context.Context) ([]string, error) { return r.applyAPI(ctx, stages[StageAPI]) }},
+		{StagePrune, func(ctx context.Context) ([]string, error) { return r.prune(ctx, prune) }},
+		{"record", func(ctx context.Context) ([]string, error) { return r.finish(ctx) }},
+	}
+	for _, s := range steps {
+		if err := r.step(ctx, s.name, s.fn); err != nil {
+			return err
+		}
+		if err := r.lock.Lost(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backup keeps the live state of every object the operation may change
+// or delete, in the cluster and, with --backup-dir, in a 0600 file.
+func (r *runner) backup(ctx context.Context, objs []*unstructured.Unstructured) ([]string, error) {
+	var live []*unstructured.Unstructured
+	for _, o := range objs {
+		l, err := r.applier.Live(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		if l != nil {
+			live = append(live, l)
+		}
+	}
+	all, err := r.store.Backup(ctx, r.rev.Component, r.rev.Number, live)
+	if err != nil {
+		return nil, err
+	}
+	detail := []string{fmt.Sprintf("%d objects backed up in %s/%s", len(all), lock.Namespace, release.BackupName(r.rev.Component, r.rev.Number))}
+	if r.opts.BackupDir != "" && len(all) > 0 {
+		path, err := writeBackupFile(r.opts.BackupDir, r.rev.Component, r.rev.Number, all)
+		if err != nil {
+			return nil, err
+		}
+		r.res.Backup = path
+		detail = append(detail, "backup file "+path)
+	}
+	return detail, nil
+}
+
+func (r *runner) apply(ctx context.Context, objs []*unstructured.Unstructured, noWait map[string]bool) ([]string, error) {
+	if len(objs) == 0 {
+		return nil, nil
+	}
+	entries, err := r.applier.Apply(ctx, objs, apply.Options{Set: r.rev.Component, Wait: r.opts.Wait, NoWait: noWait})
+	r.record(entries)
+	counts := map[string]int{}
+	for _, e := range entries {
+		counts[e.Action]++
+	}
+	var parts []string
+	for _, a := range []string{"created", "configured", "unchanged"} {
+		if counts[a] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[a], a))
+		}
+	}
+	return []string{strings.Join(parts, ", ")}, err
+}
+
+// record adds what an apply did to the result; an object applied twice
+// (a data-plane DaemonSet, switched to OnDelete then restored) keeps the
+// change it got.
+func (r *runner) record(entries []apply.Entry) {
+	for _, e := range entries {
+		i := slices.IndexFunc(r.res.Applied, func(x apply.Entry) bool { return x.Object == e.Object })
+		switch {
+		case i < 0:
+			r.res.Applied = append(r.res.Applied, e)
+		case e.Action != "unchanged":
+			r.res.Applied[i] = e
+		}
+	}
+}
+
+// finish marks the revision deployed and the one before superseded.
+func (r *runner) finish(ctx context.Context) ([]string, error) {
+	if r.prev != nil && r.prev.Status == release.Deployed {
+		r.prev.Status = release.Superseded
+		if err := r.store.Put(ctx, r.prev); err != nil {
+			return nil, err
+		}
+	}
+	r.rev.Status = release.Deployed
+	if err := r.store.Put(ctx, r.rev); err != nil {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("revision %d deployed", r.rev.Number)}, nil
+}
+
+// applyConfig applies the configuration stage. Custom resources whose CRD
+// the release also changes go once before the CRDs, tolerating failure:
+// a CRD that drops a field (a rollback) would otherwise refuse every
+// later apply of an object still holding it, so the objects shed the
+// field while the old schema still has it. They go again after the CRDs,
+// for a CRD that adds fields (an upgrade).
+func (r *runner) applyConfig(ctx context.Context, objs []*unstructured.Unstructured) ([]string, error) {
+	crds := customKinds(objs)
+	var early []*unstructured.Unstructured
+	for _, o := range objs {
+		if crds[gk(o)] {
+			early = append(early, o)
+		}
+	}
+	if len(early) > 0 {
+		if _, err := r.applier.Apply(ctx, early, apply.Options{Set: r.rev.Component}); err != nil {
+			klog.FromContext(ctx).V(1).Info("custom resources not applicable before their CRDs", "err", err)
+		}
+	}
+	detail, err := r.apply(ctx, objs, nil)
+	if err == nil || !strings.Contains(err.Error(), "field not declared in schema") {
+		return detail, err
+	}
+	// A run interrupted between the CRDs and their objects left objects
+	// with fields the CRDs dropped: written back, the server prunes them.
+	for _, o := range early {
+		if err := r.applier.Rewrite(ctx, o); err != nil {
+			return detail, err
+		}
+	}
+	return r.apply(ctx, objs, nil)
+}

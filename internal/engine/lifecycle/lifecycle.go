@@ -1,0 +1,248 @@
+package lifecycle
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/component/apply"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// The actions, also the journal kinds of their operations.
+const (
+	ActionInstall   = "install"
+	ActionUpgrade   = "upgrade"
+	ActionRollback  = "rollback"
+	ActionUninstall = "uninstall"
+)
+
+// AnnotationDataPlane declares a DaemonSet as a data plane: hitless
+// replaces its pods node by node after draining each node.
+const AnnotationDataPlane = "hitless.dev/data-plane"
+
+// Cluster is what the operations talk to.
+type Cluster struct {
+	Client kubernetes.Interface
+	Config *rest.Config
+}
+
+// Options configure an operation. Not every field applies to every
+// action; the commands expose the ones that do.
+type Options struct {
+	Name string
+	// Source is the component's manifests (-f): file, directory or
+	// kustomization.
+	Source string
+	// From is the user's customized copy of the current release; without
+	// it the customizations are read from the cluster.
+	From string
+	// Revision is the revision a rollback restores (0: the previous one).
+	Revision int
+	Prefer   component.Prefer
+	// MixedVersions allows images at more than one release.
+	MixedVersions bool
+	// DataPlane names DaemonSets (namespace/name) to roll node by node, on
+	// top of those annotated hitless.dev/data-plane=true or detected.
+	DataPlane []string
+	// NodeSelectors split the data-plane roll into groups, rolled in order;
+	// nodes no selector matches come last.
+	NodeSelectors []string
+	// Batch is the roll's batch: a count or a percentage.
+	Batch string
+	// BackupDir, when set, receives a 0600 YAML file of the objects
+	// backed up before they change.
+	BackupDir string
+	// Wait bounds each wait for readiness (default 5m).
+	Wait time.Duration
+	// FinalizerTimeout bounds the wait for deleted objects to go (default 2m).
+	FinalizerTimeout time.Duration
+	// ForceNamespaces deletes namespaces that hold objects outside the
+	// inventory.
+	ForceNamespaces bool
+	DryRun          bool
+	Command         string
+	// Roll runs a data-plane roll; nil runs roll.Run. The commands wrap it
+	// to measure the disruption with probes.
+	Roll func(ctx context.Context, opts roll.Options) (*roll.Result, error)
+	// RollProgress receives the rolls' node events. May be nil.
+	RollProgress func(roll.Event)
+	// Progress receives one line per step. May be nil.
+	Progress func(string)
+}
+
+func (o *Options) defaults() {
+	if o.Wait == 0 {
+		o.Wait = 5 * time.Minute
+	}
+	if o.FinalizerTimeout == 0 {
+		o.FinalizerTimeout = 2 * time.Minute
+	}
+	if o.Batch == "" {
+		o.Batch = "1"
+	}
+}
+
+func (o *Options) progressf(format string, args ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// InputError is bad input: the commands exit 2 on it.
+type InputError struct{ Field, Msg string }
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
+
+// StateError refuses an operation the component's state does not allow
+// (install of an installed component, upgrade of a missing one); nothing
+// was changed.
+type StateError struct{ Msg string }
+
+func (e *StateError) Error() string { return e.Msg }
+
+func validateName(name string) error {
+	if name == "" {
+		return &InputError{"--name", "required"}
+	}
+	if errs := validation.IsDNS1123Label(name); len(errs) > 0 || len(name) > 40 {
+		return &InputError{"--name", fmt.Sprintf("%q: want a DNS label of at most 40 characters", name)}
+	}
+	return nil
+}
+
+// Result is what an operation did, or with DryRun would do.
+type Result struct {
+	Component string `json:"component"`
+	Action    string `json:"action"`
+	Revision  int    `json:"revision"`
+	// Previous is the revision that was deployed before.
+	Previous  int                  `json:"previous,omitempty"`
+	Operation string               `json:"operation,omitempty"`
+	DryRun    bool                 `json:"dryRun"`
+	Resumed   bool                 `json:"resumed"`
+	Plan      *Plan                `json:"plan"`
+	Carried   []component.Change   `json:"carried,omitempty"`
+	Conflicts []component.Conflict `json:"conflicts,omitempty"`
+	Notes     []string             `json:"notes,omitempty"`
+	Warnings  []string             `json:"warnings,omitempty"`
+	Applied   []apply.Entry        `json:"applied,omitempty"`
+	Deleted   []string             `json:"deleted,omitempty"`
+	// Remaining lists objects still there after an uninstall or prune,
+	// with why (finalizers).
+	Remaining []string `json:"remaining,omitempty"`
+	// Unavailable lists APIServices nothing serves yet.
+	Unavailable []string       `json:"unavailable,omitempty"`
+	Rolls       []RollSummary  `json:"rolls,omitempty"`
+	Backup      string         `json:"backup,omitempty"`
+	Steps       []journal.Step `json:"steps,omitempty"`
+}
+
+// RollSummary is one data-plane roll.
+type RollSummary struct {
+	DaemonSet string   `json:"daemonSet"`
+	Group     string   `json:"group"`
+	Operation string   `json:"operation"`
+	Nodes     []string `json:"nodes"`
+	Status    string   `json:"status"`
+}
+
+// spec is what identifies an operation for resume: the same command
+// against the same sources.
+type spec struct {
+	Action        string           `json:"action"`
+	Name          string           `json:"name"`
+	Source        string           `json:"source,omitempty"`
+	SourceDigest  string           `json:"sourceDigest,omitempty"`
+	FromDigest    string           `json:"fromDigest,omitempty"`
+	Revision      int              `json:"revision,omitempty"`
+	Prefer        component.Prefer `json:"prefer,omitempty"`
+	DataPlane     []string         `json:"dataPlane,omitempty"`
+	NodeSelectors []string         `json:"nodeSelectors,omitempty"`
+	Batch         string           `json:"batch,omitempty"`
+	Force         bool             `json:"forceNamespaces,omitempty"`
+}
+
+func (s spec) hash() string {
+	b, _ := json.Marshal(s)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+func digest(objs []*unstructured.Unstructured) string {
+	h := sha256.New()
+	for _, o := range objs {
+		b, _ := json.Marshal(o.Object)
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// state is an operation's own record in its journal entry: the revision
+// it deploys and the data-plane rolls it started, so a resumed run
+// continues the same rolls.
+type state struct {
+	Revision int          `json:"revision"`
+	Previous int          `json:"previous,omitempty"`
+	Rolls    []rollRecord `json:"rolls,omitempty"`
+}
+
+type rollRecord struct {
+	DaemonSet string    `json:"daemonSet"`
+	Group     string    `json:"group"`
+	Spec      roll.Spec `json:"spec"`
+	Operation string    `json:"operation,omitempty"`
+	Status    string    `json:"status,omitempty"`
+}
+
+// load reads and validates a source against the cluster: exit 2 material.
+func load(ctx context.Context, cs kubernetes.Interface, path string, mixed bool) ([]*unstructured.Unstructured, error) {
+	src, err := component.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	scope, err := component.NewClusterScope(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	if err := component.Validate(src, scope, component.Checks{MixedVersions: mixed}); err != nil {
+		return nil, err
+	}
+	objs := make([]*unstructured.Unstructured, 0, len(src.Objects))
+	for _, o := range src.Objects {
+		objs = append(objs, o.DeepCopy())
+	}
+	component.Normalize(objs)
+	return objs, nil
+}
+
+// writeBackupFile writes objs as YAML readable by the owner only.
+func writeBackupFile(dir, name string, n int, objs []*unstructured.Unstructured) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating backup directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-revision-%d-backup.yaml", name, n))
+	b, err := marshalYAML(objs)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return "", fmt.Errorf("writing backup %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil { // an older file keeps its mode on WriteFile
+		return "", err
+	}
+	return path, nil
+}

@@ -1,0 +1,312 @@
+package roll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/drain"
+
+	"github.com/hitless-dev/hitless/internal/kube/transient"
+)
+
+// DrainRefusedError is a drain that kubectl's filters refuse to start:
+// unmanaged pods without --force, emptyDir data without
+// --delete-emptydir-data.
+type DrainRefusedError struct {
+	Node    string
+	Reasons []string
+}
+
+func (e *DrainRefusedError) Error() string {
+	return fmt.Sprintf("drain of node %s refused: %s", e.Node, strings.Join(e.Reasons, "; "))
+}
+
+// DrainTimeoutError is a drain that did not finish in time.
+type DrainTimeoutError struct {
+	Node     string
+	Timeout  time.Duration
+	Pods     []string // still on the node
+	Blocking []string // PDBs that refused evictions, with their messages
+}
+
+func (e *DrainTimeoutError) Error() string {
+	msg := fmt.Sprintf("drain of node %s did not finish in %s: %d pods remain (%s)", e.Node, e.Timeout, len(e.Pods), strings.Join(e.Pods, ", "))
+	if len(e.Blocking) > 0 {
+		msg += "; blocked by " + strings.Join(e.Blocking, "; ")
+	}
+	return msg
+}
+
+// drainResult is what a drain did.
+type drainResult struct {
+	Evicted []string
+	Deleted []string // unmanaged pods removed under --force
+}
+
+// drainNode evicts the node's pods through the Eviction API, as kubectl
+// drain does (its filters pick the pods: DaemonSet pods stay), retrying
+// refusals after retryDelay, and waits for the pods to be gone with one
+// watch instead of polling each pod.
+//
+// pdbChanged returns a channel closed at the next change of any
+// PodDisruptionBudget: a refused eviction is retried as soon as its budget
+// may allow it, or after the retry delay at the latest.
+//
+// budgetOf names the PodDisruptionBudget covering a pod, or "".
+func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec Spec, pdbChanged func() <-chan struct{}, budgetOf func(*corev1.Pod) string) (drainResult, error) {
+	var res drainResult
+	helper := &drain.Helper{
+		Ctx:                 ctx,
+		Client:              cs,
+		Force:               spec.Force,
+		GracePeriodSeconds:  -1,
+		IgnoreAllDaemonSets: true,
+		DeleteEmptyDirData:  spec.DeleteEmptyDirData,
+		Out:                 io.Discard,
+		ErrOut:              io.Discard,
+	}
+	var (
+		list *drain.PodDeleteList
+		errs []error
+	)
+	_ = transient.Retry(ctx, func() error {
+		list, errs = helper.GetPodsForDeletion(node)
+		if len(errs) == 1 && transient.Is(errs[0]) {
+			return errs[0]
+		}
+		return nil
+	})
+	if len(errs) > 0 {
+		reasons := make([]string, 0, len(errs))
+		for _, e := range errs {
+			reasons = append(reasons, e.Error())
+		}
+		return res, &DrainRefusedError{Node: node, Reasons: reasons}
+	}
+	pods := list.Pods()
+	if len(pods) == 0 {
+		return res, nil
+	}
+	deadline := time.Now().Add(spec.DrainTimeout)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+
+	remaining := map[types.UID]string{}
+	for _, p := range pods {
+		remaining[p.UID] = p.Namespace + "/" + p.Name
+		if metav1.GetControllerOf(&p) == nil {
+			res.Deleted = append(res.Deleted, p.Namespace+"/"+p.Name)
+		} else {
+			res.Evicted = append(res.Evicted, p.Namespace+"/"+p.Name)
+		}
+	}
+	var (
+		mu       sync.Mutex
+		blocking = map[string]string{}
+		evictErr error
+		wg       sync.WaitGroup
+	)
+	// evict retries one pod's eviction until it is accepted, refused for
+	// good, or the drain ends.
+	evict := func(p corev1.Pod) bool {
+		for {
+			changed := pdbChanged()
+			err := helper.EvictPod(p, policyv1.SchemeGroupVersion)
+			switch {
+			case err == nil || apierrors.IsNotFound(err):
+				return true
+			case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+				// Its namespace is being deleted: no eviction is accepted
+				// there, and the namespace controller deletes the pod; the
+				// drain waits for it to go, as kubectl drain does.
+				return true
+			case apierrors.IsTooManyRequests(err):
+				mu.Lock()
+				blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
+				mu.Unlock()
+			case transient.Is(err):
+				// The API server is restarting or overloaded: retry.
+			default:
+				mu.Lock()
+				evictErr = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
+				mu.Unlock()
+				return false
+			}
+			select {
+			case <-dctx.Done():
+				return false
+			case <-changed:
+			case <-time.After(spec.EvictRetryDelay):
+			}
+		}
+	}
+	// Pods under one PDB are evicted one after the other (concurrent
+	// evictions against one budget conflict in the API server, which backs
+	// off half a second per conflict); groups run side by side.
+	groups := map[string][]corev1.Pod{}
+	for i, p := range pods {
+		key := budgetOf(&p)
+		if key == "" {
+			key = fmt.Sprintf("pod-%d", i)
+		}
+		groups[key] = append(groups[key], p)
+	}
+	for _, group := range groups {
+		wg.Go(func() {
+			for _, p := range group {
+				if !evict(p) {
+					return
+				}
+			}
+		})
+	}
+	waitErr := waitGone(dctx, cs, node, remaining, newestVersion(pods))
+	cancel()
+	wg.Wait()
+	if evictErr != nil {
+		return res, evictErr
+	}
+	if waitErr != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		left := make([]string, 0, len(remaining))
+		for _, name := range remaining {
+			left = append(left, name)
+		}
+		slices.Sort(left)
+		var blocks []string
+		seen := map[string]bool{}
+		for _, pod := range left {
+			if m, ok := blocking[pod]; ok && !seen[m] {
+				seen[m] = true
+				blocks = append(blocks, m+" (pod "+pod+")")
+			}
+		}
+		return res, &DrainTimeoutError{Node: node, Timeout: spec.DrainTimeout, Pods: left, Blocking: blocks}
+	}
+	return res, nil
+}
+
+// waitGone waits until every UID in remaining is gone from node, deleting
+// entries as they go: one list, then one watch from the list's version,
+// listing and watching again if the watch breaks (an API server restart).
+//
+// from, when set, is a resource version no newer than any deletion to wait
+// for (the newest of the pods'): the first watch starts there without a
+// list. If it is too old, the API says so and waitGone lists.
+func waitGone(ctx context.Context, cs kubernetes.Interface, node string, remaining map[types.UID]string, from string) error {
+	for {
+		sel := metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}
+		if from != "" {
+			sel.ResourceVersion, from = from, ""
+			if err := watchGone(ctx, cs, sel, remaining); err == nil || ctx.Err() != nil {
+				return err
+			}
+			continue
+		}
+		var current *corev1.PodList
+		err := transient.Retry(ctx, func() (err error) {
+			current, err = cs.CoreV1().Pods(metav1.NamespaceAll).List(ctx, sel)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("listing pods on node %s: %w", node, err)
+		}
+		present := map[types.UID]bool{}
+		for _, p := range current.Items {
+			present[p.UID] = true
+		}
+		for uid := range remaining {
+			if !present[uid] {
+				delete(remaining, uid)
+			}
+		}
+		if len(remaining) == 0 {
+			return nil
+		}
+		sel.ResourceVersion = current.ResourceVersion
+		err = watchGone(ctx, cs, sel, remaining)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if !errors.Is(err, errWatchClosed) && !transient.Is(err) && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+			return fmt.Errorf("watching pods on node %s: %w", node, err)
+		}
+		// The watch broke: list and watch again.
+	}
+}
+
+func watchGone(ctx context.Context, cs kubernetes.Interface, sel metav1.ListOptions, remaining map[types.UID]string) error {
+	w, err := cs.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, sel)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	return consume(ctx, w, remaining)
+}
+
+// newestVersion returns the highest resourceVersion among pods, or "" when
+// one is not a number (resource versions are opaque; etcd's are numbers).
+func newestVersion(pods []corev1.Pod) string {
+	var newest uint64
+	for _, p := range pods {
+		v, err := strconv.ParseUint(p.ResourceVersion, 10, 64)
+		if err != nil {
+			return ""
+		}
+		newest = max(newest, v)
+	}
+	if newest == 0 {
+		return ""
+	}
+	return strconv.FormatUint(newest, 10)
+}
+
+var errWatchClosed = errors.New("pod watch closed")
+
+func consume(ctx context.Context, w watch.Interface, remaining map[types.UID]string) error {
+	for len(remaining) > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-w.ResultChan():
+			if !ok || ev.Type == watch.Error {
+				return errWatchClosed
+			}
+			if p, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type == watch.Deleted {
+				delete(remaining, p.UID)
+			}
+		}
+	}
+	return nil
+}
+
+// pdbMessage extracts which PodDisruptionBudget refused an eviction.
+func pdbMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		if d := status.Status().Details; d != nil {
+			for _, c := range d.Causes {
+				if c.Type == policyv1.DisruptionBudgetCause {
+					return c.Message
+				}
+			}
+		}
+	}
+	return err.Error()
+}

@@ -1,0 +1,521 @@
+package roll
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/kube/transient"
+)
+
+// Phases of a node, in order. Each is journaled before it acts.
+const (
+	PhasePending  = "pending"
+	PhaseCordon   = "cordon"
+	PhasePreNode  = "pre-node"
+	PhaseDrain    = "drain"
+	PhaseAction   = "action"
+	PhaseWait     = "wait"
+	PhasePostNode = "post-node"
+	PhaseUncordon = "uncordon"
+	PhaseDone     = "done"
+	PhaseFailed   = "failed"
+	PhaseSkipped  = "skipped"
+	PhaseAborted  = "aborted"
+)
+
+// Outcomes of a node, as in Ansible's recap.
+const (
+	OutcomeOK          = "ok"
+	OutcomeChanged     = "changed"
+	OutcomeFailed      = "failed"
+	OutcomeSkipped     = "skipped"
+	OutcomeUnreachable = "unreachable"
+)
+
+func inFlight(phase string) bool {
+	switch phase {
+	case PhasePending, PhaseDone, PhaseFailed, PhaseSkipped, PhaseAborted, "":
+		return false
+	}
+	return true
+}
+
+func everything() labels.Selector { return labels.Everything() }
+
+// phases returns the node's phases for this spec, in order.
+func (r *runner) phases() []string {
+	out := []string{PhaseCordon}
+	if r.spec.PreNode != "" || r.spec.Confirm {
+		out = append(out, PhasePreNode)
+	}
+	out = append(out, PhaseDrain)
+	if r.spec.HasAction() {
+		out = append(out, PhaseAction)
+	}
+	out = append(out, PhaseWait)
+	if r.spec.PostNode != "" || r.spec.Confirm {
+		out = append(out, PhasePostNode)
+	}
+	return append(out, PhaseUncordon)
+}
+
+// takeDrained returns, once, what the node's drain did, for the next write.
+func (r *runner) takeDrained(name string) drainResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res := r.drained[name]
+	delete(r.drained, name)
+	return res
+}
+
+func recordDrain(n *journal.Node, res drainResult) {
+	n.Evicted = append(n.Evicted, res.Evicted...)
+	n.Deleted = append(n.Deleted, res.Deleted...)
+}
+
+// deferPhase keeps a phase record to journal with the next write.
+func (r *runner) deferPhase(name string, rec *journal.PhaseRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deferred[name] = rec
+}
+
+// applyDeferred closes the open phase when the deferred one started and
+// appends the deferred record.
+func (r *runner) applyDeferred(n *journal.Node) {
+	r.mu.Lock()
+	rec := r.deferred[n.Name]
+	delete(r.deferred, n.Name)
+	r.mu.Unlock()
+	if rec == nil {
+		return
+	}
+	closePhase(n, rec.Started, "")
+	n.Phase = rec.Name
+	n.Phases = append(n.Phases, *rec)
+}
+
+// enter journals that the node starts phase, closing the previous one.
+func (r *runner) enter(ctx context.Context, name, phase string, extra func(n *journal.Node)) error {
+	drained := r.takeDrained(name)
+	err := r.w.Update(ctx, func(op *journal.Operation) {
+		n := op.NodeByName(name)
+		now := time.Now().UTC()
+		recordDrain(n, drained)
+		r.applyDeferred(n)
+		closePhase(n, now, "")
+		n.Phase = phase
+		n.Phases = append(n.Phases, journal.PhaseRecord{Name: phase, Started: now})
+		if extra != nil {
+			extra(n)
+		}
+	})
+	if err == nil {
+		r.emit(Event{Node: name, Batch: r.batchOf(name), Phase: phase})
+	}
+	return err
+}
+
+func closePhase(n *journal.Node, now time.Time, errMsg string) {
+	if k := len(n.Phases); k > 0 && n.Phases[k-1].Finished == nil {
+		n.Phases[k-1].Finished = &now
+		n.Phases[k-1].Error = errMsg
+	}
+}
+
+func (r *runner) batchOf(name string) int { return r.byName[name].Batch }
+
+func (r *runner) planOf(name string) NodePlan { return r.byName[name] }
+
+// runNode takes one node through its phases, from where the journal says
+// it is. Failures are journaled on the node; they never leave it cordoned.
+func (r *runner) runNode(ctx context.Context, name string, batch int) {
+	snap := r.w.Snapshot().NodeByName(name)
+	phases := r.phases()
+	start := 0
+	if inFlight(snap.Phase) {
+		for i, p := range phases {
+			if p == snap.Phase {
+				start = i
+			}
+		}
+	}
+	env := hookEnv{Node: name, NodeIP: r.planOf(name).InternalIP, Operation: r.w.Snapshot().ID, Batch: batch}
+	for _, phase := range phases[start:] {
+		var err error
+		if phase == PhaseWait && !r.spec.HasAction() {
+			// Waiting changes nothing and, without an action before it, a
+			// resume that finds the node still in its drain loses nothing:
+			// the wait is journaled with the next transition, saving a write.
+			rec := &journal.PhaseRecord{Name: PhaseWait, Started: time.Now().UTC()}
+			r.deferPhase(name, rec)
+			r.emit(Event{Node: name, Batch: batch, Phase: PhaseWait})
+			err = r.doPhase(ctx, name, phase, env)
+			if err == nil {
+				now := time.Now().UTC()
+				rec.Finished = &now
+			}
+		} else {
+			err = r.enterPhase(ctx, name, phase)
+			if err == nil {
+				err = r.doPhase(ctx, name, phase, env)
+			}
+		}
+		if err != nil {
+			r.nodeFailed(ctx, name, phase, err)
+			return
+		}
+	}
+	err := r.w.Update(ctx, func(op *journal.Operation) {
+		n := op.NodeByName(name)
+		now := time.Now().UTC()
+		closePhase(n, now, "")
+		n.Phase = PhaseDone
+		n.Outcome = OutcomeChanged
+		n.CompletedAt = &now
+		n.CordonedByUs = false // uncordoned: nothing of ours left on it
+	})
+	if err != nil {
+		r.nodeFailed(ctx, name, PhaseDone, err)
+		return
+	}
+	r.emit(Event{Node: name, Batch: batch, Phase: PhaseDone})
+}
+
+func (r *runner) enterPhase(ctx context.Context, name, phase string) error {
+	switch phase {
+	case PhaseCordon:
+		node, err := r.nodeObject(name)
+		if err != nil {
+			return fmt.Errorf("reading node %s: %w", name, err)
+		}
+		ours := node.Annotations[AnnotationOperation] == r.w.Snapshot().ID
+		return r.enter(ctx, name, phase, func(n *journal.Node) {
+			if n.StartedAt == nil {
+				now := time.Now().UTC()
+				n.StartedAt = &now
+				// Cordoned by someone else before we touched it: it stays so.
+				n.CordonedBefore = node.Spec.Unschedulable && !ours
+				// The cordon patch is conditional on this version, so a
+				// cordon by someone else in between is not taken for ours.
+				r.mu.Lock()
+				r.cordonRV[name] = node.ResourceVersion
+				r.mu.Unlock()
+			}
+			n.CordonedByUs = !n.CordonedBefore
+		})
+	case PhaseAction:
+		return r.enter(ctx, name, phase, func(n *journal.Node) {
+			n.ActionRuns++
+			if n.ActionRuns > 1 {
+				n.Notes = append(n.Notes, fmt.Sprintf("action started again (run %d): the previous run stopped during it", n.ActionRuns))
+			}
+		})
+	default:
+		return r.enter(ctx, name, phase, nil)
+	}
+}
+
+func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) error {
+	switch phase {
+	case PhaseCordon:
+		if err := r.cordon(ctx, name); err != nil {
+			return err
+		}
+		r.event(ctx, name, "Cordoned", "hitless cordoned the node for operation "+env.Operation)
+		return nil
+	case PhasePreNode:
+		return r.hook(ctx, name, "pre-node", r.spec.PreNode, fmt.Sprintf("Stop routing requests to node %s (%s), then press Enter", name, env.NodeIP), env)
+	case PhaseDrain:
+		res, err := drainNode(ctx, r.cs, name, r.spec, r.pdbChanged, r.budgetOf)
+		// Journaled with the next transition (or the failure), not in a
+		// write of its own.
+		r.mu.Lock()
+		r.drained[name] = res
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("hitless drained the node: %d pods evicted", len(res.Evicted))
+		if len(res.Deleted) > 0 {
+			msg += fmt.Sprintf("; unmanaged pods deleted under --force: %s", strings.Join(res.Deleted, ", "))
+		}
+		r.event(ctx, name, "Drained", msg)
+		return nil
+	case PhaseAction:
+		if err := r.action(ctx, name, env); err != nil {
+			return err
+		}
+		r.event(ctx, name, "Updated", "hitless ran the action of operation "+env.Operation)
+		return nil
+	case PhaseWait:
+		wctx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
+		defer cancel()
+		return waitNodeHealthy(wctx, r.cs, r.nodes, name)
+	case PhasePostNode:
+		return r.hook(ctx, name, "post-node", r.spec.PostNode, fmt.Sprintf("Resume routing requests to node %s (%s), then press Enter", name, env.NodeIP), env)
+	case PhaseUncordon:
+		n := r.w.Snapshot().NodeByName(name)
+		if err := r.patchNode(ctx, name, "", n.CordonedByUs, false); err != nil {
+			return err
+		}
+		if n.CordonedByUs {
+			r.event(ctx, name, "Uncordoned", "hitless uncordoned the node")
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown phase %q", phase)
+}
+
+func (r *runner) action(ctx context.Context, name string, env hookEnv) error {
+	actx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
+	defer cancel()
+	if r.spec.Exec != "" {
+		rec, err := runCommand(actx, "exec", r.spec.Exec, env, r.spec.ActionTimeout)
+		if uerr := r.recordHook(ctx, name, rec); uerr != nil {
+			return uerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if r.spec.RestartDaemonSet != "" {
+		n, err := restartDaemonSetPods(actx, r.cs, name, r.spec.RestartDaemonSet)
+		if err != nil {
+			return err
+		}
+		r.emit(Event{Node: name, Batch: env.Batch, Phase: PhaseAction, Message: fmt.Sprintf("replaced %d pods of DaemonSet %s", n, r.spec.RestartDaemonSet)})
+	}
+	if len(r.spec.SetNodeLabels) > 0 {
+		if err := setNodeLabels(actx, r.cs, name, r.spec.SetNodeLabels); err != nil {
+			return err
+		}
+	}
+	if len(r.spec.WaitNodeAnnotation) > 0 {
+		if err := waitNodeAnnotations(actx, r.cs, name, r.spec.WaitNodeAnnotation); err != nil {
+			return fmt.Errorf("waiting for node %s annotations %v: %w", name, r.spec.WaitNodeAnnotation, err)
+		}
+	}
+	return nil
+}
+
+// hook runs a pre- or post-node command, or with --confirm asks the
+// operator, one prompt at a time.
+func (r *runner) hook(ctx context.Context, name, which, command, question string, env hookEnv) error {
+	if r.spec.Confirm {
+		if r.in == nil || r.opts.Prompt == nil {
+			return fmt.Errorf("%s on node %s: --confirm needs a terminal to ask on", which, name)
+		}
+		r.prompt.Lock()
+		defer r.prompt.Unlock()
+		start := time.Now()
+		_, _ = fmt.Fprintf(r.opts.Prompt, "%s: ", question)
+		if _, err := readLine(ctx, r.in); err != nil {
+			return fmt.Errorf("%s on node %s: no answer: %w", which, name, err)
+		}
+		return r.recordHook(ctx, name, journal.HookRecord{Name: which, Output: "confirmed by the operator", Took: time.Since(start).Round(time.Millisecond).String()})
+	}
+	rec, err := runCommand(ctx, which, command, env, r.spec.ActionTimeout)
+	if uerr := r.recordHook(ctx, name, rec); uerr != nil {
+		return uerr
+	}
+	return err
+}
+
+func (r *runner) recordHook(ctx context.Context, name string, rec journal.HookRecord) error {
+	return r.w.Update(ctx, func(op *journal.Operation) {
+		n := op.NodeByName(name)
+		n.Hooks = append(n.Hooks, rec)
+	})
+}
+
+// cordon marks and cordons the node, on the condition that it did not
+// change since hitless read it; if it did, hitless reads it again and, when
+// someone else cordoned it meanwhile, journals that before marking it.
+func (r *runner) cordon(ctx context.Context, name string) error {
+	r.mu.Lock()
+	rv := r.cordonRV[name]
+	delete(r.cordonRV, name)
+	r.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		n := r.w.Snapshot().NodeByName(name)
+		err := r.patchNode(ctx, name, r.w.Snapshot().ID, !n.CordonedBefore, true, rv)
+		if err == nil || !apierrors.IsConflict(err) || attempt >= 3 {
+			return err
+		}
+		fresh, gerr := r.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("reading node %s: %w", name, gerr)
+		}
+		rv = fresh.ResourceVersion
+		if fresh.Spec.Unschedulable && fresh.Annotations[AnnotationOperation] != r.w.Snapshot().ID && !n.CordonedBefore {
+			if err := r.w.Update(ctx, func(op *journal.Operation) {
+				n := op.NodeByName(name)
+				n.CordonedBefore, n.CordonedByUs = true, false
+				n.Notes = append(n.Notes, "someone else cordoned the node just before hitless did: it stays cordoned")
+			}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// patchNode sets or clears hitless's mark, and cordons or uncordons when
+// touchSchedulable says the node's schedulability is ours to change. A
+// non-empty resourceVersion makes the patch conditional on it.
+func (r *runner) patchNode(ctx context.Context, name, mark string, touchSchedulable, unschedulable bool, resourceVersion ...string) error {
+	var annotation any = mark
+	if mark == "" {
+		annotation = nil
+	}
+	metadata := map[string]any{"annotations": map[string]any{AnnotationOperation: annotation}}
+	if len(resourceVersion) > 0 && resourceVersion[0] != "" {
+		metadata["resourceVersion"] = resourceVersion[0]
+	}
+	body := map[string]any{"metadata": metadata}
+	if touchSchedulable {
+		if unschedulable {
+			body["spec"] = map[string]any{"unschedulable": true}
+		} else {
+			body["spec"] = map[string]any{"unschedulable": nil}
+		}
+	}
+	patch, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encoding node patch: %w", err)
+	}
+	err = transient.Retry(ctx, func() error {
+		_, err := r.cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
+	if err != nil {
+		verb := "marking"
+		switch {
+		case touchSchedulable && unschedulable:
+			verb = "cordoning"
+		case touchSchedulable:
+			verb = "uncordoning"
+		}
+		return fmt.Errorf("%s node %s: %w", verb, name, err)
+	}
+	return nil
+}
+
+// nodeFailed handles a node that could not finish phase: it is uncordoned
+// (when hitless cordoned it) and unmarked, and the outcome journaled.
+func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error) {
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	snap := r.w.Snapshot().NodeByName(name)
+	restore := func() error {
+		// Only a node carrying our mark was cordoned by us: the mark and
+		// the cordon are set in one patch. Anything else is left alone.
+		node, err := r.cs.CoreV1().Nodes().Get(cleanup, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading node %s: %w", name, err)
+		}
+		if node.Annotations[AnnotationOperation] != r.w.Snapshot().ID {
+			return nil
+		}
+		return r.patchNode(cleanup, name, "", snap.CordonedByUs, false)
+	}
+
+	final, outcome, msg := PhaseFailed, OutcomeFailed, cause.Error()
+	var timeout *DrainTimeoutError
+	switch {
+	case errors.Is(context.Cause(ctx), journal.ErrAborted) || errors.Is(cause, journal.ErrAborted):
+		final, outcome, msg = PhaseAborted, OutcomeSkipped, "aborted in phase "+phase
+	case ctx.Err() != nil:
+		// Interrupted (a signal, a lost lock): back to pending so a
+		// resume redoes it; never left cordoned meanwhile.
+		final, outcome, msg = PhasePending, "", "interrupted in phase "+phase
+	case errors.As(cause, &timeout):
+		switch r.spec.OnDrainTimeout {
+		case OnDrainTimeoutSkip:
+			final, outcome = PhaseSkipped, OutcomeSkipped
+		case OnDrainTimeoutUncordon:
+			final, outcome = PhasePending, ""
+			r.stop(fmt.Sprintf("paused: %s; uncordoned it (--on-drain-timeout uncordon); fix the blocker and re-run to resume", msg))
+		}
+	case phase == PhaseWait:
+		if n, err := r.nodeObject(name); err == nil && !nodeReady(n) {
+			outcome = OutcomeUnreachable
+		}
+	}
+	rerr := restore()
+	if rerr != nil {
+		msg += "; and restoring the node failed: " + rerr.Error()
+	}
+	var blockers []string
+	if timeout != nil {
+		blockers = append(blockers, timeout.Blocking...)
+		if len(timeout.Blocking) == 0 {
+			blockers = append(blockers, "pods still on the node: "+strings.Join(timeout.Pods, ", "))
+		}
+	}
+	drained := r.takeDrained(name)
+	_ = r.w.Force(cleanup, func(op *journal.Operation) {
+		n := op.NodeByName(name)
+		now := time.Now().UTC()
+		recordDrain(n, drained)
+		r.applyDeferred(n)
+		closePhase(n, now, cause.Error())
+		n.Phase, n.Outcome = final, outcome
+		if final != PhasePending {
+			n.Error = msg
+			n.CompletedAt = &now
+			n.Blockers = blockers
+		} else {
+			n.Notes = append(n.Notes, msg)
+		}
+		if rerr == nil && snap.CordonedByUs {
+			n.CordonedByUs = false
+		}
+	})
+	if outcome == OutcomeFailed || outcome == OutcomeUnreachable {
+		r.mu.Lock()
+		r.failures++
+		failures := r.failures
+		r.mu.Unlock()
+		if failures >= r.spec.MaxFailures {
+			r.stop(fmt.Sprintf("%d node(s) failed (--max-failures %d); last: %s", failures, r.spec.MaxFailures, msg))
+		}
+	}
+	r.emit(Event{Node: name, Batch: r.batchOf(name), Phase: final, Message: msg})
+}
+
+// event records a Kubernetes Event on the node.
+func (r *runner) event(ctx context.Context, name, reason, message string) {
+	node, err := r.nodeObject(name)
+	if err != nil {
+		return
+	}
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta:          metav1.ObjectMeta{GenerateName: name + ".", Namespace: metav1.NamespaceDefault},
+		InvolvedObject:      corev1.ObjectReference{Kind: "Node", Name: name, UID: node.UID, APIVersion: "v1"},
+		Reason:              reason,
+		Message:             message,
+		Source:              corev1.EventSource{Component: "hitless"},
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+		Type:                corev1.EventTypeNormal,
+		ReportingController: "hitless.dev/roll",
+		ReportingInstance:   r.w.Snapshot().ID,
+	}
+	if _, err := r.cs.CoreV1().Events(metav1.NamespaceDefault).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		r.emit(Event{Node: name, Phase: "event", Message: "recording event: " + err.Error()})
+	}
+}

@@ -1,0 +1,95 @@
+package roll
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+)
+
+// RecapRow is one node's line of the recap, in the spirit of Ansible's
+// PLAY RECAP.
+type RecapRow struct {
+	Node        string            `json:"node"`
+	Batch       int               `json:"batch"`
+	OK          int               `json:"ok"`
+	Changed     int               `json:"changed"`
+	Failed      int               `json:"failed"`
+	Skipped     int               `json:"skipped"`
+	Unreachable int               `json:"unreachable"`
+	Phases      map[string]string `json:"phases"` // phase -> duration
+	Evicted     int               `json:"evicted"`
+	Deleted     []string          `json:"deletedUnmanaged,omitempty"`
+	StillCordon bool              `json:"leftCordonedByOwner,omitempty"`
+	ActionRuns  int               `json:"actionRuns"`
+	Error       string            `json:"error,omitempty"`
+	Blockers    []string          `json:"blockers,omitempty"`
+	Notes       []string          `json:"notes,omitempty"`
+}
+
+// MakeRecap summarizes an operation per node.
+func MakeRecap(op *journal.Operation) []RecapRow {
+	rows := make([]RecapRow, 0, len(op.Nodes))
+	for _, n := range op.Nodes {
+		row := RecapRow{Node: n.Name, Batch: n.Batch, Phases: map[string]string{}, Evicted: len(n.Evicted), Deleted: n.Deleted,
+			StillCordon: n.CordonedBefore, ActionRuns: n.ActionRuns, Error: n.Error, Blockers: n.Blockers, Notes: n.Notes}
+		var sums = map[string]time.Duration{}
+		for _, p := range n.Phases {
+			if p.Finished == nil {
+				continue
+			}
+			sums[p.Name] += p.Finished.Sub(p.Started)
+			if p.Error == "" {
+				row.OK++
+			}
+		}
+		for k, d := range sums {
+			row.Phases[k] = d.Round(10 * time.Millisecond).String()
+		}
+		switch n.Outcome {
+		case OutcomeChanged:
+			row.Changed = 1
+		case OutcomeFailed:
+			row.Failed = 1
+		case OutcomeSkipped:
+			row.Skipped = 1
+		case OutcomeUnreachable:
+			row.Unreachable = 1
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// PrintRecap writes the recap as text.
+func PrintRecap(w io.Writer, op *journal.Operation, rows []RecapRow) {
+	_, _ = fmt.Fprintf(w, "\nROLL RECAP %s (%s) %s\n", op.ID, strings.ToLower(string(op.Status)), op.Message)
+	order := []string{PhaseCordon, PhasePreNode, PhaseDrain, PhaseAction, PhaseWait, PhasePostNode, PhaseUncordon}
+	for _, r := range rows {
+		var phases []string
+		for _, p := range order {
+			if d, ok := r.Phases[p]; ok {
+				phases = append(phases, p+"="+d)
+			}
+		}
+		_, _ = fmt.Fprintf(w, "%-28s : ok=%-3d changed=%-2d unreachable=%-2d failed=%-2d skipped=%-2d evicted=%-3d %s\n",
+			r.Node, r.OK, r.Changed, r.Unreachable, r.Failed, r.Skipped, r.Evicted, strings.Join(phases, " "))
+		if r.StillCordon {
+			_, _ = fmt.Fprintf(w, "%-28s   left cordoned: it was cordoned before the roll, not by hitless\n", "")
+		}
+		if len(r.Deleted) > 0 {
+			_, _ = fmt.Fprintf(w, "%-28s   deleted unmanaged pods (--force): %s\n", "", strings.Join(r.Deleted, ", "))
+		}
+		if r.Error != "" {
+			_, _ = fmt.Fprintf(w, "%-28s   error: %s\n", "", r.Error)
+		}
+		for _, b := range r.Blockers {
+			_, _ = fmt.Fprintf(w, "%-28s   blocked by: %s\n", "", b)
+		}
+		for _, n := range r.Notes {
+			_, _ = fmt.Fprintf(w, "%-28s   note: %s\n", "", n)
+		}
+	}
+}

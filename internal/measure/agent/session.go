@@ -1,0 +1,258 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/kube/blob"
+	"github.com/hitless-dev/hitless/internal/measure/probe"
+)
+
+// Objects of the probe protocol, in hitless-system.
+const (
+	ProbeRequestName = "hitless-probe-request"
+	LabelProbe       = "hitless.dev/probe-result"
+	probePrefix      = "hitless-probe-"
+	// MaxSession bounds a session without a duration, should whoever
+	// started it never stop it.
+	MaxSession = 12 * time.Hour
+	// publishEvery is how often a running session's numbers are written.
+	publishEvery = time.Second
+	// pollRate is the rate of the API server probes.
+	pollRate = 10
+)
+
+// ProbeRequest asks every agent to probe its peers.
+type ProbeRequest struct {
+	ID       string
+	Rate     int
+	Duration time.Duration // 0: until stopped
+	Sample   int           // peers per agent, 0 for all
+	Stop     bool
+	Asked    time.Time
+}
+
+// ProbeResult is one agent's numbers for a session.
+type ProbeResult struct {
+	Session string       `json:"session"`
+	Node    string       `json:"node"`
+	Rate    int          `json:"rate"`
+	Started time.Time    `json:"started"`
+	Updated time.Time    `json:"updated"`
+	Final   bool         `json:"final"`
+	Paths   []probe.Path `json:"paths"`
+}
+
+func probeRequestOf(cm *corev1.ConfigMap) ProbeRequest {
+	d := cm.Data
+	rate, _ := strconv.Atoi(d["rate"])
+	sample, _ := strconv.Atoi(d["sample"])
+	dur, _ := time.ParseDuration(d["duration"])
+	asked, _ := time.Parse(time.RFC3339Nano, d["asked"])
+	return ProbeRequest{ID: d["id"], Rate: rate, Duration: dur, Sample: sample, Stop: d["stop"] == "true", Asked: asked}
+}
+
+// AskProbe publishes a probe request: every agent starts (or, with Stop,
+// ends) the session.
+func AskProbe(ctx context.Context, cs kubernetes.Interface, req ProbeRequest) error {
+	if err := lock.EnsureNamespace(ctx, cs); err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: ProbeRequestName, Namespace: lock.Namespace,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "hitless"}},
+		Data: map[string]string{"id": req.ID, "rate": strconv.Itoa(req.Rate), "duration": req.Duration.String(),
+			"sample": strconv.Itoa(req.Sample), "stop": strconv.FormatBool(req.Stop), "asked": req.Asked.UTC().Format(time.RFC3339Nano)},
+	}
+	if err := put(ctx, cs, cm); err != nil {
+		return fmt.Errorf("asking the agents to probe: %w", err)
+	}
+	return nil
+}
+
+// ProbeResults reads every agent's latest numbers for session id.
+func ProbeResults(ctx context.Context, cs kubernetes.Interface, id string) (map[string]*ProbeResult, error) {
+	l, err := cs.CoreV1().ConfigMaps(lock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelProbe})
+	if err != nil {
+		return nil, fmt.Errorf("listing probe results: %w", err)
+	}
+	out := map[string]*ProbeResult{}
+	for i := range l.Items {
+		var r ProbeResult
+		if err := blob.Unpack(l.Items[i].BinaryData["result.json.gz"], &r); err != nil {
+			return nil, fmt.Errorf("reading probe result %s: %w", l.Items[i].Name, err)
+		}
+		if r.Session == id {
+			out[r.Node] = &r
+		}
+	}
+	return out, nil
+}
+
+func publishProbe(ctx context.Context, cs kubernetes.Interface, r *ProbeResult) error {
+	packed, err := blob.Pack(r)
+	if err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: probePrefix + r.Node, Namespace: lock.Namespace,
+			Labels:      map[string]string{LabelProbe: "true", "app.kubernetes.io/managed-by": "hitless"},
+			Annotations: map[string]string{"hitless.dev/session": r.Session}},
+		BinaryData: map[string][]byte{"result.json.gz": packed},
+	}
+	if err := put(ctx, cs, cm); err != nil {
+		return fmt.Errorf("publishing probe result of %s: %w", r.Node, err)
+	}
+	return nil
+}
+
+// running is the agent's session in progress.
+type running struct {
+	id      string
+	session *probe.Session
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (a *Agent) onProbeRequest(ctx context.Context, req ProbeRequest) {
+	a.mu.Lock()
+	cur := a.session
+	a.mu.Unlock()
+	if cur != nil && cur.id == req.ID {
+		if req.Stop {
+			a.stopSession()
+		}
+		return
+	}
+	if req.Stop || req.ID == "" {
+		return
+	}
+	limit := req.Duration
+	if limit == 0 {
+		limit = MaxSession
+	}
+	left := time.Until(req.Asked.Add(limit))
+	if left <= 0 {
+		return // a session that ended before this agent started
+	}
+	a.stopSession()
+	a.startSession(ctx, req, left)
+}
+
+func (a *Agent) startSession(ctx context.Context, req ProbeRequest, left time.Duration) {
+	log := klog.FromContext(ctx).WithValues("session", req.ID)
+	reports, _, err := Reports(ctx, a.cs)
+	if err != nil {
+		log.Error(err, "reading peers for a probe session")
+		return
+	}
+	targets := a.targets(reports, req.Sample)
+	// A restarted agent carries on the session: it keeps what it had
+	// measured before the restart.
+	var prior []probe.Path
+	if old, err := ProbeResults(ctx, a.cs, req.ID); err == nil && old[a.opts.Node] != nil {
+		prior = old[a.opts.Node].Paths
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := probe.Start(sctx, a.ep, probe.Options{ID: req.ID, From: a.opts.Node, Rate: req.Rate, Dial: a.dial}, targets)
+	s.AddPoll("apiserver", "http", pollRate, func(ctx context.Context) error {
+		_, err := a.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err
+	})
+	if svc, err := a.cs.CoreV1().Services(metav1.NamespaceSystem).Get(ctx, "kube-dns", metav1.GetOptions{}); err == nil && svc.Spec.ClusterIP != "" {
+		server := net.JoinHostPort(svc.Spec.ClusterIP, "53")
+		resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return a.dial(ctx, network, server)
+		}}
+		s.AddPoll("dns", "dns", pollRate, func(ctx context.Context) error {
+			_, err := resolver.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
+			return err
+		})
+	}
+	r := &running{id: req.ID, session: s, cancel: cancel, done: make(chan struct{})}
+	a.mu.Lock()
+	a.session = r
+	a.mu.Unlock()
+	log.V(1).Info("probe session started", "peers", len(targets), "rate", req.Rate, "for", left)
+	started := time.Now()
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(publishEvery)
+		defer t.Stop()
+		end := time.After(left)
+		result := func(final bool) *ProbeResult {
+			return &ProbeResult{Session: req.ID, Node: a.opts.Node, Rate: req.Rate, Started: started, Updated: time.Now(),
+				Final: final, Paths: probe.Merge(prior, s.Paths())}
+		}
+		for {
+			select {
+			case <-t.C:
+				if err := publishProbe(sctx, a.cs, result(false)); err != nil {
+					log.V(1).Info("publishing probe numbers", "err", err)
+				}
+				continue
+			case <-end:
+			case <-sctx.Done():
+			}
+			break
+		}
+		s.Stop()
+		pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer pcancel()
+		if err := publishProbe(pctx, a.cs, result(true)); err != nil {
+			log.Error(err, "publishing the final probe numbers")
+		}
+	}()
+}
+
+// stopSession ends the running session and waits for its final numbers.
+func (a *Agent) stopSession() {
+	a.mu.Lock()
+	r := a.session
+	a.session = nil
+	a.mu.Unlock()
+	if r != nil {
+		r.cancel()
+		<-r.done
+	}
+}
+
+// targets picks the peers to probe: all, or sample of them chosen by a
+// hash of both names, so each agent probes a different, stable subset.
+func (a *Agent) targets(reports map[string]*Report, sample int) []probe.Target {
+	type cand struct {
+		t    probe.Target
+		rank uint32
+	}
+	var cands []cand
+	for node, r := range reports {
+		if node == a.opts.Node || r.Endpoint.UDPPort == 0 {
+			continue
+		}
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(a.opts.Node + "/" + node))
+		cands = append(cands, cand{probe.Target{Node: node,
+			UDP: &net.UDPAddr{IP: net.ParseIP(r.Endpoint.Address), Port: r.Endpoint.UDPPort},
+			TCP: net.JoinHostPort(r.Endpoint.Address, strconv.Itoa(r.Endpoint.TCPPort))}, h.Sum32()})
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].rank < cands[j].rank })
+	if sample > 0 && len(cands) > sample {
+		cands = cands[:sample]
+	}
+	out := make([]probe.Target, len(cands))
+	for i, c := range cands {
+		out[i] = c.t
+	}
+	return out
+}
