@@ -6,17 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/hitless-dev/hitless/internal/engine/lock"
-	"github.com/hitless-dev/hitless/internal/kube/blob"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 )
 
 // Labels on run records.
@@ -44,36 +40,28 @@ func NewRunID(kind string, now time.Time) string {
 // Store keeps check runs in the cluster, one ConfigMap per run in
 // hitless-system.
 type Store struct {
-	client kubernetes.Interface
+	store *store.Store
+	recs  *store.Records[Report]
 }
 
 // NewStore returns a Store on the cluster.
-func NewStore(cs kubernetes.Interface) *Store { return &Store{client: cs} }
+func NewStore(cs kubernetes.Interface) *Store {
+	s := store.New(cs)
+	return &Store{store: s, recs: store.For[Report](s, store.Kind{What: "checks run", Key: recordKey})}
+}
 
 // Record stores r and prunes all but the newest Keep runs.
 func (s *Store) Record(ctx context.Context, r *Report) error {
-	if err := lock.EnsureNamespace(ctx, s.client); err != nil {
-		return err
-	}
-	packed, err := blob.Pack(r)
-	if err != nil {
-		return fmt.Errorf("recording checks run %s: %w", r.ID, err)
-	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      recordPrefix + r.ID,
-			Namespace: lock.Namespace,
-			Labels: map[string]string{
-				LabelRun:                       r.ID,
-				LabelKind:                      r.Kind,
-				LabelProfile:                   r.Profile,
-				LabelOK:                        strconv.FormatBool(r.Summary.OK),
-				"app.kubernetes.io/managed-by": "hitless",
-			},
+	meta := metav1.ObjectMeta{
+		Name: recordPrefix + r.ID,
+		Labels: map[string]string{
+			LabelRun:     r.ID,
+			LabelKind:    r.Kind,
+			LabelProfile: r.Profile,
+			LabelOK:      strconv.FormatBool(r.Summary.OK),
 		},
-		BinaryData: map[string][]byte{recordKey: packed},
 	}
-	if _, err := s.client.CoreV1().ConfigMaps(lock.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+	if _, err := s.recs.Create(ctx, meta, r); err != nil {
 		return fmt.Errorf("recording checks run %s: %w", r.ID, err)
 	}
 	return s.prune(ctx)
@@ -85,8 +73,7 @@ func (s *Store) prune(ctx context.Context) error {
 		return err
 	}
 	for _, r := range runs[min(Keep, len(runs)):] {
-		err := s.client.CoreV1().ConfigMaps(lock.Namespace).Delete(ctx, recordPrefix+r.ID, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
+		if err := s.store.Delete(ctx, false, recordPrefix+r.ID); err != nil {
 			return fmt.Errorf("pruning checks run %s: %w", r.ID, err)
 		}
 	}
@@ -95,38 +82,18 @@ func (s *Store) prune(ctx context.Context) error {
 
 // Get reads one run.
 func (s *Store) Get(ctx context.Context, id string) (*Report, error) {
-	cm, err := s.client.CoreV1().ConfigMaps(lock.Namespace).Get(ctx, recordPrefix+id, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	rec, err := s.recs.Get(ctx, recordPrefix+id)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("checks run %q: %w", id, ErrNoRun)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading checks run %s: %w", id, err)
+		return nil, err
 	}
-	return decodeRecord(cm)
+	return rec.Value, nil
 }
 
 // List returns every recorded run, newest first.
 func (s *Store) List(ctx context.Context) ([]*Report, error) {
-	cms, err := s.client.CoreV1().ConfigMaps(lock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelRun})
-	if err != nil {
-		return nil, fmt.Errorf("listing checks runs: %w", err)
-	}
-	out := make([]*Report, 0, len(cms.Items))
-	for i := range cms.Items {
-		r, err := decodeRecord(&cms.Items[i])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b *Report) int { return b.Started.Compare(a.Started) })
-	return out, nil
-}
-
-func decodeRecord(cm *corev1.ConfigMap) (*Report, error) {
-	var r Report
-	if err := blob.Unpack(cm.BinaryData[recordKey], &r); err != nil {
-		return nil, fmt.Errorf("reading checks record %s/%s: %w", cm.Namespace, cm.Name, err)
-	}
-	return &r, nil
+	recs, _, err := s.recs.List(ctx, LabelRun, func(a, b *Report) int { return b.Started.Compare(a.Started) })
+	return store.Values(recs), err
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -171,7 +173,7 @@ func ensureCluster(ctx context.Context, s *state) (string, error) {
 	}
 	ready := 0
 	for i := range nodes.Items {
-		if localcluster.NodeReady(&nodes.Items[i]) {
+		if knode.Ready(&nodes.Items[i]) {
 			ready++
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -115,7 +117,7 @@ func TestFiftyNodesDrainAndDown(t *testing.T) {
 		}
 		workers, zones := 0, map[string]bool{}
 		for _, n := range nodes.Items {
-			if !localcluster.NodeReady(&n) {
+			if !knode.Ready(&n) {
 				t.Errorf("node %s not Ready", n.Name)
 			}
 			if _, ok := n.Labels[localcluster.LabelWorker]; !ok {

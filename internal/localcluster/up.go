@@ -14,7 +14,8 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -266,7 +267,7 @@ func WaitNodesReady(ctx context.Context, cs kubernetes.Interface, want int) erro
 		if err == nil {
 			total = len(nodes.Items)
 			for _, n := range nodes.Items {
-				if NodeReady(&n) {
+				if knode.Ready(&n) {
 					ready++
 				}
 			}
@@ -286,16 +287,6 @@ func WaitNodesReady(ctx context.Context, cs kubernetes.Interface, want int) erro
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// NodeReady reports whether the node's Ready condition is True.
-func NodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // waitDefaultServiceAccount waits for the controller-manager to create the

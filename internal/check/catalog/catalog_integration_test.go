@@ -26,7 +26,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/check/catalog"
 	"github.com/hitless-dev/hitless/internal/check/profile"
 	"github.com/hitless-dev/hitless/internal/cli/app"
-	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
@@ -390,7 +390,7 @@ func podsOf(t *testing.T, ns, app string) []string {
 // no run recorded, no agent asked.
 func TestBadParamsExit2(t *testing.T) {
 	cs := env.Client(t)
-	before, err := cs.CoreV1().ConfigMaps(lock.Namespace).List(context.Background(), metav1.ListOptions{})
+	before, err := cs.CoreV1().ConfigMaps(store.Namespace).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestBadParamsExit2(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "--profile") {
 		t.Fatalf("unknown profile: exit %d %q", code, errOut)
 	}
-	after, err := cs.CoreV1().ConfigMaps(lock.Namespace).List(context.Background(), metav1.ListOptions{})
+	after, err := cs.CoreV1().ConfigMaps(store.Namespace).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +451,7 @@ func TestPostflightDeadAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = env.Client(t).CoreV1().ConfigMaps(lock.Namespace).Delete(context.Background(), "hitless-agent-"+node, metav1.DeleteOptions{})
+		_ = env.Client(t).CoreV1().ConfigMaps(store.Namespace).Delete(context.Background(), "hitless-agent-"+node, metav1.DeleteOptions{})
 	})
 	rep = run(t, catalog.Options{Kind: profile.Postflight, AgentTimeout: 3 * time.Second})
 	r := expect(t, rep, "agents.connectivity", check.Fail, check.Hard, "Node/"+node)

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
+
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
 
 	"github.com/hitless-dev/hitless/internal/check"
 )
@@ -28,25 +28,6 @@ func drainChecks() []check.Check[*Input] {
 	}
 }
 
-// controllerKinds own pods a drain can safely evict: the controller makes
-// a replacement (or, for a DaemonSet, the drain leaves the pod alone).
-var controllerKinds = map[string]bool{"ReplicationController": true, "ReplicaSet": true, "Job": true, "DaemonSet": true, "StatefulSet": true}
-
-func daemonSetPod(p *corev1.Pod) bool {
-	c := metav1.GetControllerOf(p)
-	return c != nil && c.Kind == "DaemonSet"
-}
-
-func mirrorPod(p *corev1.Pod) bool {
-	_, ok := p.Annotations[corev1.MirrorPodAnnotationKey]
-	return ok
-}
-
-func managed(p *corev1.Pod) bool {
-	c := metav1.GetControllerOf(p)
-	return c != nil && controllerKinds[c.Kind]
-}
-
 func unmanagedPods(_ context.Context, in *Input) check.Outcome {
 	if err := in.Snap.Err("pods"); err != nil {
 		return check.Errored(err)
@@ -54,7 +35,7 @@ func unmanagedPods(_ context.Context, in *Input) check.Outcome {
 	var objs, names []string
 	for i := range in.Snap.Pods {
 		p := &in.Snap.Pods[i]
-		if terminal(p) || mirrorPod(p) || managed(p) || p.DeletionTimestamp != nil {
+		if eviction.Finished(p) || eviction.Mirror(p) || eviction.Managed(p) || p.DeletionTimestamp != nil {
 			continue
 		}
 		objs = append(objs, podRef(p))
@@ -77,23 +58,14 @@ func pinnedPods(_ context.Context, in *Input) check.Outcome {
 	if err := in.Snap.Err("pods", "nodes", "persistentvolumes", "persistentvolumeclaims"); err != nil {
 		return check.Errored(err)
 	}
-	localPV := map[string]string{} // namespace/claim -> node
-	for i := range in.Snap.PVs {
-		pv := &in.Snap.PVs[i]
-		if pv.Spec.ClaimRef == nil {
-			continue
-		}
-		if node := pvNode(pv, in.Snap.Nodes); node != "" {
-			localPV[pv.Spec.ClaimRef.Namespace+"/"+pv.Spec.ClaimRef.Name] = node
-		}
-	}
+	localPV := eviction.LocalVolumes(in.Snap.PVs, in.Snap.Nodes)
 	var objs, why []string
 	for i := range in.Snap.Pods {
 		p := &in.Snap.Pods[i]
-		if !active(p) || mirrorPod(p) || daemonSetPod(p) || p.DeletionTimestamp != nil {
+		if !active(p) || eviction.Mirror(p) || eviction.DaemonSetPod(p) || p.DeletionTimestamp != nil {
 			continue
 		}
-		reason := pinReason(p, in.Snap.Nodes, localPV)
+		reason := eviction.Pinned(p, in.Snap.Nodes, localPV)
 		if reason == "" {
 			continue
 		}
@@ -107,93 +79,6 @@ func pinnedPods(_ context.Context, in *Input) check.Outcome {
 			Remediation: "relax the node selector or affinity to more than one node, or plan a stop of these workloads while their node is drained"}
 	}
 	return check.Passed("no pod is pinned to a single node")
-}
-
-func pinReason(p *corev1.Pod, nodes []corev1.Node, localPV map[string]string) string {
-	if !managed(p) {
-		return "is bound to node " + p.Spec.NodeName + " by nodeName, without a controller"
-	}
-	if h := p.Spec.NodeSelector[corev1.LabelHostname]; h != "" {
-		return "has nodeSelector " + corev1.LabelHostname + "=" + h
-	}
-	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
-		sel, err := nodeaffinity.NewNodeSelector(a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution)
-		if err == nil {
-			var match []string
-			for i := range nodes {
-				if sel.Match(&nodes[i]) {
-					match = append(match, nodes[i].Name)
-				}
-			}
-			if len(match) == 1 {
-				return "has a required node affinity only node " + match[0] + " satisfies"
-			}
-		}
-	}
-	for _, v := range p.Spec.Volumes {
-		if v.PersistentVolumeClaim == nil {
-			continue
-		}
-		if node, ok := localPV[p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName]; ok {
-			return "uses claim " + v.PersistentVolumeClaim.ClaimName + " bound to a local volume on node " + node
-		}
-	}
-	return ""
-}
-
-// pvNode returns the one node a PersistentVolume is reachable from, or "".
-func pvNode(pv *corev1.PersistentVolume, nodes []corev1.Node) string {
-	if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
-		return ""
-	}
-	sel, err := nodeaffinity.NewNodeSelector(pv.Spec.NodeAffinity.Required)
-	if err != nil {
-		return ""
-	}
-	var match []string
-	for i := range nodes {
-		if sel.Match(&nodes[i]) {
-			match = append(match, nodes[i].Name)
-		}
-	}
-	if len(match) == 1 && (pv.Spec.Local != nil || pv.Spec.HostPath != nil || len(nodes) > 1) {
-		return match[0]
-	}
-	return ""
-}
-
-// budgets indexes PDBs by namespace with parsed selectors.
-type budgets struct {
-	byNS map[string][]budget
-}
-
-type budget struct {
-	pdb *policyv1.PodDisruptionBudget
-	sel labels.Selector
-}
-
-func indexBudgets(pdbs []policyv1.PodDisruptionBudget) budgets {
-	b := budgets{byNS: map[string][]budget{}}
-	for i := range pdbs {
-		p := &pdbs[i]
-		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
-		if err != nil || p.Spec.Selector == nil {
-			continue
-		}
-		b.byNS[p.Namespace] = append(b.byNS[p.Namespace], budget{pdb: p, sel: sel})
-	}
-	return b
-}
-
-func (b budgets) of(p *corev1.Pod) []*policyv1.PodDisruptionBudget {
-	var out []*policyv1.PodDisruptionBudget
-	set := labels.Set(p.Labels)
-	for _, bd := range b.byNS[p.Namespace] {
-		if bd.sel.Matches(set) {
-			out = append(out, bd.pdb)
-		}
-	}
-	return out
 }
 
 // never reports whether a PDB can never allow a disruption, whatever the
@@ -289,7 +174,11 @@ func dryRunEvictions(ctx context.Context, in *Input) check.Outcome {
 	if err := in.Snap.Err("pods", "poddisruptionbudgets"); err != nil {
 		return check.Errored(err)
 	}
-	idx := indexBudgets(in.Snap.PDBs)
+	pdbs := make([]*policyv1.PodDisruptionBudget, len(in.Snap.PDBs))
+	for i := range in.Snap.PDBs {
+		pdbs[i] = &in.Snap.PDBs[i]
+	}
+	idx := eviction.IndexBudgets(pdbs)
 	type probe struct {
 		pod    *corev1.Pod
 		key    string
@@ -300,10 +189,10 @@ func dryRunEvictions(ctx context.Context, in *Input) check.Outcome {
 	podsOf := map[string][]*corev1.Pod{}
 	for i := range in.Snap.Pods {
 		p := &in.Snap.Pods[i]
-		if !active(p) || mirrorPod(p) || daemonSetPod(p) || p.DeletionTimestamp != nil {
+		if !active(p) || eviction.Mirror(p) || eviction.DaemonSetPod(p) || p.DeletionTimestamp != nil {
 			continue
 		}
-		bs := idx.of(p)
+		bs := idx.Of(p)
 		if len(bs) == 0 {
 			continue
 		}
@@ -319,27 +208,22 @@ func dryRunEvictions(ctx context.Context, in *Input) check.Outcome {
 			probes[key] = &probe{pod: p, key: key}
 		}
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, pr := range probes {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			err := in.Client.PolicyV1().Evictions(pr.pod.Namespace).Evict(ctx, &policyv1.Eviction{
-				ObjectMeta:    metav1.ObjectMeta{Name: pr.pod.Name, Namespace: pr.pod.Namespace},
-				DeleteOptions: &metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}},
-			})
-			switch {
-			case err == nil:
-			case apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err):
-				pr.result = apiMessage(err)
-			case apierrors.IsNotFound(err):
-			default:
-				pr.failed = err
-			}
-		})
+	ordered := slices.Collect(maps.Values(probes))
+	pods := make([]*corev1.Pod, len(ordered))
+	for i, pr := range ordered {
+		pods[i] = pr.pod
 	}
-	wg.Wait()
+	for i, err := range eviction.DryRun(ctx, in.Client, pods, 8) {
+		pr := ordered[i]
+		switch {
+		case err == nil:
+		case apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err):
+			pr.result = apiMessage(err)
+		case apierrors.IsNotFound(err):
+		default:
+			pr.failed = err
+		}
+	}
 	blockedNodes := map[string][]string{}
 	for key, pr := range probes {
 		if pr.failed != nil {

@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -33,26 +36,15 @@ func nodeRef(n string) string { return "Node/" + n }
 
 func podRef(p *corev1.Pod) string { return "Pod/" + p.Namespace + "/" + p.Name }
 
-func isControlPlane(n *corev1.Node) bool {
-	_, cp := n.Labels["node-role.kubernetes.io/control-plane"]
-	_, master := n.Labels["node-role.kubernetes.io/master"]
-	return cp || master
-}
-
 func readyCondition(n *corev1.Node) *corev1.NodeCondition {
 	_, c := nodeutil.GetNodeCondition(&n.Status, corev1.NodeReady)
 	return c
 }
 
-func ready(n *corev1.Node) bool {
-	c := readyCondition(n)
-	return c != nil && c.Status == corev1.ConditionTrue
-}
-
 // schedulable reports whether new pods can land on n: Ready, not
 // cordoned, and without a NoSchedule or NoExecute taint.
 func schedulable(n *corev1.Node) bool {
-	if n.Spec.Unschedulable || !ready(n) {
+	if n.Spec.Unschedulable || !knode.Ready(n) {
 		return false
 	}
 	for _, t := range n.Spec.Taints {
@@ -70,7 +62,7 @@ func minWorkers(_ context.Context, in *Input) check.Outcome {
 	var workers []string
 	for i := range in.Snap.Nodes {
 		n := &in.Snap.Nodes[i]
-		if !isControlPlane(n) && schedulable(n) {
+		if !knode.ControlPlane(n) && schedulable(n) {
 			workers = append(workers, n.Name)
 		}
 	}
@@ -91,7 +83,7 @@ func nodesReady(_ context.Context, in *Input) check.Outcome {
 	var bad, why []string
 	for i := range in.Snap.Nodes {
 		n := &in.Snap.Nodes[i]
-		if ready(n) {
+		if knode.Ready(n) {
 			continue
 		}
 		bad = append(bad, nodeRef(n.Name))
@@ -166,14 +158,9 @@ func versionSkew(_ context.Context, in *Input) check.Outcome {
 	return check.Passed("API server %s, kubelets %s", api, strings.Join(slices.Sorted(maps.Keys(seen)), ", "))
 }
 
-// terminal reports whether p has finished for good.
-func terminal(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-}
-
 // active reports whether p holds a pod slot and its requests on its node.
 func active(p *corev1.Pod) bool {
-	return p.Spec.NodeName != "" && !terminal(p)
+	return p.Spec.NodeName != "" && !eviction.Finished(p)
 }
 
 // Slots is a node's active pods against its allocatable pods.
@@ -250,7 +237,7 @@ func drainFit(_ context.Context, in *Input) check.Outcome {
 		l.cpu.Add(req[corev1.ResourceCPU])
 		l.mem.Add(req[corev1.ResourceMemory])
 		l.pods++
-		if !daemonSetPod(p) && !mirrorPod(p) {
+		if !eviction.DaemonSetPod(p) && !eviction.Mirror(p) {
 			evictable[p.Spec.NodeName] = append(evictable[p.Spec.NodeName], p)
 			reqs[p] = req
 			evictCPU[p.Spec.NodeName] += quantity(req, corev1.ResourceCPU, true)

@@ -44,7 +44,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 			}
 			return output.Print(streams.Out, format, rep, func(w io.Writer) error {
 				if rep.Lock != nil {
-					_, _ = fmt.Fprintf(w, "Lock held by %s (pid %d on %s, since %s)\n\n", rep.Lock.Operation, rep.Lock.PID, rep.Lock.Host, rep.Lock.Started.Format(time.RFC3339))
+					_, _ = fmt.Fprintf(w, "Lock held by %s, since %s\n\n", rep.Lock, rep.Lock.Started.Format(time.RFC3339))
 				} else {
 					_, _ = fmt.Fprint(w, "Lock free\n\n")
 				}

@@ -2,22 +2,19 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/component"
-	"github.com/hitless-dev/hitless/internal/engine/lock"
-	"github.com/hitless-dev/hitless/internal/kube/blob"
-	"github.com/hitless-dev/hitless/internal/kube/transient"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 )
 
 // Labels and type of the record Secrets.
@@ -124,10 +121,19 @@ func (r *Revision) Inventory() []Ref {
 }
 
 // Store reads and writes revisions.
-type Store struct{ client kubernetes.Interface }
+type Store struct {
+	revs    *store.Records[Revision]
+	backups *store.Records[[]map[string]any]
+}
 
 // NewStore returns a Store on the cluster.
-func NewStore(cs kubernetes.Interface) *Store { return &Store{client: cs} }
+func NewStore(cs kubernetes.Interface) *Store {
+	s := store.New(cs)
+	return &Store{
+		revs:    store.For[Revision](s, store.Kind{What: "revision", Secret: true, Type: SecretType, Key: dataKey}),
+		backups: store.For[[]map[string]any](s, store.Kind{What: "backup", Secret: true, Type: BackupType, Key: backupKey}),
+	}
+}
 
 // SecretName is the record of revision n of component.
 func SecretName(component string, n int) string {
@@ -141,72 +147,28 @@ func BackupName(component string, n int) string {
 
 // Put creates or replaces the record of rev.
 func (s *Store) Put(ctx context.Context, rev *Revision) error {
-	if err := lock.EnsureNamespace(ctx, s.client); err != nil {
-		return err
-	}
 	rev.Updated = time.Now().UTC()
-	packed, err := blob.Pack(rev)
-	if err != nil {
+	meta := metav1.ObjectMeta{
+		Name: SecretName(rev.Component, rev.Number),
+		Labels: map[string]string{
+			LabelComponent: rev.Component,
+			LabelRevision:  strconv.Itoa(rev.Number),
+			LabelStatus:    string(rev.Status),
+		},
+	}
+	if err := s.revs.Put(ctx, meta, rev); err != nil {
 		return fmt.Errorf("recording revision %d of %s: %w", rev.Number, rev.Component, err)
 	}
-	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      SecretName(rev.Component, rev.Number),
-			Namespace: lock.Namespace,
-			Labels: map[string]string{
-				LabelComponent:                 rev.Component,
-				LabelRevision:                  strconv.Itoa(rev.Number),
-				LabelStatus:                    string(rev.Status),
-				"app.kubernetes.io/managed-by": "hitless",
-			},
-		},
-		Type: SecretType,
-		Data: map[string][]byte{dataKey: packed},
-	}
-	return s.upsert(ctx, sec)
-}
-
-func (s *Store) upsert(ctx context.Context, sec *corev1.Secret) error {
-	secrets := s.client.CoreV1().Secrets(lock.Namespace)
-	return transient.Retry(ctx, func() error {
-		_, err := secrets.Create(ctx, sec, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			var cur *corev1.Secret
-			if cur, err = secrets.Get(ctx, sec.Name, metav1.GetOptions{}); err != nil {
-				return fmt.Errorf("reading %s/%s: %w", lock.Namespace, sec.Name, err)
-			}
-			sec.ResourceVersion = cur.ResourceVersion
-			_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
-		}
-		if err != nil {
-			return fmt.Errorf("writing %s/%s: %w", lock.Namespace, sec.Name, err)
-		}
-		return nil
-	})
+	return nil
 }
 
 // List returns every revision of component, oldest first.
 func (s *Store) List(ctx context.Context, component string) ([]*Revision, error) {
-	list, err := s.client.CoreV1().Secrets(lock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelComponent + "=" + component + "," + LabelRevision})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
+	recs, _, err := s.revs.List(ctx, LabelComponent+"="+component+","+LabelRevision, func(a, b *Revision) int { return a.Number - b.Number })
 	if err != nil {
 		return nil, fmt.Errorf("listing revisions of %s: %w", component, err)
 	}
-	out := make([]*Revision, 0, len(list.Items))
-	for i := range list.Items {
-		if list.Items[i].Type != SecretType {
-			continue
-		}
-		var rev Revision
-		if err := blob.Unpack(list.Items[i].Data[dataKey], &rev); err != nil {
-			return nil, fmt.Errorf("reading %s/%s: %w", lock.Namespace, list.Items[i].Name, err)
-		}
-		out = append(out, &rev)
-	}
-	slices.SortFunc(out, func(a, b *Revision) int { return a.Number - b.Number })
-	return out, nil
+	return store.Values(recs), nil
 }
 
 // Current returns the deployed revision, or nil.
@@ -262,24 +224,15 @@ func (s *Store) Backup(ctx context.Context, component string, n int, objs []*uns
 	if !added {
 		return have, nil
 	}
-	packed, err := blob.Pack(Maps(have))
-	if err != nil {
-		return nil, err
-	}
-	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      BackupName(component, n),
-			Namespace: lock.Namespace,
-			Labels: map[string]string{
-				LabelComponent:                 component,
-				"hitless.dev/backup-of":        strconv.Itoa(n),
-				"app.kubernetes.io/managed-by": "hitless",
-			},
+	meta := metav1.ObjectMeta{
+		Name: BackupName(component, n),
+		Labels: map[string]string{
+			LabelComponent:          component,
+			"hitless.dev/backup-of": strconv.Itoa(n),
 		},
-		Type: BackupType,
-		Data: map[string][]byte{backupKey: packed},
 	}
-	if err := s.upsert(ctx, sec); err != nil {
+	ms := Maps(have)
+	if err := s.backups.Put(ctx, meta, &ms); err != nil {
 		return nil, fmt.Errorf("backing up before revision %d of %s: %w", n, component, err)
 	}
 	return have, nil
@@ -287,16 +240,12 @@ func (s *Store) Backup(ctx context.Context, component string, n int, objs []*uns
 
 // Backups returns the objects backed up for revision n.
 func (s *Store) Backups(ctx context.Context, component string, n int) ([]*unstructured.Unstructured, error) {
-	sec, err := s.client.CoreV1().Secrets(lock.Namespace).Get(ctx, BackupName(component, n), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	rec, err := s.backups.Get(ctx, BackupName(component, n))
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the backup of revision %d of %s: %w", n, component, err)
 	}
-	var ms []map[string]any
-	if err := blob.Unpack(sec.Data[backupKey], &ms); err != nil {
-		return nil, fmt.Errorf("reading %s/%s: %w", lock.Namespace, sec.Name, err)
-	}
-	return Objects(ms), nil
+	return Objects(*rec.Value), nil
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,8 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/hitless-dev/hitless/internal/engine/lock"
-	"github.com/hitless-dev/hitless/internal/kube/blob"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/kube/transient"
 )
 
@@ -165,61 +163,67 @@ func NewID(kind string) string {
 
 // Store reads and writes operations.
 type Store struct {
-	client kubernetes.Interface
+	store *store.Store
+	recs  *store.Records[Operation]
 }
 
 // NewStore returns a Store on the cluster.
-func NewStore(cs kubernetes.Interface) *Store { return &Store{client: cs} }
+func NewStore(cs kubernetes.Interface) *Store {
+	s := store.New(cs)
+	return &Store{store: s, recs: store.For[Operation](s, store.Kind{What: "journal", Key: dataKey})}
+}
 
 func cmName(id string) string { return namePrefix + id }
 
+func meta(op *Operation) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:            cmName(op.ID),
+		ResourceVersion: op.resourceVersion,
+		Labels: map[string]string{
+			LabelOperation: op.ID,
+			LabelKind:      op.Kind,
+			LabelStatus:    strings.ToLower(string(op.Status)),
+		},
+	}
+}
+
 // Create records a new operation.
 func (s *Store) Create(ctx context.Context, op *Operation) error {
-	if err := lock.EnsureNamespace(ctx, s.client); err != nil {
-		return err
-	}
-	cm, err := encode(op)
-	if err != nil {
-		return err
-	}
-	out, err := s.client.CoreV1().ConfigMaps(lock.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+	rv, err := s.recs.Create(ctx, meta(op), op)
 	if err != nil {
 		return fmt.Errorf("recording operation %s: %w", op.ID, err)
 	}
-	op.resourceVersion = out.ResourceVersion
+	op.resourceVersion = rv
 	return nil
 }
 
 // Get reads an operation.
 func (s *Store) Get(ctx context.Context, id string) (*Operation, error) {
-	cm, err := s.client.CoreV1().ConfigMaps(lock.Namespace).Get(ctx, cmName(id), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	rec, err := s.recs.Get(ctx, cmName(id))
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("operation %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading operation %s: %w", id, err)
+		return nil, err
 	}
-	return decode(cm)
+	return opOf(rec), nil
+}
+
+func opOf(rec *store.Record[Operation]) *Operation {
+	rec.Value.resourceVersion = rec.Meta.ResourceVersion
+	return rec.Value
 }
 
 // List returns every recorded operation, newest first.
 func (s *Store) List(ctx context.Context) ([]*Operation, error) {
-	cms, err := s.client.CoreV1().ConfigMaps(lock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelOperation})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
+	recs, _, err := s.recs.List(ctx, LabelOperation, func(a, b *Operation) int { return b.Started.Compare(a.Started) })
 	if err != nil {
-		return nil, fmt.Errorf("listing operations: %w", err)
+		return nil, err
 	}
-	out := make([]*Operation, 0, len(cms.Items))
-	for i := range cms.Items {
-		op, err := decode(&cms.Items[i])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, op)
+	out := make([]*Operation, len(recs))
+	for i, r := range recs {
+		out[i] = opOf(r)
 	}
-	slices.SortFunc(out, func(a, b *Operation) int { return b.Started.Compare(a.Started) })
 	return out, nil
 }
 
@@ -243,7 +247,7 @@ func (s *Store) Resumable(ctx context.Context, kind, hash string) (*Operation, e
 func (s *Store) WatchStatus(ctx context.Context, id string, onChange func(Status)) {
 	opts := metav1.ListOptions{FieldSelector: "metadata.name=" + cmName(id)}
 	for ctx.Err() == nil {
-		w, err := s.client.CoreV1().ConfigMaps(lock.Namespace).Watch(ctx, opts)
+		w, err := s.store.ConfigMaps().Watch(ctx, opts)
 		if err != nil {
 			select {
 			case <-ctx.Done():
@@ -279,16 +283,11 @@ func statusFromLabel(l string) Status {
 // conflict error (apierrors.IsConflict) otherwise.
 func (s *Store) Put(ctx context.Context, op *Operation) error {
 	op.Updated = time.Now().UTC()
-	cm, err := encode(op)
-	if err != nil {
-		return err
-	}
-	cm.ResourceVersion = op.resourceVersion
-	out, err := s.client.CoreV1().ConfigMaps(lock.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
+	rv, err := s.recs.Update(ctx, meta(op), op)
 	if err != nil {
 		return fmt.Errorf("journaling operation %s: %w", op.ID, err)
 	}
-	op.resourceVersion = out.ResourceVersion
+	op.resourceVersion = rv
 	return nil
 }
 
@@ -369,33 +368,4 @@ func (o *Operation) clone() *Operation {
 	}
 	c.resourceVersion = o.resourceVersion
 	return &c
-}
-
-func encode(op *Operation) (*corev1.ConfigMap, error) {
-	packed, err := blob.Pack(op)
-	if err != nil {
-		return nil, fmt.Errorf("recording operation %s: %w", op.ID, err)
-	}
-	return &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      cmName(op.ID),
-			Namespace: lock.Namespace,
-			Labels: map[string]string{
-				LabelOperation:                 op.ID,
-				LabelKind:                      op.Kind,
-				LabelStatus:                    strings.ToLower(string(op.Status)),
-				"app.kubernetes.io/managed-by": "hitless",
-			},
-		},
-		BinaryData: map[string][]byte{dataKey: packed},
-	}, nil
-}
-
-func decode(cm *corev1.ConfigMap) (*Operation, error) {
-	var op Operation
-	if err := blob.Unpack(cm.BinaryData[dataKey], &op); err != nil {
-		return nil, fmt.Errorf("reading journal ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
-	}
-	op.resourceVersion = cm.ResourceVersion
-	return &op, nil
 }

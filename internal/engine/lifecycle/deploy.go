@@ -19,6 +19,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 )
 
 // Install deploys a component that is not installed: revision 1, or the
@@ -503,7 +504,7 @@ func (r *runner) backup(ctx context.Context, objs []*unstructured.Unstructured) 
 	if err != nil {
 		return nil, err
 	}
-	detail := []string{fmt.Sprintf("%d objects backed up in %s/%s", len(all), lock.Namespace, release.BackupName(r.rev.Component, r.rev.Number))}
+	detail := []string{fmt.Sprintf("%d objects backed up in %s/%s", len(all), store.Namespace, release.BackupName(r.rev.Component, r.rev.Number))}
 	if r.opts.BackupDir != "" && len(all) > 0 {
 		path, err := writeBackupFile(r.opts.BackupDir, r.rev.Component, r.rev.Number, all)
 		if err != nil {

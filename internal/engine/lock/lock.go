@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hitless-dev/hitless/internal/kube/store"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,8 +21,8 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Namespace holds hitless's lock and journal.
-const Namespace = "hitless-system"
+// Namespace holds the lock, beside the records.
+const Namespace = store.Namespace
 
 // LeaseName is the name of the cluster lock.
 const LeaseName = "hitless-operation-lock"
@@ -29,21 +31,55 @@ const LeaseName = "hitless-operation-lock"
 const (
 	annotationHost    = "hitless.dev/host"
 	annotationPID     = "hitless.dev/pid"
+	annotationPod     = "hitless.dev/pod"
+	annotationPodUID  = "hitless.dev/pod-uid"
+	annotationNode    = "hitless.dev/node"
 	annotationCommand = "hitless.dev/command"
 	annotationStarted = "hitless.dev/started"
+)
+
+// Environment a process in a pod is given through the downward API; the
+// controller's manifest sets them. Outside a pod they are unset.
+const (
+	EnvPodName      = "POD_NAME"
+	EnvPodNamespace = "POD_NAMESPACE"
+	EnvPodUID       = "POD_UID"
+	EnvNodeName     = "NODE_NAME"
 )
 
 // Duration is how long a lease lasts without renewal.
 const Duration = 30 * time.Second
 
-// Holder describes who holds the lock.
+// Holder describes who holds the lock: the operation and the process
+// running it, on a host, or in a pod (namespace/name and UID) on a node.
 type Holder struct {
-	Operation string    `json:"operation"`
-	Command   string    `json:"command"`
-	Host      string    `json:"host"`
-	PID       int       `json:"pid"`
-	Started   time.Time `json:"started"`
-	Renewed   time.Time `json:"renewed"`
+	Operation string `json:"operation"`
+	Command   string `json:"command"`
+	Host      string `json:"host"`
+	PID       int    `json:"pid"`
+	// Pod is namespace/name of the pod running the process, PodUID its
+	// UID, and Node the node it runs on, when it runs in a pod.
+	Pod     string    `json:"pod,omitempty"`
+	PodUID  string    `json:"podUID,omitempty"`
+	Node    string    `json:"node,omitempty"`
+	Started time.Time `json:"started"`
+	Renewed time.Time `json:"renewed"`
+	// Expires is when the lease lapses unless renewed.
+	Expires time.Time `json:"expires"`
+}
+
+// String names the holder for a person.
+func (h Holder) String() string {
+	where := fmt.Sprintf("host %s, pid %d", h.Host, h.PID)
+	if h.Pod != "" {
+		where = fmt.Sprintf("pod %s on node %s, pid %d", h.Pod, h.Node, h.PID)
+	}
+	return fmt.Sprintf("operation %s (%s) in %s", h.Operation, h.Command, where)
+}
+
+// sameProcess reports whether h and o name one process.
+func (h Holder) sameProcess(o Holder) bool {
+	return h.Operation == o.Operation && h.Host == o.Host && h.PID == o.PID && h.PodUID == o.PodUID
 }
 
 // HeldError is returned when another operation holds the lock.
@@ -51,18 +87,24 @@ type HeldError struct{ Holder Holder }
 
 func (e *HeldError) Error() string {
 	h := e.Holder
-	return fmt.Sprintf("another hitless operation holds the cluster lock: operation %s (%s) on host %s, pid %d, started %s, last renewed %s",
-		h.Operation, h.Command, h.Host, h.PID, h.Started.Format(time.RFC3339), h.Renewed.Format(time.RFC3339))
+	return fmt.Sprintf("another hitless operation holds the cluster lock: %s, started %s, last renewed %s; the lease lapses at %s unless renewed",
+		h, h.Started.Format(time.RFC3339), h.Renewed.Format(time.RFC3339), h.Expires.Format(time.RFC3339))
 }
 
 // ErrReleased means the lease was deleted under a running operation: the
 // operation must stop.
 var ErrReleased = errors.New("the cluster lock was released by someone else")
 
-// Self describes the calling process as a holder of operation op.
+// Self describes the calling process as a holder of operation op: its
+// host and pid, and inside a pod the pod and node the downward API names.
 func Self(op, command string) Holder {
 	host, _ := os.Hostname()
-	return Holder{Operation: op, Command: command, Host: host, PID: os.Getpid(), Started: time.Now().UTC()}
+	h := Holder{Operation: op, Command: command, Host: host, PID: os.Getpid(), Started: time.Now().UTC(),
+		PodUID: os.Getenv(EnvPodUID), Node: os.Getenv(EnvNodeName)}
+	if name := os.Getenv(EnvPodName); name != "" {
+		h.Pod = os.Getenv(EnvPodNamespace) + "/" + name
+	}
+	return h
 }
 
 // Lock is a held cluster lock, renewed in the background until Release.
@@ -78,12 +120,13 @@ type Lock struct {
 }
 
 // Acquire takes the cluster lock for holder. The lock can be taken when it
-// is free, expired, already ours (same operation, host and process), or
-// held for the same operation by a process on this host that no longer
-// runs, so re-running a killed command resumes at once. Otherwise it
-// returns a *HeldError.
+// is free, its lease lapsed, already ours (same operation and process), or
+// held by a holder proven gone: its pod deleted or replaced, its node
+// deleted, or, for the same operation on this host, its process no longer
+// running, so re-running a killed command resumes at once. Otherwise it
+// returns a *HeldError naming the holder and when its lease lapses.
 func Acquire(ctx context.Context, cs kubernetes.Interface, holder Holder) (*Lock, error) {
-	if err := EnsureNamespace(ctx, cs); err != nil {
+	if err := store.New(cs).EnsureNamespace(ctx); err != nil {
 		return nil, err
 	}
 	leases := cs.CoordinationV1().Leases(Namespace)
@@ -105,11 +148,15 @@ func Acquire(ctx context.Context, cs kubernetes.Interface, holder Holder) (*Lock
 			return nil, fmt.Errorf("reading lease %s/%s: %w", Namespace, LeaseName, err)
 		default:
 			current := holderOf(existing)
-			if !takeable(existing, current, holder, time.Now()) {
+			ok, why, err := takeable(ctx, cs, existing, current, holder, time.Now())
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
 				return nil, &HeldError{Holder: current}
 			}
-			if current.Operation != "" && current.PID != holder.PID {
-				klog.FromContext(ctx).V(1).Info("taking over the cluster lock", "previous", current.Operation, "previousPID", current.PID)
+			if current.Operation != "" && !current.sameProcess(holder) {
+				klog.FromContext(ctx).V(1).Info("taking over the cluster lock", "previous", current.String(), "why", why)
 			}
 			fill(existing, holder, now)
 			if written, err = leases.Update(ctx, existing, metav1.UpdateOptions{}); err != nil {
@@ -171,7 +218,7 @@ func (l *Lock) renewOnce(ctx context.Context) error {
 			}
 			return fmt.Errorf("reading lease: %w", err)
 		}
-		if cur := holderOf(lease); cur.Operation != l.holder.Operation || cur.PID != l.holder.PID || cur.Host != l.holder.Host {
+		if cur := holderOf(lease); !cur.sameProcess(l.holder) {
 			return &HeldError{Holder: cur}
 		}
 	}
@@ -198,7 +245,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading lease to release it: %w", err)
 	}
-	if cur := holderOf(lease); cur.Operation != l.holder.Operation || cur.PID != l.holder.PID {
+	if cur := holderOf(lease); !cur.sameProcess(l.holder) {
 		return nil
 	}
 	err = leases.Delete(ctx, LeaseName, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &lease.ResourceVersion}})
@@ -224,16 +271,54 @@ func Current(ctx context.Context, cs kubernetes.Interface) (*Holder, error) {
 	return &h, nil
 }
 
-func takeable(lease *coordinationv1.Lease, current, want Holder, now time.Time) bool {
+// takeable says whether want may take the lease current holds, and why.
+func takeable(ctx context.Context, cs kubernetes.Interface, lease *coordinationv1.Lease, current, want Holder, now time.Time) (bool, string, error) {
 	switch {
-	case current.Operation == "" || expired(lease, now):
-		return true
-	case current.Operation == want.Operation && current.Host == want.Host && current.PID == want.PID:
-		return true
-	case current.Operation == want.Operation && current.Host == want.Host && !processRuns(current.PID):
-		return true
+	case current.Operation == "":
+		return true, "free", nil
+	case expired(lease, now):
+		return true, "the lease lapsed", nil
+	case current.sameProcess(want):
+		return true, "ours", nil
 	}
-	return false
+	if gone, why, err := holderGone(ctx, cs, current); err != nil || gone {
+		return gone, why, err
+	}
+	if current.Operation == want.Operation && current.Pod == "" && current.Host == want.Host && !processRuns(current.PID) {
+		return true, fmt.Sprintf("process %d on this host no longer runs", current.PID), nil
+	}
+	return false, "", nil
+}
+
+// holderGone proves a holder dead from the cluster: its pod no longer
+// exists, is another pod of the same name, or has finished; or its node
+// was deleted (kured's lock outlived the node that held it).
+func holderGone(ctx context.Context, cs kubernetes.Interface, h Holder) (bool, string, error) {
+	if ns, name, ok := strings.Cut(h.Pod, "/"); ok {
+		pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, "its pod " + h.Pod + " no longer exists", nil
+		case apierrors.IsForbidden(err):
+			// Not allowed to look: only the lease's expiry tells.
+		case err != nil:
+			return false, "", fmt.Errorf("reading pod %s of the lock holder: %w", h.Pod, err)
+		case h.PodUID != "" && string(pod.UID) != h.PodUID:
+			return true, "its pod " + h.Pod + " was replaced", nil
+		case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+			return true, "its pod " + h.Pod + " has " + string(pod.Status.Phase), nil
+		}
+	}
+	if h.Node != "" {
+		_, err := cs.CoreV1().Nodes().Get(ctx, h.Node, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, "its node " + h.Node + " no longer exists", nil
+		case err != nil && !apierrors.IsForbidden(err):
+			return false, "", fmt.Errorf("reading node %s of the lock holder: %w", h.Node, err)
+		}
+	}
+	return false, "", nil
 }
 
 func expired(lease *coordinationv1.Lease, now time.Time) bool {
@@ -261,6 +346,9 @@ func fill(lease *coordinationv1.Lease, h Holder, now metav1.MicroTime) {
 	}
 	lease.Annotations[annotationHost] = h.Host
 	lease.Annotations[annotationPID] = strconv.Itoa(h.PID)
+	setOrDrop(lease.Annotations, annotationPod, h.Pod)
+	setOrDrop(lease.Annotations, annotationPodUID, h.PodUID)
+	setOrDrop(lease.Annotations, annotationNode, h.Node)
 	lease.Annotations[annotationCommand] = h.Command
 	lease.Annotations[annotationStarted] = h.Started.UTC().Format(time.RFC3339)
 }
@@ -269,29 +357,22 @@ func holderOf(lease *coordinationv1.Lease) Holder {
 	h := Holder{Operation: ptr.Deref(lease.Spec.HolderIdentity, "")}
 	h.Host = lease.Annotations[annotationHost]
 	h.PID, _ = strconv.Atoi(lease.Annotations[annotationPID])
+	h.Pod = lease.Annotations[annotationPod]
+	h.PodUID = lease.Annotations[annotationPodUID]
+	h.Node = lease.Annotations[annotationNode]
 	h.Command = lease.Annotations[annotationCommand]
 	h.Started, _ = time.Parse(time.RFC3339, lease.Annotations[annotationStarted])
 	if lease.Spec.RenewTime != nil {
 		h.Renewed = lease.Spec.RenewTime.UTC()
+		h.Expires = h.Renewed.Add(time.Duration(ptr.Deref(lease.Spec.LeaseDurationSeconds, 0)) * time.Second)
 	}
 	return h
 }
 
-// EnsureNamespace creates the hitless-system namespace if it is missing.
-func EnsureNamespace(ctx context.Context, cs kubernetes.Interface) error {
-	_, err := cs.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{})
-	if err == nil {
-		return nil
+func setOrDrop(m map[string]string, k, v string) {
+	if v == "" {
+		delete(m, k)
+		return
 	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading namespace %s: %w", Namespace, err)
-	}
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:   Namespace,
-		Labels: map[string]string{"app.kubernetes.io/managed-by": "hitless"},
-	}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
-	}
-	return nil
+	m[k] = v
 }

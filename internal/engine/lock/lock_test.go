@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 
@@ -65,13 +67,13 @@ func TestLock(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Make it look abandoned two minutes ago.
-		lease, err := cs.CoordinationV1().Leases(lock.Namespace).Get(ctx, lock.LeaseName, metav1.GetOptions{})
+		lease, err := cs.CoordinationV1().Leases(store.Namespace).Get(ctx, lock.LeaseName, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(time.Now().Add(-2 * time.Minute)))
 		lease.Annotations["hitless.dev/host"] = "elsewhere"
-		if _, err := cs.CoordinationV1().Leases(lock.Namespace).Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+		if _, err := cs.CoordinationV1().Leases(store.Namespace).Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if h, err := lock.Current(ctx, cs); err != nil || h != nil {
@@ -89,4 +91,86 @@ func TestLock(t *testing.T) {
 			t.Errorf("lock held after release: %+v", *h)
 		}
 	})
+}
+
+// A holder inside the cluster (the controller's pod) is proven gone by the
+// cluster itself, not by a pid test that means nothing across pods: a
+// deleted or replaced pod, or a deleted node, frees the lock at once,
+// while a live pod keeps it until its lease lapses.
+func TestLockHeldFromAPod(t *testing.T) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	node := env.AddNodes(t, 1, map[string]string{"lock-test": "true"})[0]
+	pod := env.UnmanagedPod(t, ns, "controller", clustertest.Workload{NodeName: node})
+	inPod := func(op string) lock.Holder {
+		h := lock.Self(op, "hitless controller")
+		h.Host, h.PID = "controller", 1 // a pid that runs in every pod: no proof of anything
+		h.Pod, h.PodUID, h.Node = ns+"/controller", string(pod.UID), node
+		return h
+	}
+	tests := []struct {
+		name   string
+		kill   func(t *testing.T)
+		holder lock.Holder
+		free   bool
+	}{
+		{name: "a live pod keeps the lock", kill: func(*testing.T) {}, holder: inPod("op-live")},
+		{name: "a pod that was replaced frees it", kill: func(*testing.T) {}, holder: func() lock.Holder {
+			h := inPod("op-replaced")
+			h.PodUID = "an-earlier-pod"
+			return h
+		}(), free: true},
+		{name: "a deleted pod frees it", kill: func(t *testing.T) {
+			if err := cs.CoreV1().Pods(ns).Delete(ctx, "controller", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+				t.Fatal(err)
+			}
+			clustertest.Eventually(t, 30*time.Second, func() error {
+				_, err := cs.CoreV1().Pods(ns).Get(ctx, "controller", metav1.GetOptions{})
+				if err == nil {
+					return errors.New("pod still there")
+				}
+				return nil
+			})
+		}, holder: inPod("op-pod-gone"), free: true},
+		{name: "a deleted node frees it", kill: func(t *testing.T) {
+			if err := cs.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, holder: func() lock.Holder {
+			h := inPod("op-node-gone")
+			h.Pod, h.PodUID = "", "" // a holder known by its node only
+			h.Host = "gone-node"
+			return h
+		}(), free: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			held, err := lock.Acquire(ctx, cs, tc.holder)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Release(ctx) //nolint:errcheck // may be taken over
+			tc.kill(t)
+			other, err := lock.Acquire(ctx, cs, lock.Self("op-next", "hitless roll"))
+			var herr *lock.HeldError
+			switch {
+			case tc.free && err != nil:
+				t.Fatalf("the lock of a holder proven gone was refused: %v", err)
+			case !tc.free && !errors.As(err, &herr):
+				t.Fatalf("Acquire from a live pod's lock = %v, want *HeldError", err)
+			case !tc.free:
+				msg := herr.Error()
+				for _, want := range []string{"pod " + ns + "/controller", "node " + node, "lapses at"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("refusal %q does not name %q", msg, want)
+					}
+				}
+				return
+			}
+			if err := other.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -67,7 +67,7 @@ func Abort(ctx context.Context, cs kubernetes.Interface, id, command string, wai
 			break
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("operation %s is still held by pid %d on %s after %s; run abort again once it stops", id, holder.PID, holder.Host, wait)
+			return nil, fmt.Errorf("operation %s is still held by %s after %s; run abort again once it stops", id, holder, wait)
 		}
 		select {
 		case <-ctx.Done():

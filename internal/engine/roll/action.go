@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -187,7 +189,7 @@ func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGet
 		if err != nil {
 			return false, fmt.Errorf("reading node %s: %w", node, err)
 		}
-		if !nodeReady(n) {
+		if !knode.Ready(n) {
 			why = "node not Ready"
 			return false, nil
 		}

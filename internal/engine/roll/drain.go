@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -76,6 +78,7 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 		GracePeriodSeconds:  -1,
 		IgnoreAllDaemonSets: true,
 		DeleteEmptyDirData:  spec.DeleteEmptyDirData,
+		AdditionalFilters:   []drain.PodFilter{eviction.Filter(spec.evictionOptions())},
 		Out:                 io.Discard,
 		ErrOut:              io.Discard,
 	}
@@ -108,7 +111,7 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 	remaining := map[types.UID]string{}
 	for _, p := range pods {
 		remaining[p.UID] = p.Namespace + "/" + p.Name
-		if metav1.GetControllerOf(&p) == nil {
+		if !eviction.Managed(&p) {
 			res.Deleted = append(res.Deleted, p.Namespace+"/"+p.Name)
 		} else {
 			res.Evicted = append(res.Evicted, p.Namespace+"/"+p.Name)

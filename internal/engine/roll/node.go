@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -449,7 +451,7 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 			r.stop(fmt.Sprintf("paused: %s; uncordoned it (--on-drain-timeout uncordon); fix the blocker and re-run to resume", msg))
 		}
 	case phase == PhaseWait:
-		if n, err := r.nodeObject(name); err == nil && !nodeReady(n) {
+		if n, err := r.nodeObject(name); err == nil && !knode.Ready(n) {
 			outcome = OutcomeUnreachable
 		}
 	}

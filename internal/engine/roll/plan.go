@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
@@ -20,11 +22,11 @@ import (
 
 // Kinds of drain blockers.
 const (
-	BlockUnmanaged = "unmanaged" // no controller: eviction would lose it
-	BlockEmptyDir  = "emptydir"  // local data lost on eviction
-	BlockPDB       = "pdb"       // a PDB allows no disruption now
-	BlockPDBNever  = "pdb-never" // a PDB can never allow one
-	BlockDryRun    = "eviction"  // the dry-run eviction failed otherwise
+	BlockUnmanaged = eviction.BlockUnmanaged
+	BlockEmptyDir  = eviction.BlockEmptyDir
+	BlockPDB       = eviction.BlockPDB
+	BlockPDBNever  = eviction.BlockPDBNever
+	BlockDryRun    = eviction.BlockDryRun
 	overheadOnNode = 2 * time.Second
 )
 
@@ -67,12 +69,7 @@ type PodRef struct {
 func (p PodRef) String() string { return p.Namespace + "/" + p.Name }
 
 // Blocker is why a pod's eviction is predicted to block or lose data.
-type Blocker struct {
-	Pod    string `json:"pod"`
-	Kind   string `json:"kind"`
-	PDB    string `json:"pdb,omitempty"`
-	Detail string `json:"detail"`
-}
+type Blocker = eviction.Blocker
 
 // MakePlan selects and orders the nodes, lists what each drain evicts and
 // predicts blockers with server-side dry-run evictions. It changes nothing.
@@ -106,17 +103,18 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 	for _, n := range nodes {
 		np := NodePlan{
 			Name:         n.Name,
-			InternalIP:   internalIP(&n),
+			InternalIP:   knode.InternalIP(&n),
 			Zone:         n.Labels[corev1.LabelTopologyZone],
-			ControlPlane: isControlPlane(&n),
-			Ready:        nodeReady(&n),
+			ControlPlane: knode.ControlPlane(&n),
+			Ready:        knode.Ready(&n),
 			Cordoned:     n.Spec.Unschedulable,
 		}
 		var restart time.Duration // the data-plane pod's replacement
 		for _, p := range byNode[n.Name] {
-			evict, ds, blocker := classify(p, spec)
+			d := eviction.Classify(&p, spec.evictionOptions())
+			evict, blocker := d.Evict, d.Blocker
 			switch {
-			case ds:
+			case d.DaemonSet:
 				np.DaemonSetPods = append(np.DaemonSetPods, p.Namespace+"/"+p.Name)
 				if c := metav1.GetControllerOf(&p); c != nil && spec.RestartDaemonSet == p.Namespace+"/"+c.Name {
 					restart = max(restart, time.Duration(grace(&p))*time.Second)
@@ -129,7 +127,7 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 				np.Evict = append(np.Evict, ref)
 				// A pod whose PDB allows disruptions now is evictable; the
 				// server-side dry run checks the others.
-				if pdb := matchingPDB(&p, budgets); pdb != nil && pdb.Status.DisruptionsAllowed < 1 {
+				if pdb := eviction.Covering(&p, budgets); pdb != nil && pdb.Status.DisruptionsAllowed < 1 {
 					dryRuns = append(dryRuns, dryRun{node: len(plan.Nodes), pod: ref, pdb: pdb})
 				}
 			}
@@ -213,7 +211,7 @@ func orderNodes(nodes []corev1.Node, order string) {
 				return c
 			}
 		case OrderControlPlaneLast:
-			if ca, cb := isControlPlane(&a), isControlPlane(&b); ca != cb {
+			if ca, cb := knode.ControlPlane(&a), knode.ControlPlane(&b); ca != cb {
 				if ca {
 					return 1
 				}
@@ -254,36 +252,6 @@ func batches(nodes []NodePlan, spec Spec, size int) [][]string {
 	return out
 }
 
-// classify mirrors kubectl drain's filters: DaemonSet and mirror pods stay,
-// finished pods go, unmanaged pods and emptyDir data block unless allowed.
-func classify(p corev1.Pod, spec Spec) (evict, daemonSet bool, blocker *Blocker) {
-	ref := p.Namespace + "/" + p.Name
-	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
-		return false, false, nil
-	}
-	if p.DeletionTimestamp != nil {
-		return false, false, nil
-	}
-	ctrl := metav1.GetControllerOf(&p)
-	if ctrl != nil && ctrl.Kind == "DaemonSet" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-		return false, true, nil
-	}
-	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-		return true, false, nil
-	}
-	if ctrl == nil {
-		b := &Blocker{Pod: ref, Kind: BlockUnmanaged, Detail: "Non managed pod exists: no ReplicationController, ReplicaSet, Job, DaemonSet or StatefulSet owns it; an eviction would delete it for good (--force deletes it)"}
-		return spec.Force, false, b
-	}
-	for _, v := range p.Spec.Volumes {
-		if v.EmptyDir != nil {
-			b := &Blocker{Pod: ref, Kind: BlockEmptyDir, Detail: fmt.Sprintf("emptyDir volume %q: its data is lost on eviction (--delete-emptydir-data allows it)", v.Name)}
-			return spec.DeleteEmptyDirData, false, b
-		}
-	}
-	return true, false, nil
-}
-
 type dryRun struct {
 	node int
 	pod  PodRef
@@ -298,59 +266,32 @@ type predicted struct {
 // predictPDBBlockers dry-runs the eviction of the pods whose PDB allows no
 // disruption now and reports the refusals.
 func predictPDBBlockers(ctx context.Context, cs kubernetes.Interface, runs []dryRun) []predicted {
-	var (
-		mu  sync.Mutex
-		out []predicted
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, 16)
-	)
-	for _, r := range runs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			err := cs.PolicyV1().Evictions(r.pod.Namespace).Evict(ctx, &policyv1.Eviction{
-				ObjectMeta:    metav1.ObjectMeta{Name: r.pod.Name, Namespace: r.pod.Namespace},
-				DeleteOptions: &metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}},
-			})
-			if err == nil || apierrors.IsNotFound(err) {
-				return
-			}
-			pdbRef := r.pdb.Namespace + "/" + r.pdb.Name
-			b := Blocker{Pod: r.pod.String(), Kind: BlockDryRun, PDB: pdbRef, Detail: err.Error()}
-			if apierrors.IsTooManyRequests(err) {
-				b.Kind = BlockPDB
-				b.Detail = fmt.Sprintf("PodDisruptionBudget %s allows %d disruptions now (%d healthy, %d desired)",
-					pdbRef, r.pdb.Status.DisruptionsAllowed, r.pdb.Status.CurrentHealthy, r.pdb.Status.DesiredHealthy)
-				if r.pdb.Status.ExpectedPods > 0 && r.pdb.Status.DesiredHealthy >= r.pdb.Status.ExpectedPods {
-					b.Kind = BlockPDBNever
-					b.Detail = fmt.Sprintf("PodDisruptionBudget %s can never allow a disruption: it wants %d healthy of %d pods",
-						pdbRef, r.pdb.Status.DesiredHealthy, r.pdb.Status.ExpectedPods)
-				}
-			}
-			mu.Lock()
-			out = append(out, predicted{node: r.node, blocker: b})
-			mu.Unlock()
-		})
+	pods := make([]*corev1.Pod, len(runs))
+	for i, r := range runs {
+		pods[i] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: r.pod.Namespace, Name: r.pod.Name}}
 	}
-	wg.Wait()
+	var out []predicted
+	for i, err := range eviction.DryRun(ctx, cs, pods, 16) {
+		if err == nil || apierrors.IsNotFound(err) {
+			continue
+		}
+		r := runs[i]
+		pdbRef := r.pdb.Namespace + "/" + r.pdb.Name
+		b := Blocker{Pod: r.pod.String(), Kind: BlockDryRun, PDB: pdbRef, Detail: err.Error()}
+		if apierrors.IsTooManyRequests(err) {
+			b.Kind = BlockPDB
+			b.Detail = fmt.Sprintf("PodDisruptionBudget %s allows %d disruptions now (%d healthy, %d desired)",
+				pdbRef, r.pdb.Status.DisruptionsAllowed, r.pdb.Status.CurrentHealthy, r.pdb.Status.DesiredHealthy)
+			if r.pdb.Status.ExpectedPods > 0 && r.pdb.Status.DesiredHealthy >= r.pdb.Status.ExpectedPods {
+				b.Kind = BlockPDBNever
+				b.Detail = fmt.Sprintf("PodDisruptionBudget %s can never allow a disruption: it wants %d healthy of %d pods",
+					pdbRef, r.pdb.Status.DesiredHealthy, r.pdb.Status.ExpectedPods)
+			}
+		}
+		out = append(out, predicted{node: r.node, blocker: b})
+	}
 	slices.SortFunc(out, func(a, b predicted) int { return strings.Compare(a.blocker.Pod, b.blocker.Pod) })
 	return out
-}
-
-func matchingPDB(p *corev1.Pod, pdbs []*policyv1.PodDisruptionBudget) *policyv1.PodDisruptionBudget {
-	for _, pdb := range pdbs {
-		if pdb.Namespace != p.Namespace || pdb.Spec.Selector == nil {
-			continue
-		}
-		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-		if err != nil || sel.Empty() {
-			continue
-		}
-		if sel.Matches(labels.Set(p.Labels)) {
-			return pdb
-		}
-	}
-	return nil
 }
 
 func owner(p *corev1.Pod) string {
@@ -365,28 +306,4 @@ func grace(p *corev1.Pod) int64 {
 		return *p.Spec.TerminationGracePeriodSeconds
 	}
 	return corev1.DefaultTerminationGracePeriodSeconds
-}
-
-func internalIP(n *corev1.Node) string {
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			return a.Address
-		}
-	}
-	return ""
-}
-
-func isControlPlane(n *corev1.Node) bool {
-	_, cp := n.Labels["node-role.kubernetes.io/control-plane"]
-	_, master := n.Labels["node-role.kubernetes.io/master"]
-	return cp || master
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

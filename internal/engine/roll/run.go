@@ -12,6 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -388,7 +392,7 @@ func (r *runner) budgetOf(p *corev1.Pod) string {
 	if err != nil {
 		return ""
 	}
-	if pdb := matchingPDB(p, list); pdb != nil {
+	if pdb := eviction.Covering(p, list); pdb != nil {
 		return pdb.Namespace + "/" + pdb.Name
 	}
 	return ""
@@ -449,7 +453,7 @@ func (r *runner) waitCapacity(ctx context.Context, name string) error {
 			if _, selected := r.byName[n.Name]; !selected || r.inflight[n.Name] || n.Name == name {
 				continue
 			}
-			if !nodeReady(n) || (n.Spec.Unschedulable && n.Annotations[AnnotationOperation] == "") {
+			if !knode.Ready(n) || (n.Spec.Unschedulable && n.Annotations[AnnotationOperation] == "") {
 				others = append(others, n.Name)
 			}
 		}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -192,4 +194,8 @@ func (s *Spec) Hash() string {
 // the drain.
 func (s *Spec) HasAction() bool {
 	return s.Exec != "" || s.RestartDaemonSet != "" || len(s.SetNodeLabels) > 0 || len(s.WaitNodeAnnotation) > 0
+}
+
+func (s *Spec) evictionOptions() eviction.Options {
+	return eviction.Options{Force: s.Force, DeleteEmptyDirData: s.DeleteEmptyDirData}
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -227,7 +229,7 @@ func (e *Env) AddNodesWithCapacity(t testing.TB, n int, labels map[string]string
 			if err != nil {
 				return err
 			}
-			if !localcluster.NodeReady(node) {
+			if !knode.Ready(node) {
 				return fmt.Errorf("node %s not Ready", name)
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -146,7 +148,7 @@ func (g *Guard) check() {
 	unsched := 0
 	for _, obj := range g.nodes.List() {
 		n := obj.(*corev1.Node)
-		if g.pool[n.Name] && (n.Spec.Unschedulable || !nodeReady(n)) {
+		if g.pool[n.Name] && (n.Spec.Unschedulable || !knode.Ready(n)) {
 			unsched++
 		}
 	}
@@ -168,15 +170,6 @@ func minAvailable(pdb *policyv1.PodDisruptionBudget, replicas int32) int {
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
 			return c.Status == corev1.ConditionTrue
 		}
 	}

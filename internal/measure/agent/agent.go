@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/check/profile"
-	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster/lab"
 	"github.com/hitless-dev/hitless/internal/measure/probe"
 )
@@ -81,7 +83,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 	}
 	a := &Agent{opts: opts, cs: cs}
 	if a.opts.Advertise == "" {
-		a.opts.Advertise = internalIP(node)
+		a.opts.Advertise = knode.InternalIP(node)
 	}
 	if err := a.listen(); err != nil {
 		return err
@@ -105,7 +107,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 	// The first report makes the agent known to check runs; retry it
 	// until hitless-system exists. The DaemonSet's manifest creates the
 	// namespace; an agent run by hand creates it when it may.
-	if err := lock.EnsureNamespace(ctx, cs); err != nil {
+	if err := store.New(cs).EnsureNamespace(ctx); err != nil {
 		log.V(1).Info("cannot create the namespace; waiting for it", "err", err)
 	}
 	for {
@@ -143,8 +145,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 func (a *Agent) deregister(log klog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := a.cs.CoreV1().ConfigMaps(lock.Namespace).Delete(ctx, reportPrefix+a.opts.Node, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := store.New(a.cs).Delete(ctx, false, reportPrefix+a.opts.Node); err != nil {
 		log.Error(err, "removing the agent's report")
 	}
 }
@@ -165,7 +166,7 @@ func (a *Agent) follow(ctx context.Context, name string, on func(*corev1.ConfigM
 }
 
 func (a *Agent) watch(ctx context.Context, name string, on func(*corev1.ConfigMap)) error {
-	cms := a.cs.CoreV1().ConfigMaps(lock.Namespace)
+	cms := store.New(a.cs).ConfigMaps()
 	sel := metav1.ListOptions{FieldSelector: "metadata.name=" + name}
 	l, err := cms.List(ctx, sel)
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -202,15 +203,6 @@ func (a *Agent) dial(ctx context.Context, network, addr string) (c net.Conn, err
 		return err
 	})
 	return c, err
-}
-
-func internalIP(n *corev1.Node) string {
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			return a.Address
-		}
-	}
-	return ""
 }
 
 // answer runs the node checks for the request's profile, measures the

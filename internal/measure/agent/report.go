@@ -8,14 +8,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/check"
-	"github.com/hitless-dev/hitless/internal/engine/lock"
-	"github.com/hitless-dev/hitless/internal/kube/blob"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 )
 
 // Objects of the agent protocol, in hitless-system.
@@ -81,76 +79,40 @@ type Request struct {
 	Asked   time.Time
 }
 
+func reportRecords(cs kubernetes.Interface) *store.Records[Report] {
+	return store.For[Report](store.New(cs), store.Kind{What: "agent report", Key: reportKey})
+}
+
 // Publish writes r as its node's report.
 func Publish(ctx context.Context, cs kubernetes.Interface, r *Report) error {
-	packed, err := blob.Pack(r)
-	if err != nil {
-		return fmt.Errorf("publishing report of node %s: %w", r.Node, err)
+	meta := metav1.ObjectMeta{
+		Name:        reportPrefix + r.Node,
+		Labels:      map[string]string{LabelReport: "true"},
+		Annotations: map[string]string{"hitless.dev/node": r.Node, "hitless.dev/request": r.Request},
 	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      reportPrefix + r.Node,
-			Namespace: lock.Namespace,
-			Labels:    map[string]string{LabelReport: "true", "app.kubernetes.io/managed-by": "hitless"},
-			Annotations: map[string]string{
-				"hitless.dev/node": r.Node, "hitless.dev/request": r.Request,
-			},
-		},
-		BinaryData: map[string][]byte{reportKey: packed},
-	}
-	if err := put(ctx, cs, cm); err != nil {
+	if err := reportRecords(cs).Put(ctx, meta, r); err != nil {
 		return fmt.Errorf("publishing report of node %s: %w", r.Node, err)
 	}
 	return nil
 }
 
-// put writes cm in hitless-system, replacing what is there: these
-// ConfigMaps have a single writer, so the last write wins.
-func put(ctx context.Context, cs kubernetes.Interface, cm *corev1.ConfigMap) error {
-	cms := cs.CoreV1().ConfigMaps(lock.Namespace)
-	_, err := cms.Update(ctx, cm, metav1.UpdateOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
-	}
-	return err
-}
-
-func decodeReport(cm *corev1.ConfigMap) (*Report, error) {
-	var r Report
-	if err := blob.Unpack(cm.BinaryData[reportKey], &r); err != nil {
-		return nil, fmt.Errorf("reading agent report %s: %w", cm.Name, err)
-	}
-	return &r, nil
-}
-
 // Reports lists every agent's latest report, by node.
 func Reports(ctx context.Context, cs kubernetes.Interface) (map[string]*Report, string, error) {
-	l, err := cs.CoreV1().ConfigMaps(lock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelReport})
+	recs, rv, err := reportRecords(cs).List(ctx, LabelReport, nil)
 	if err != nil {
-		return nil, "", fmt.Errorf("listing agent reports: %w", err)
+		return nil, "", err
 	}
 	out := map[string]*Report{}
-	for i := range l.Items {
-		r, err := decodeReport(&l.Items[i])
-		if err != nil {
-			return nil, "", err
-		}
-		out[r.Node] = r
+	for _, r := range recs {
+		out[r.Value.Node] = r.Value
 	}
-	return out, l.ResourceVersion, nil
+	return out, rv, nil
 }
 
 // Ask publishes a request for fresh results; every agent answers it.
 func Ask(ctx context.Context, cs kubernetes.Interface, req Request) error {
-	if err := lock.EnsureNamespace(ctx, cs); err != nil {
-		return err
-	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: RequestName, Namespace: lock.Namespace,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "hitless"}},
-		Data: map[string]string{requestID: req.ID, requestProf: req.Profile, requestAsked: req.Asked.UTC().Format(time.RFC3339Nano)},
-	}
-	if err := put(ctx, cs, cm); err != nil {
+	data := map[string]string{requestID: req.ID, requestProf: req.Profile, requestAsked: req.Asked.UTC().Format(time.RFC3339Nano)}
+	if err := store.New(cs).PutData(ctx, RequestName, data); err != nil {
 		return fmt.Errorf("asking the agents for fresh results: %w", err)
 	}
 	return nil
@@ -182,11 +144,11 @@ func Await(ctx context.Context, cs kubernetes.Interface, id string, timeout time
 		}
 	}
 	for len(pending) > 0 && ctx.Err() == nil {
-		w, err := cs.CoreV1().ConfigMaps(lock.Namespace).Watch(ctx, metav1.ListOptions{LabelSelector: LabelReport, ResourceVersion: rv})
+		w, err := store.New(cs).ConfigMaps().Watch(ctx, metav1.ListOptions{LabelSelector: LabelReport, ResourceVersion: rv})
 		if err != nil {
 			break
 		}
-		next, expired := consume(w, id, fresh, pending, rv)
+		next, expired := consume(w, reportRecords(cs), id, fresh, pending, rv)
 		w.Stop()
 		rv = next
 		if expired && ctx.Err() == nil {
@@ -209,7 +171,7 @@ func Await(ctx context.Context, cs kubernetes.Interface, id string, timeout time
 // consume reads watch events into fresh and pending until every pending
 // agent answered or the watch ends; expired is true when the watch ended
 // on an error (such as an expired resource version).
-func consume(w watch.Interface, id string, fresh map[string]*Report, pending map[string]bool, rv string) (next string, expired bool) {
+func consume(w watch.Interface, recs *store.Records[Report], id string, fresh map[string]*Report, pending map[string]bool, rv string) (next string, expired bool) {
 	for ev := range w.ResultChan() {
 		if ev.Type == watch.Error {
 			return rv, true
@@ -222,10 +184,11 @@ func consume(w watch.Interface, id string, fresh map[string]*Report, pending map
 		if ev.Type != watch.Added && ev.Type != watch.Modified {
 			continue
 		}
-		r, err := decodeReport(cm)
-		if err != nil || r.Request != id {
+		rec, err := recs.DecodeConfigMap(cm)
+		if err != nil || rec.Value.Request != id {
 			continue
 		}
+		r := rec.Value
 		fresh[r.Node] = r
 		delete(pending, r.Node)
 		if len(pending) == 0 {

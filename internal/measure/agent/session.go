@@ -14,8 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"github.com/hitless-dev/hitless/internal/engine/lock"
-	"github.com/hitless-dev/hitless/internal/kube/blob"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/measure/probe"
 )
 
@@ -66,52 +65,38 @@ func probeRequestOf(cm *corev1.ConfigMap) ProbeRequest {
 // AskProbe publishes a probe request: every agent starts (or, with Stop,
 // ends) the session.
 func AskProbe(ctx context.Context, cs kubernetes.Interface, req ProbeRequest) error {
-	if err := lock.EnsureNamespace(ctx, cs); err != nil {
-		return err
-	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: ProbeRequestName, Namespace: lock.Namespace,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "hitless"}},
-		Data: map[string]string{"id": req.ID, "rate": strconv.Itoa(req.Rate), "duration": req.Duration.String(),
-			"sample": strconv.Itoa(req.Sample), "stop": strconv.FormatBool(req.Stop), "asked": req.Asked.UTC().Format(time.RFC3339Nano)},
-	}
-	if err := put(ctx, cs, cm); err != nil {
+	data := map[string]string{"id": req.ID, "rate": strconv.Itoa(req.Rate), "duration": req.Duration.String(),
+		"sample": strconv.Itoa(req.Sample), "stop": strconv.FormatBool(req.Stop), "asked": req.Asked.UTC().Format(time.RFC3339Nano)}
+	if err := store.New(cs).PutData(ctx, ProbeRequestName, data); err != nil {
 		return fmt.Errorf("asking the agents to probe: %w", err)
 	}
 	return nil
 }
 
+func probeRecords(cs kubernetes.Interface) *store.Records[ProbeResult] {
+	return store.For[ProbeResult](store.New(cs), store.Kind{What: "probe result", Key: "result.json.gz"})
+}
+
 // ProbeResults reads every agent's latest numbers for session id.
 func ProbeResults(ctx context.Context, cs kubernetes.Interface, id string) (map[string]*ProbeResult, error) {
-	l, err := cs.CoreV1().ConfigMaps(lock.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelProbe})
+	recs, _, err := probeRecords(cs).List(ctx, LabelProbe, nil)
 	if err != nil {
-		return nil, fmt.Errorf("listing probe results: %w", err)
+		return nil, err
 	}
 	out := map[string]*ProbeResult{}
-	for i := range l.Items {
-		var r ProbeResult
-		if err := blob.Unpack(l.Items[i].BinaryData["result.json.gz"], &r); err != nil {
-			return nil, fmt.Errorf("reading probe result %s: %w", l.Items[i].Name, err)
-		}
-		if r.Session == id {
-			out[r.Node] = &r
+	for _, r := range recs {
+		if r.Value.Session == id {
+			out[r.Value.Node] = r.Value
 		}
 	}
 	return out, nil
 }
 
 func publishProbe(ctx context.Context, cs kubernetes.Interface, r *ProbeResult) error {
-	packed, err := blob.Pack(r)
-	if err != nil {
-		return err
-	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: probePrefix + r.Node, Namespace: lock.Namespace,
-			Labels:      map[string]string{LabelProbe: "true", "app.kubernetes.io/managed-by": "hitless"},
-			Annotations: map[string]string{"hitless.dev/session": r.Session}},
-		BinaryData: map[string][]byte{"result.json.gz": packed},
-	}
-	if err := put(ctx, cs, cm); err != nil {
+	meta := metav1.ObjectMeta{Name: probePrefix + r.Node,
+		Labels:      map[string]string{LabelProbe: "true"},
+		Annotations: map[string]string{"hitless.dev/session": r.Session}}
+	if err := probeRecords(cs).Put(ctx, meta, r); err != nil {
 		return fmt.Errorf("publishing probe result of %s: %w", r.Node, err)
 	}
 	return nil
