@@ -74,7 +74,7 @@ func orAbsent(v string) string {
 type ConflictError struct{ Conflicts []Conflict }
 
 func (e *ConflictError) Error() string {
-	msg := fmt.Sprintf("%d field(s) changed by both you and the vendor; nothing was changed (rerun with --prefer vendor or --prefer user to choose):", len(e.Conflicts))
+	msg := fmt.Sprintf("%d field(s) changed by both you and the vendor; nothing was changed (rerun with `prefer` vendor or `prefer` user to choose):", len(e.Conflicts))
 	for _, c := range e.Conflicts {
 		msg += "\n  " + c.String()
 	}

@@ -199,7 +199,7 @@ func releases(src *Source) []Problem {
 	var ps []Problem
 	for _, img := range Images(src) {
 		if img.Tag != "" && img.Tag != best {
-			ps = append(ps, problem(img.Object, img.Field, "image %s is at %s, the other images at %s (allow with --allow-mixed-versions)", img.Image, img.Tag, best))
+			ps = append(ps, problem(img.Object, img.Field, "image %s is at %s, the other images at %s (allow with `allowMixedVersions`)", img.Image, img.Tag, best))
 		}
 	}
 	return ps

@@ -15,6 +15,7 @@ import (
 	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/hitless-dev/hitless/examples"
+	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
@@ -69,7 +70,11 @@ func installPlugin(ctx context.Context, s *state) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res, err := lifecycle.Install(ctx, s.lifecycle(), lifecycle.Options{Name: plugin, Source: src, Command: "hitless demo", Wait: 3 * time.Minute})
+	loaded, err := component.Load(src)
+	if err != nil {
+		return "", err
+	}
+	res, err := lifecycle.Install(ctx, s.lifecycle(), lifecycle.Options{Name: plugin, Source: loaded, Command: "hitless demo", Wait: 3 * time.Minute})
 	if err != nil {
 		return "", err
 	}
@@ -103,6 +108,10 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	loaded, err := component.Load(src)
+	if err != nil {
+		return "", err
+	}
 	live, err := measure.Start(ctx, s.client, measure.Options{Rate: 100})
 	if err != nil {
 		return "", err
@@ -110,7 +119,7 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 	time.Sleep(time.Second) // a quiet baseline before the first node
 	var rolled []*roll.Result
 	res, runErr := lifecycle.Upgrade(ctx, s.lifecycle(), lifecycle.Options{
-		Name: plugin, Source: src, Command: "hitless demo", Batch: "1", Wait: 3 * time.Minute,
+		Name: plugin, Source: loaded, Command: "hitless demo", Batch: "1", Wait: 3 * time.Minute,
 		Progress: func(line string) { s.progressf("    %s %s", time.Now().Format("15:04:05.000"), line) },
 		RollProgress: func(e roll.Event) {
 			if e.Node != "" {

@@ -216,10 +216,10 @@ type Budget struct {
 func (b Budget) Exceeded(rep *Report) string {
 	s := rep.Summary
 	if b.MaxOutage > 0 && s.LongestOutageMs > float64(b.MaxOutage.Milliseconds()) {
-		return fmt.Sprintf("longest outage %.0f ms on %s exceeds --max-outage %s", s.LongestOutageMs, s.WorstPath, b.MaxOutage)
+		return fmt.Sprintf("longest outage %.0f ms on %s exceeds `maxOutage` %s", s.LongestOutageMs, s.WorstPath, b.MaxOutage)
 	}
 	if b.MaxLossPct > 0 && s.LossPct > b.MaxLossPct {
-		return fmt.Sprintf("loss %.3f%% (%d of %d probes) exceeds --max-loss %g%%", s.LossPct, s.Lost, s.Sent, b.MaxLossPct)
+		return fmt.Sprintf("loss %.3f%% (%d of %d probes) exceeds `maxLoss` %g%%", s.LossPct, s.Lost, s.Sent, b.MaxLossPct)
 	}
 	return ""
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hitless-dev/hitless/internal/cli/opcmd"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -64,7 +66,7 @@ func Run(ctx context.Context, argv0 string, args []string, streams genericioopti
 		// unknown command, a missing or extra argument.
 		code = exitcode.Usage
 	}
-	_, _ = fmt.Fprintf(streams.ErrOut, "Error: %v\n", err)
+	_, _ = fmt.Fprintf(streams.ErrOut, "Error: %s\n", opcmd.FlagText(err.Error()))
 	if code == exitcode.Usage && !*reached {
 		_, _ = fmt.Fprintf(streams.ErrOut, "Run '%s --help' for usage.\n", root.DisplayName())
 	}

@@ -27,8 +27,8 @@ values are never printed. Nothing changes.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&f.Options.Source, "filename", "f", "", "The release's manifests: a file, a directory of YAML or a kustomization directory")
-	fs.StringVar(&f.Options.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
+	fs.StringVarP(&f.Source, "filename", "f", "", "The release's manifests: a file, a directory of YAML or a kustomization directory")
+	fs.StringVar(&f.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
 	fs.StringArrayVar(&f.Options.DataPlane, "data-plane", nil, "DaemonSet NAMESPACE/NAME updated node by node (repeatable)")
 	fs.BoolVar(&f.Options.MixedVersions, "allow-mixed-versions", false, "Accept images at more than one release")
 	opcmd.AddComponentFlags(fs, &f, false)

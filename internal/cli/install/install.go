@@ -37,7 +37,7 @@ same command again.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&f.Options.Source, "filename", "f", "", "The component's manifests: a file, a directory of YAML or a kustomization directory")
+	fs.StringVarP(&f.Source, "filename", "f", "", "The component's manifests: a file, a directory of YAML or a kustomization directory")
 	fs.BoolVar(&f.Options.DryRun, "dry-run", false, "Print the plan and what each object would become, change nothing")
 	opcmd.AddComponentFlags(fs, &f, true)
 	return cmd

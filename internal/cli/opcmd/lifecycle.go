@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/output"
@@ -24,9 +28,12 @@ import (
 // ComponentFlags are the flags the component commands share.
 type ComponentFlags struct {
 	Options lifecycle.Options
-	Prefer  string
-	Format  output.Format
-	Probing Probing
+	// Source and From are the paths of -f and --from; BackupDir is
+	// --backup-dir.
+	Source, From, BackupDir string
+	Prefer                  string
+	Format                  output.Format
+	Probing                 Probing
 }
 
 // AddComponentFlags registers --name and -o, and for the commands that
@@ -40,7 +47,7 @@ func AddComponentFlags(fs *pflag.FlagSet, f *ComponentFlags, deploy bool) {
 	fs.StringArrayVar(&f.Options.DataPlane, "data-plane", nil, "DaemonSet NAMESPACE/NAME to update node by node (repeatable; DaemonSets annotated hitless.dev/data-plane=true or on the host network on every node are found on their own)")
 	fs.StringArrayVar(&f.Options.NodeSelectors, "node-selector", nil, "Roll the data plane in groups: nodes matching each selector in turn, then the rest (repeatable)")
 	fs.StringVar(&f.Options.Batch, "batch", "1", "Nodes whose data plane is replaced at once: a count or a percentage")
-	fs.StringVar(&f.Options.BackupDir, "backup-dir", "", "Also write the objects backed up before the change to a 0600 file in this directory")
+	fs.StringVar(&f.BackupDir, "backup-dir", "", "Also write the objects backed up before the change to a 0600 file in this directory")
 	fs.DurationVar(&f.Options.Wait, "wait", 5*time.Minute, "How long each stage may wait for its objects to be ready")
 	fs.BoolVar(&f.Options.MixedVersions, "allow-mixed-versions", false, "Accept images at more than one release")
 	AddProbeFlags(fs, &f.Probing)
@@ -72,6 +79,18 @@ func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, gette
 		return fmt.Errorf("creating client: %w", err)
 	}
 	opts := f.Options
+	if opts.Source, err = loadSource(f.Source); err != nil {
+		return ClassifyComponent(err)
+	}
+	if opts.From, err = loadSource(f.From); err != nil {
+		return ClassifyComponent(err)
+	}
+	if f.BackupDir != "" {
+		dir := f.BackupDir
+		opts.OnBackup = func(_ context.Context, name string, revision int, objs []*unstructured.Unstructured) (string, error) {
+			return writeBackupFile(dir, name, revision, objs)
+		}
+	}
 	opts.Prefer = component.Prefer(f.Prefer)
 	opts.Command = CommandLine()
 	pr := NewProbedRoll(cs, f.Probing)
@@ -222,4 +241,47 @@ func indent(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// loadSource reads the manifests at path (a file, a directory or a
+// kustomization); none for an empty path.
+func loadSource(path string) (*component.Source, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return component.Load(path)
+}
+
+// writeBackupFile writes objs as YAML readable by the owner only.
+func writeBackupFile(dir, name string, n int, objs []*unstructured.Unstructured) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating backup directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-revision-%d-backup.yaml", name, n))
+	b, err := marshalYAML(objs)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return "", fmt.Errorf("writing backup %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil { // an older file keeps its mode on WriteFile
+		return "", err
+	}
+	return path, nil
+}
+
+func marshalYAML(objs []*unstructured.Unstructured) ([]byte, error) {
+	var b strings.Builder
+	for i, o := range objs {
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		y, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(y)
+	}
+	return []byte(b.String()), nil
 }

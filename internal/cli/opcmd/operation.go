@@ -193,7 +193,7 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 			PrintPlan(w, res.Plan)
 		}
 		if res.Operation != nil {
-			roll.PrintRecap(w, res.Operation, res.Recap)
+			PrintRecap(w, res.Operation, res.Recap)
 		}
 		if out.Probe != nil {
 			_, _ = fmt.Fprintln(w)
@@ -264,7 +264,7 @@ func (p *Progress) Event(e roll.Event) {
 	p.batch = max(p.batch, e.Batch)
 	line := fmt.Sprintf("%s batch %d  %-28s %s", e.Time.Format("15:04:05.000"), e.Batch, e.Node, e.Phase)
 	if e.Message != "" {
-		line += "  " + e.Message
+		line += "  " + FlagText(e.Message)
 	}
 	if p.live {
 		_, _ = fmt.Fprintf(p.w, "\r\033[K%s\n%s", colour(e.Phase, line), p.status())
@@ -350,6 +350,37 @@ func PrintPlan(w io.Writer, p *roll.Plan) {
 			for _, bl := range n.Blockers {
 				_, _ = fmt.Fprintf(w, "      blocker %s [%s]: %s\n", bl.Pod, bl.Kind, bl.Detail)
 			}
+		}
+	}
+}
+
+// PrintRecap writes the recap as text.
+func PrintRecap(w io.Writer, op *journal.Operation, rows []roll.RecapRow) {
+	_, _ = fmt.Fprintf(w, "\nROLL RECAP %s (%s) %s\n", op.ID, strings.ToLower(string(op.Status)), FlagText(op.Message))
+	order := []string{roll.PhaseCordon, roll.PhasePreNode, roll.PhaseDrain, roll.PhaseAction, roll.PhaseWait, roll.PhasePostNode, roll.PhaseUncordon}
+	for _, r := range rows {
+		var phases []string
+		for _, p := range order {
+			if d, ok := r.Phases[p]; ok {
+				phases = append(phases, p+"="+d)
+			}
+		}
+		_, _ = fmt.Fprintf(w, "%-28s : ok=%-3d changed=%-2d unreachable=%-2d failed=%-2d skipped=%-2d evicted=%-3d %s\n",
+			r.Node, r.OK, r.Changed, r.Unreachable, r.Failed, r.Skipped, r.Evicted, strings.Join(phases, " "))
+		if r.StillCordon {
+			_, _ = fmt.Fprintf(w, "%-28s   left cordoned: it was cordoned before the roll, not by hitless\n", "")
+		}
+		if len(r.Deleted) > 0 {
+			_, _ = fmt.Fprintf(w, "%-28s   deleted unmanaged pods (--force): %s\n", "", strings.Join(r.Deleted, ", "))
+		}
+		if r.Error != "" {
+			_, _ = fmt.Fprintf(w, "%-28s   error: %s\n", "", FlagText(r.Error))
+		}
+		for _, b := range r.Blockers {
+			_, _ = fmt.Fprintf(w, "%-28s   blocked by: %s\n", "", b)
+		}
+		for _, n := range r.Notes {
+			_, _ = fmt.Fprintf(w, "%-28s   note: %s\n", "", FlagText(n))
 		}
 	}
 }

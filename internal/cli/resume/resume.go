@@ -38,7 +38,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 			if err != nil {
 				return exitcode.BadInput(err)
 			}
-			opts := roll.Options{Spec: spec, Command: opcmd.CommandLine(), Yes: yes, In: streams.In, Prompt: streams.ErrOut}
+			opts := roll.Options{Spec: spec, Command: opcmd.CommandLine(), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes)}
 			return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, opcmd.Probing{OnBudget: "pause"})
 		},
 	}

@@ -74,7 +74,7 @@ or with --on-budget abort stops cleanly.`,
 			if err != nil {
 				return err
 			}
-			opts := core.Options{Spec: spec, Command: opcmd.CommandLine(), Yes: yes, DryRun: dry, In: streams.In, Prompt: streams.ErrOut}
+			opts := core.Options{Spec: spec, Command: opcmd.CommandLine(), DryRun: dry, Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes)}
 			return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, probing)
 		},
 	}

@@ -65,7 +65,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 				}
 				if len(args) == 1 {
 					op := rep.Operations[0]
-					roll.PrintRecap(w, op, roll.MakeRecap(op))
+					opcmd.PrintRecap(w, op, roll.MakeRecap(op))
 					_, _ = fmt.Fprintln(w, "\nNODE\tBATCH\tPHASE\tOUTCOME\tACTION RUNS\tRESUMED")
 					for _, n := range op.Nodes {
 						_, _ = fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\n", n.Name, n.Batch, n.Phase, n.Outcome, n.ActionRuns, n.Resumed)

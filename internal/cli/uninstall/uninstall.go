@@ -38,7 +38,7 @@ deleted and what remains; running it again continues.`,
 	fs.BoolVar(&f.Options.DryRun, "dry-run", false, "Print what would be deleted, in order, and change nothing")
 	fs.BoolVar(&f.Options.ForceNamespaces, "force-namespaces", false, "Delete the component's namespaces even with objects outside its inventory in them")
 	fs.DurationVar(&f.Options.FinalizerTimeout, "finalizer-timeout", 2*time.Minute, "How long to wait for each group of deleted objects to go")
-	fs.StringVar(&f.Options.BackupDir, "backup-dir", "", "Also write the objects backed up to a 0600 file in this directory")
+	fs.StringVar(&f.BackupDir, "backup-dir", "", "Also write the objects backed up to a 0600 file in this directory")
 	opcmd.AddComponentFlags(fs, &f, false)
 	return cmd
 }

@@ -42,8 +42,8 @@ resumed by running the same command again.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&f.Options.Source, "filename", "f", "", "The new release's manifests: a file, a directory of YAML or a kustomization directory")
-	fs.StringVar(&f.Options.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
+	fs.StringVarP(&f.Source, "filename", "f", "", "The new release's manifests: a file, a directory of YAML or a kustomization directory")
+	fs.StringVar(&f.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
 	fs.BoolVar(&f.Options.DryRun, "dry-run", false, "Print the plan, the customizations carried and the conflicts; change nothing")
 	opcmd.AddComponentFlags(fs, &f, true)
 	opcmd.AddPreferFlag(fs, &f)

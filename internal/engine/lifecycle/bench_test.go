@@ -39,13 +39,14 @@ func BenchmarkUpgrade(b *testing.B) {
 	env.AddNodes(b, 96, map[string]string{"bench": "upgrade"}) // 100 with the package's 4
 	v1, v2 := writeComponent(b, "bench", "1.0.0", 25, 0), writeComponent(b, "bench", "1.1.0", 25, 0)
 	c, requests := counting(b)
-	if _, err := lifecycle.Install(ctx, c, lifecycle.Options{Name: "bench", Source: v1, Command: "bench"}); err != nil {
+	if _, err := lifecycle.Install(ctx, c, lifecycle.Options{Name: "bench", Source: mustLoad(b, v1), Command: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
 		_, _ = lifecycle.Uninstall(context.Background(), c, lifecycle.Options{Name: "bench", Command: "bench"})
 	})
 
+	src2 := mustLoad(b, v2)
 	b.Run("hitless-upgrade", func(b *testing.B) {
 		phases := map[string]time.Duration{}
 		var total time.Duration
@@ -54,7 +55,7 @@ func BenchmarkUpgrade(b *testing.B) {
 		for range b.N {
 			start := time.Now()
 			before := requests.Load()
-			res, err := lifecycle.Upgrade(ctx, c, lifecycle.Options{Name: "bench", Source: v2, Batch: "10%", Command: "bench"})
+			res, err := lifecycle.Upgrade(ctx, c, lifecycle.Options{Name: "bench", Source: src2, Batch: "10%", Command: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -124,4 +125,13 @@ func BenchmarkUpgrade(b *testing.B) {
 		b.ReportMetric(total.Seconds()/float64(b.N), "s/upgrade")
 		b.ReportMetric(float64(reqs)/float64(b.N), "requests/upgrade")
 	})
+}
+
+func mustLoad(tb testing.TB, path string) *component.Source {
+	tb.Helper()
+	src, err := component.Load(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return src
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/component/apply"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
@@ -170,7 +171,7 @@ func (r *runner) inGroup(ctx context.Context, node, sel string) (bool, error) {
 	}
 	s, err := labels.Parse(sel)
 	if err != nil {
-		return false, &InputError{"--node-selector", fmt.Sprintf("%q: %v", sel, err)}
+		return false, &InputError{Field: "nodeSelectors", Msg: fmt.Sprintf("%q: %v", sel, err)}
 	}
 	n, err := r.c.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
@@ -184,7 +185,7 @@ func (r *runner) runRoll(ctx context.Context, rec *rollRecord) error {
 		r.res.Rolls = append(r.res.Rolls, RollSummary{DaemonSet: rec.DaemonSet, Group: groupName(rec.Group), Operation: rec.Operation, Nodes: rec.Spec.Nodes, Status: rec.Status})
 		return nil
 	}
-	res, err := r.opts.Roll(ctx, roll.Options{Spec: rec.Spec, Command: r.opts.Command, Yes: true, Lock: r.lock, Progress: r.opts.RollProgress})
+	res, err := r.opts.Roll(ctx, roll.Options{Spec: rec.Spec, Command: r.opts.Command, Approver: operation.ApproveKinds{operation.AskCanary}, Lock: r.lock, Progress: r.opts.RollProgress})
 	if res != nil && res.Operation != nil {
 		rec.Operation, rec.Status = res.Operation.ID, string(res.Operation.Status)
 		r.res.Rolls = append(r.res.Rolls, RollSummary{DaemonSet: rec.DaemonSet, Group: groupName(rec.Group), Operation: rec.Operation, Nodes: rec.Spec.Nodes, Status: rec.Status})

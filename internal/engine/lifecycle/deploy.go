@@ -52,14 +52,14 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return nil, err
 	}
 	if opts.Prefer != component.PreferNone && opts.Prefer != component.PreferUser && opts.Prefer != component.PreferVendor {
-		return nil, &InputError{"--prefer", fmt.Sprintf("%q: want vendor or user", opts.Prefer)}
+		return nil, &InputError{Field: "prefer", Msg: fmt.Sprintf("%q: want vendor or user", opts.Prefer)}
 	}
 	if _, _, err := roll.ParseBatch(opts.Batch); err != nil {
-		return nil, &InputError{"--batch", err.Error()}
+		return nil, &InputError{Field: "batch", Msg: err.Error()}
 	}
 	for _, sel := range opts.NodeSelectors {
 		if _, err := labels.Parse(sel); err != nil {
-			return nil, &InputError{"--node-selector", fmt.Sprintf("%q: %v", sel, err)}
+			return nil, &InputError{Field: "nodeSelectors", Msg: fmt.Sprintf("%q: %v", sel, err)}
 		}
 	}
 	store := release.NewStore(c.Client)
@@ -74,13 +74,13 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	var target *release.Revision
 	switch action {
 	case ActionInstall, ActionUpgrade:
-		if opts.Source == "" {
-			return nil, &InputError{"-f", "required: the component's manifests (file, directory or kustomization)"}
+		if opts.Source == nil {
+			return nil, &InputError{Field: "source", Msg: "required: the component's manifests (file, directory or kustomization)"}
 		}
 		if vendor, err = load(ctx, c.Client, opts.Source, opts.MixedVersions); err != nil {
 			return nil, err
 		}
-		sp.Source, sp.SourceDigest = opts.Source, digest(vendor)
+		sp.Source, sp.SourceDigest = opts.Source.Path, digest(vendor)
 	case ActionRollback:
 		if target, err = rollbackTarget(revs, current, opts.Revision); err != nil {
 			return nil, err
@@ -88,9 +88,9 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		vendor = release.Objects(target.Vendor)
 		sp.Revision = target.Number
 	}
-	if opts.From != "" {
+	if opts.From != nil {
 		if action != ActionUpgrade {
-			return nil, &InputError{"--from", "only upgrade takes --from"}
+			return nil, &InputError{Field: "from", Msg: "only upgrade takes `from`"}
 		}
 		if from, err = load(ctx, c.Client, opts.From, true); err != nil {
 			return nil, err
@@ -228,10 +228,10 @@ func rollbackTarget(revs []*release.Revision, current *release.Revision, n int) 
 	}
 	t := release.Find(revs, n)
 	if t == nil || len(t.Vendor) == 0 {
-		return nil, &InputError{"--revision", fmt.Sprintf("%d: no such revision (see hitless history --name %s)", n, current.Component)}
+		return nil, &InputError{Field: "revision", Msg: fmt.Sprintf("%d: no such revision (see hitless history --name %s)", n, current.Component)}
 	}
 	if t.Number == current.Number {
-		return nil, &InputError{"--revision", fmt.Sprintf("%d is the deployed revision", n)}
+		return nil, &InputError{Field: "revision", Msg: fmt.Sprintf("%d is the deployed revision", n)}
 	}
 	return t, nil
 }
@@ -246,7 +246,7 @@ func nextRevision(ctx context.Context, a *apply.Applier, action string, opts Opt
 	case action != ActionInstall && current == nil:
 		return nil, &StateError{Msg: fmt.Sprintf("%s is not installed by hitless; use hitless install first", opts.Name)}
 	}
-	rev := &release.Revision{Component: opts.Name, Number: release.Next(revs), Action: action, Command: opts.Command, Source: opts.Source, Created: time.Now().UTC(), Vendor: release.Maps(vendor)}
+	rev := &release.Revision{Component: opts.Name, Number: release.Next(revs), Action: action, Command: opts.Command, Source: sourcePath(opts.Source), Created: time.Now().UTC(), Vendor: release.Maps(vendor)}
 	desired := vendor
 	if current != nil {
 		user := from
@@ -505,8 +505,8 @@ func (r *runner) backup(ctx context.Context, objs []*unstructured.Unstructured) 
 		return nil, err
 	}
 	detail := []string{fmt.Sprintf("%d objects backed up in %s/%s", len(all), store.Namespace, release.BackupName(r.rev.Component, r.rev.Number))}
-	if r.opts.BackupDir != "" && len(all) > 0 {
-		path, err := writeBackupFile(r.opts.BackupDir, r.rev.Component, r.rev.Number, all)
+	if r.opts.OnBackup != nil && len(all) > 0 {
+		path, err := r.opts.OnBackup(ctx, r.rev.Component, r.rev.Number, all)
 		if err != nil {
 			return nil, err
 		}
@@ -596,4 +596,11 @@ func (r *runner) applyConfig(ctx context.Context, objs []*unstructured.Unstructu
 		}
 	}
 	return r.apply(ctx, objs, nil)
+}
+
+func sourcePath(src *component.Source) string {
+	if src == nil {
+		return ""
+	}
+	return src.Path
 }

@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -43,12 +43,12 @@ type Cluster struct {
 // action; the commands expose the ones that do.
 type Options struct {
 	Name string
-	// Source is the component's manifests (-f): file, directory or
-	// kustomization.
-	Source string
-	// From is the user's customized copy of the current release; without
-	// it the customizations are read from the cluster.
-	From string
+	// Source is the component's manifests, loaded (component.Load); the
+	// operation validates them against the cluster.
+	Source *component.Source
+	// From is the user's customized copy of the current release, loaded;
+	// without it the customizations are read from the cluster.
+	From *component.Source
 	// Revision is the revision a rollback restores (0: the previous one).
 	Revision int
 	Prefer   component.Prefer
@@ -62,9 +62,10 @@ type Options struct {
 	NodeSelectors []string
 	// Batch is the roll's batch: a count or a percentage.
 	Batch string
-	// BackupDir, when set, receives a 0600 YAML file of the objects
-	// backed up before they change.
-	BackupDir string
+	// OnBackup, when set, is given the objects backed up before they
+	// change, in the backup step (before anything changes), and returns
+	// where it kept them (the CLI's --backup-dir file).
+	OnBackup func(ctx context.Context, component string, revision int, objs []*unstructured.Unstructured) (string, error)
 	// Wait bounds each wait for readiness (default 5m).
 	Wait time.Duration
 	// FinalizerTimeout bounds the wait for deleted objects to go (default 2m).
@@ -101,10 +102,8 @@ func (o *Options) progressf(format string, args ...any) {
 	}
 }
 
-// InputError is bad input: the commands exit 2 on it.
-type InputError struct{ Field, Msg string }
-
-func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
+// InputError is bad input: Field names the option; the commands exit 2 on it.
+type InputError = operation.FieldError
 
 // StateError refuses an operation the component's state does not allow
 // (install of an installed component, upgrade of a missing one); nothing
@@ -115,10 +114,10 @@ func (e *StateError) Error() string { return e.Msg }
 
 func validateName(name string) error {
 	if name == "" {
-		return &InputError{"--name", "required"}
+		return &InputError{Field: "name", Msg: "required"}
 	}
 	if errs := validation.IsDNS1123Label(name); len(errs) > 0 || len(name) > 40 {
-		return &InputError{"--name", fmt.Sprintf("%q: want a DNS label of at most 40 characters", name)}
+		return &InputError{Field: "name", Msg: fmt.Sprintf("%q: want a DNS label of at most 40 characters", name)}
 	}
 	return nil
 }
@@ -207,12 +206,8 @@ type rollRecord struct {
 	Status    string    `json:"status,omitempty"`
 }
 
-// load reads and validates a source against the cluster: exit 2 material.
-func load(ctx context.Context, cs kubernetes.Interface, path string, mixed bool) ([]*unstructured.Unstructured, error) {
-	src, err := component.Load(path)
-	if err != nil {
-		return nil, err
-	}
+// load validates a loaded source against the cluster: exit 2 material.
+func load(ctx context.Context, cs kubernetes.Interface, src *component.Source, mixed bool) ([]*unstructured.Unstructured, error) {
 	scope, err := component.NewClusterScope(ctx, cs)
 	if err != nil {
 		return nil, err
@@ -226,23 +221,4 @@ func load(ctx context.Context, cs kubernetes.Interface, path string, mixed bool)
 	}
 	component.Normalize(objs)
 	return objs, nil
-}
-
-// writeBackupFile writes objs as YAML readable by the owner only.
-func writeBackupFile(dir, name string, n int, objs []*unstructured.Unstructured) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("creating backup directory %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-revision-%d-backup.yaml", name, n))
-	b, err := marshalYAML(objs)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return "", fmt.Errorf("writing backup %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil { // an older file keeps its mode on WriteFile
-		return "", err
-	}
-	return path, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/hitless-dev/hitless/internal/check/catalog"
 	"github.com/hitless-dev/hitless/internal/component"
@@ -189,7 +187,7 @@ func dataPlanes(objs []*unstructured.Unstructured, named []string) ([]string, er
 		}
 	}
 	for n := range want {
-		return nil, &InputError{"--data-plane", fmt.Sprintf("%s is not a DaemonSet of the component", n)}
+		return nil, &InputError{Field: "dataPlane", Msg: fmt.Sprintf("%s is not a DaemonSet of the component", n)}
 	}
 	sort.Strings(out)
 	return out, nil
@@ -278,19 +276,4 @@ func freeSlots(ctx context.Context, cs kubernetes.Interface) ([]string, error) {
 		}
 	}
 	return full, nil
-}
-
-func marshalYAML(objs []*unstructured.Unstructured) ([]byte, error) {
-	var b strings.Builder
-	for i, o := range objs {
-		if i > 0 {
-			b.WriteString("---\n")
-		}
-		y, err := yaml.Marshal(o.Object)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(y)
-	}
-	return []byte(b.String()), nil
 }

@@ -33,7 +33,7 @@ func (e *IncompleteError) Error() string {
 type OutsideError struct{ Objects []string }
 
 func (e *OutsideError) Error() string {
-	return fmt.Sprintf("the component's namespaces hold %d object(s) it did not create; nothing was changed (--force-namespaces deletes them with the namespaces):\n  %s", len(e.Objects), strings.Join(e.Objects, "\n  "))
+	return fmt.Sprintf("the component's namespaces hold %d object(s) it did not create; nothing was changed (`forceNamespaces` deletes them with the namespaces):\n  %s", len(e.Objects), strings.Join(e.Objects, "\n  "))
 }
 
 // Uninstall deletes exactly the component's inventory in reverse

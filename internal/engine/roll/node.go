@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+
 	knode "github.com/hitless-dev/hitless/internal/kube/node"
 
 	corev1 "k8s.io/api/core/v1"
@@ -238,7 +240,7 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 		r.event(ctx, name, "Cordoned", "hitless cordoned the node for operation "+env.Operation)
 		return nil
 	case PhasePreNode:
-		return r.hook(ctx, name, "pre-node", r.spec.PreNode, fmt.Sprintf("Stop routing requests to node %s (%s), then press Enter", name, env.NodeIP), env)
+		return r.hook(ctx, name, "pre-node", r.spec.PreNode, fmt.Sprintf("Stop routing requests to node %s (%s)", name, env.NodeIP), env)
 	case PhaseDrain:
 		res, err := drainNode(ctx, r.cs, name, r.spec, r.pdbChanged, r.budgetOf)
 		// Journaled with the next transition (or the failure), not in a
@@ -251,7 +253,7 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 		}
 		msg := fmt.Sprintf("hitless drained the node: %d pods evicted", len(res.Evicted))
 		if len(res.Deleted) > 0 {
-			msg += fmt.Sprintf("; unmanaged pods deleted under --force: %s", strings.Join(res.Deleted, ", "))
+			msg += fmt.Sprintf("; unmanaged pods deleted as forced: %s", strings.Join(res.Deleted, ", "))
 		}
 		r.event(ctx, name, "Drained", msg)
 		return nil
@@ -266,7 +268,7 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 		defer cancel()
 		return waitNodeHealthy(wctx, r.cs, r.nodes, name)
 	case PhasePostNode:
-		return r.hook(ctx, name, "post-node", r.spec.PostNode, fmt.Sprintf("Resume routing requests to node %s (%s), then press Enter", name, env.NodeIP), env)
+		return r.hook(ctx, name, "post-node", r.spec.PostNode, fmt.Sprintf("Resume routing requests to node %s (%s)", name, env.NodeIP), env)
 	case PhaseUncordon:
 		n := r.w.Snapshot().NodeByName(name)
 		if err := r.patchNode(ctx, name, "", n.CordonedByUs, false); err != nil {
@@ -312,18 +314,16 @@ func (r *runner) action(ctx context.Context, name string, env hookEnv) error {
 	return nil
 }
 
-// hook runs a pre- or post-node command, or with --confirm asks the
-// operator, one prompt at a time.
+// hook runs a pre- or post-node command, or with Confirm asks the
+// operator through the approver.
 func (r *runner) hook(ctx context.Context, name, which, command, question string, env hookEnv) error {
 	if r.spec.Confirm {
-		if r.in == nil || r.opts.Prompt == nil {
-			return fmt.Errorf("%s on node %s: --confirm needs a terminal to ask on", which, name)
-		}
-		r.prompt.Lock()
-		defer r.prompt.Unlock()
 		start := time.Now()
-		_, _ = fmt.Fprintf(r.opts.Prompt, "%s: ", question)
-		if _, err := readLine(ctx, r.in); err != nil {
+		kind := operation.AskPreNode
+		if which == "post-node" {
+			kind = operation.AskPostNode
+		}
+		if err := operation.Ask(ctx, r.opts.Approver, operation.Question{Kind: kind, Node: name, Text: question}); err != nil {
 			return fmt.Errorf("%s on node %s: no answer: %w", which, name, err)
 		}
 		return r.recordHook(ctx, name, journal.HookRecord{Name: which, Output: "confirmed by the operator", Took: time.Since(start).Round(time.Millisecond).String()})
@@ -448,7 +448,7 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 			final, outcome = PhaseSkipped, OutcomeSkipped
 		case OnDrainTimeoutUncordon:
 			final, outcome = PhasePending, ""
-			r.stop(fmt.Sprintf("paused: %s; uncordoned it (--on-drain-timeout uncordon); fix the blocker and re-run to resume", msg))
+			r.stop(fmt.Sprintf("paused: %s; uncordoned it (`onDrainTimeout` uncordon); fix the blocker and re-run to resume", msg))
 		}
 	case phase == PhaseWait:
 		if n, err := r.nodeObject(name); err == nil && !knode.Ready(n) {
@@ -491,7 +491,7 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 		failures := r.failures
 		r.mu.Unlock()
 		if failures >= r.spec.MaxFailures {
-			r.stop(fmt.Sprintf("%d node(s) failed (--max-failures %d); last: %s", failures, r.spec.MaxFailures, msg))
+			r.stop(fmt.Sprintf("%d node(s) failed (`maxFailures` %d); last: %s", failures, r.spec.MaxFailures, msg))
 		}
 	}
 	r.emit(Event{Node: name, Batch: r.batchOf(name), Phase: final, Message: msg})

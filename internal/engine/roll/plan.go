@@ -168,7 +168,7 @@ func selectNodes(ctx context.Context, cs kubernetes.Interface, spec Spec) ([]cor
 		for _, name := range spec.Nodes {
 			n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
-				return nil, &SpecError{"--nodes", fmt.Sprintf("node %q not found", name)}
+				return nil, &SpecError{Field: "nodes", Msg: fmt.Sprintf("node %q not found", name)}
 			}
 			if err != nil {
 				return nil, fmt.Errorf("reading node %s: %w", name, err)
@@ -182,7 +182,7 @@ func selectNodes(ctx context.Context, cs kubernetes.Interface, spec Spec) ([]cor
 		return nil, fmt.Errorf("listing nodes: %w", err)
 	}
 	if len(list.Items) == 0 {
-		return nil, &SpecError{"--selector", fmt.Sprintf("no node matches %q", spec.Selector)}
+		return nil, &SpecError{Field: "selector", Msg: fmt.Sprintf("no node matches %q", spec.Selector)}
 	}
 	return list.Items, nil
 }

@@ -1,9 +1,6 @@
 package roll
 
 import (
-	"fmt"
-	"io"
-	"strings"
 	"time"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
@@ -61,35 +58,4 @@ func MakeRecap(op *journal.Operation) []RecapRow {
 		rows = append(rows, row)
 	}
 	return rows
-}
-
-// PrintRecap writes the recap as text.
-func PrintRecap(w io.Writer, op *journal.Operation, rows []RecapRow) {
-	_, _ = fmt.Fprintf(w, "\nROLL RECAP %s (%s) %s\n", op.ID, strings.ToLower(string(op.Status)), op.Message)
-	order := []string{PhaseCordon, PhasePreNode, PhaseDrain, PhaseAction, PhaseWait, PhasePostNode, PhaseUncordon}
-	for _, r := range rows {
-		var phases []string
-		for _, p := range order {
-			if d, ok := r.Phases[p]; ok {
-				phases = append(phases, p+"="+d)
-			}
-		}
-		_, _ = fmt.Fprintf(w, "%-28s : ok=%-3d changed=%-2d unreachable=%-2d failed=%-2d skipped=%-2d evicted=%-3d %s\n",
-			r.Node, r.OK, r.Changed, r.Unreachable, r.Failed, r.Skipped, r.Evicted, strings.Join(phases, " "))
-		if r.StillCordon {
-			_, _ = fmt.Fprintf(w, "%-28s   left cordoned: it was cordoned before the roll, not by hitless\n", "")
-		}
-		if len(r.Deleted) > 0 {
-			_, _ = fmt.Fprintf(w, "%-28s   deleted unmanaged pods (--force): %s\n", "", strings.Join(r.Deleted, ", "))
-		}
-		if r.Error != "" {
-			_, _ = fmt.Fprintf(w, "%-28s   error: %s\n", "", r.Error)
-		}
-		for _, b := range r.Blockers {
-			_, _ = fmt.Fprintf(w, "%-28s   blocked by: %s\n", "", b)
-		}
-		for _, n := range r.Notes {
-			_, _ = fmt.Fprintf(w, "%-28s   note: %s\n", "", n)
-		}
-	}
 }

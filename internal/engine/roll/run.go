@@ -1,16 +1,16 @@
 package roll
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 
 	"github.com/hitless-dev/hitless/internal/kube/eviction"
 
@@ -40,13 +40,11 @@ type Options struct {
 	// Command is the command line, journaled and shown to whoever finds
 	// the lock held.
 	Command string
-	// Yes continues after the canary batch without asking.
-	Yes bool
 	// DryRun stops after the plan.
 	DryRun bool
-	// In answers --confirm prompts and the canary question; Prompt shows them.
-	In     io.Reader
-	Prompt io.Writer
+	// Approver answers the canary question and, with Spec.Confirm, the
+	// operator's pre- and post-node steps. Nil refuses them.
+	Approver operation.Approver
 	// Progress receives every transition. May be nil.
 	Progress func(Event)
 	// Gate, when set, is asked before each node starts; an error pauses
@@ -85,7 +83,7 @@ func (e *PlanBlockedError) Error() string {
 	for _, b := range e.Blockers {
 		parts = append(parts, fmt.Sprintf("%s [%s]", b.Pod, b.Kind))
 	}
-	return "the plan is blocked; nothing was changed: " + strings.Join(parts, ", ") + " (see the plan for why; --force deletes unmanaged pods, --delete-emptydir-data allows emptyDir loss)"
+	return "the plan is blocked; nothing was changed: " + strings.Join(parts, ", ") + " (see the plan for why; `force` deletes unmanaged pods, `deleteEmptyDirData` allows emptyDir loss)"
 }
 
 // IncompleteError reports a roll that ended without finishing every node.
@@ -138,9 +136,6 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 	}
 
 	r := &runner{cs: cs, spec: spec, opts: opts, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
-	if opts.In != nil {
-		r.in = bufio.NewReader(opts.In)
-	}
 	res := &Result{}
 	if existing != nil {
 		if err := r.resume(ctx, existing.ID); err != nil {
@@ -195,8 +190,6 @@ type runner struct {
 	failures int
 	paused   string // why the roll stops starting nodes, if it does
 	wake     chan struct{}
-	prompt   sync.Mutex
-	in       *bufio.Reader
 }
 
 func (r *runner) setPlan(plan *Plan) {
@@ -488,44 +481,12 @@ func (r *runner) confirmCanary(ctx context.Context) error {
 			return fmt.Errorf("canary node %s failed: %s", n.Name, n.Error)
 		}
 	}
-	if r.opts.Yes {
-		return nil
-	}
-	if r.in == nil || r.opts.Prompt == nil {
-		return errors.New("canary batch done: re-run with --yes to continue with the remaining nodes")
-	}
-	r.prompt.Lock()
-	defer r.prompt.Unlock()
-	_, _ = fmt.Fprintf(r.opts.Prompt, "Canary batch done (%s). Continue with the remaining %d batches? [y/N] ",
-		strings.Join(r.plan.Batches[0], ", "), len(r.plan.Batches)-1)
-	answer, err := readLine(ctx, r.in)
-	if err != nil || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(answer)), "y") {
-		return errors.New("stopped after the canary batch: re-run the same command (add --yes to skip the question) to continue")
+	q := operation.Question{Kind: operation.AskCanary,
+		Text: fmt.Sprintf("Canary batch done (%s). Continue with the remaining %d batches?", strings.Join(r.plan.Batches[0], ", "), len(r.plan.Batches)-1)}
+	if err := operation.Ask(ctx, r.opts.Approver, q); err != nil {
+		return fmt.Errorf("stopped after the canary batch: re-run the same command and approve it (`approve`) to continue: %w", err)
 	}
 	return nil
-}
-
-// readLine reads one line, giving up when ctx ends. One bufio.Reader
-// serves the whole run, so read-ahead is never lost between questions.
-func readLine(ctx context.Context, in *bufio.Reader) (string, error) {
-	type result struct {
-		s   string
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		s, err := in.ReadString('\n')
-		ch <- result{s, err}
-	}()
-	select {
-	case <-ctx.Done():
-		return "", ctx.Err()
-	case res := <-ch:
-		if res.err != nil && res.s == "" {
-			return "", res.err
-		}
-		return res.s, nil
-	}
 }
 
 func (r *runner) emit(e Event) {

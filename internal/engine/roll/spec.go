@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+
 	"github.com/hitless-dev/hitless/internal/kube/eviction"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -67,10 +69,8 @@ type Spec struct {
 	ActionTimeout time.Duration `json:"actionTimeout"`
 }
 
-// SpecError is bad input: Field names the flag.
-type SpecError struct{ Field, Msg string }
-
-func (e *SpecError) Error() string { return e.Field + ": " + e.Msg }
+// SpecError is bad input in a spec: Field names the spec field.
+type SpecError = operation.FieldError
 
 // Defaults fills unset fields.
 func (s *Spec) Defaults() {
@@ -101,61 +101,61 @@ func (s *Spec) Defaults() {
 // Validate checks the spec without touching the cluster.
 func (s *Spec) Validate() error {
 	if s.Selector != "" && len(s.Nodes) > 0 {
-		return &SpecError{"--selector", "give --selector or --nodes, not both"}
+		return &SpecError{Field: "selector", Msg: "give `selector` or `nodes`, not both"}
 	}
 	if s.Selector != "" {
 		if _, err := labels.Parse(s.Selector); err != nil {
-			return &SpecError{"--selector", fmt.Sprintf("%q: %v", s.Selector, err)}
+			return &SpecError{Field: "selector", Msg: fmt.Sprintf("%q: %v", s.Selector, err)}
 		}
 	}
 	for _, n := range s.Nodes {
 		if msgs := validation.IsDNS1123Subdomain(n); len(msgs) > 0 {
-			return &SpecError{"--nodes", fmt.Sprintf("%q is not a node name: %s", n, strings.Join(msgs, "; "))}
+			return &SpecError{Field: "nodes", Msg: fmt.Sprintf("%q is not a node name: %s", n, strings.Join(msgs, "; "))}
 		}
 	}
 	if _, _, err := ParseBatch(s.Batch); err != nil {
-		return &SpecError{"--batch", err.Error()}
+		return &SpecError{Field: "batch", Msg: err.Error()}
 	}
 	switch s.Order {
 	case OrderName, OrderZone, OrderControlPlaneLast:
 	default:
-		return &SpecError{"--order", fmt.Sprintf("%q: want name, zone or control-plane-last", s.Order)}
+		return &SpecError{Field: "order", Msg: fmt.Sprintf("%q: want name, zone or control-plane-last", s.Order)}
 	}
 	switch s.OnDrainTimeout {
 	case OnDrainTimeoutFail, OnDrainTimeoutSkip, OnDrainTimeoutUncordon:
 	default:
-		return &SpecError{"--on-drain-timeout", fmt.Sprintf("%q: want fail, skip or uncordon", s.OnDrainTimeout)}
+		return &SpecError{Field: "onDrainTimeout", Msg: fmt.Sprintf("%q: want fail, skip or uncordon", s.OnDrainTimeout)}
 	}
 	if s.Canary < 0 {
-		return &SpecError{"--canary", fmt.Sprintf("%d: must not be negative", s.Canary)}
+		return &SpecError{Field: "canary", Msg: fmt.Sprintf("%d: must not be negative", s.Canary)}
 	}
 	if s.MaxFailures < 1 {
-		return &SpecError{"--max-failures", fmt.Sprintf("%d: must be at least 1", s.MaxFailures)}
+		return &SpecError{Field: "maxFailures", Msg: fmt.Sprintf("%d: must be at least 1", s.MaxFailures)}
 	}
 	if s.DrainTimeout < 0 || s.ActionTimeout < 0 || s.EvictRetryDelay < 0 {
-		return &SpecError{"--drain-timeout", "durations must not be negative"}
+		return &SpecError{Field: "drainTimeout", Msg: "durations must not be negative"}
 	}
 	if s.RestartDaemonSet != "" {
 		ns, name, ok := strings.Cut(s.RestartDaemonSet, "/")
 		if !ok || validation.IsDNS1123Label(ns) != nil || validation.IsDNS1123Subdomain(name) != nil {
-			return &SpecError{"--restart-daemonset", fmt.Sprintf("%q: want NAMESPACE/NAME", s.RestartDaemonSet)}
+			return &SpecError{Field: "restartDaemonSet", Msg: fmt.Sprintf("%q: want NAMESPACE/NAME", s.RestartDaemonSet)}
 		}
 	}
 	for k, v := range s.SetNodeLabels {
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
-			return &SpecError{"--set-node-label", fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
+			return &SpecError{Field: "setNodeLabels", Msg: fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
 		}
 		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
-			return &SpecError{"--set-node-label", fmt.Sprintf("value %q: %s", v, strings.Join(msgs, "; "))}
+			return &SpecError{Field: "setNodeLabels", Msg: fmt.Sprintf("value %q: %s", v, strings.Join(msgs, "; "))}
 		}
 	}
 	for k := range s.WaitNodeAnnotation {
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
-			return &SpecError{"--wait-node-annotation", fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
+			return &SpecError{Field: "waitNodeAnnotation", Msg: fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
 		}
 	}
 	if s.Confirm && s.PreNode != "" {
-		return &SpecError{"--confirm", "give --confirm or --pre-node, not both: --confirm is the interactive pre-node step"}
+		return &SpecError{Field: "confirm", Msg: "give `confirm` or `preNode`, not both: `confirm` is the interactive pre-node step"}
 	}
 	return nil
 }

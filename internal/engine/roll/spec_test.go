@@ -16,18 +16,18 @@ func TestSpecValidate(t *testing.T) {
 		field string
 	}{
 		{"defaults are valid", Spec{}, ""},
-		{"selector and nodes", Spec{Selector: "a=b", Nodes: []string{"n1"}}, "--selector"},
-		{"bad selector", Spec{Selector: "a=(b"}, "--selector"},
-		{"bad node name", Spec{Nodes: []string{"Bad_Node"}}, "--nodes"},
-		{"zero batch", Spec{Batch: "0"}, "--batch"},
-		{"percent over 100", Spec{Batch: "150%"}, "--batch"},
-		{"batch not a number", Spec{Batch: "some"}, "--batch"},
-		{"unknown order", Spec{Order: "random"}, "--order"},
-		{"unknown drain timeout policy", Spec{OnDrainTimeout: "ignore"}, "--on-drain-timeout"},
-		{"negative canary", Spec{Canary: -1}, "--canary"},
-		{"daemonset without namespace", Spec{RestartDaemonSet: "vrouter"}, "--restart-daemonset"},
-		{"bad label key", Spec{SetNodeLabels: map[string]string{"bad key": "v"}}, "--set-node-label"},
-		{"confirm with pre-node", Spec{Confirm: true, PreNode: "true"}, "--confirm"},
+		{"selector and nodes", Spec{Selector: "a=b", Nodes: []string{"n1"}}, "selector"},
+		{"bad selector", Spec{Selector: "a=(b"}, "selector"},
+		{"bad node name", Spec{Nodes: []string{"Bad_Node"}}, "nodes"},
+		{"zero batch", Spec{Batch: "0"}, "batch"},
+		{"percent over 100", Spec{Batch: "150%"}, "batch"},
+		{"batch not a number", Spec{Batch: "some"}, "batch"},
+		{"unknown order", Spec{Order: "random"}, "order"},
+		{"unknown drain timeout policy", Spec{OnDrainTimeout: "ignore"}, "onDrainTimeout"},
+		{"negative canary", Spec{Canary: -1}, "canary"},
+		{"daemonset without namespace", Spec{RestartDaemonSet: "vrouter"}, "restartDaemonSet"},
+		{"bad label key", Spec{SetNodeLabels: map[string]string{"bad key": "v"}}, "setNodeLabels"},
+		{"confirm with pre-node", Spec{Confirm: true, PreNode: "true"}, "confirm"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,7 +24,7 @@ const (
 )
 
 // UnmanagedDetail is what a blocked unmanaged pod is told, in seed 003's words.
-const UnmanagedDetail = "Non managed pod exists: no ReplicationController, ReplicaSet, Job, DaemonSet or StatefulSet owns it; an eviction would delete it for good (--force deletes it)"
+const UnmanagedDetail = "Non managed pod exists: no ReplicationController, ReplicaSet, Job, DaemonSet or StatefulSet owns it; an eviction would delete it for good (`force` deletes it)"
 
 // controllerKinds recreate a pod elsewhere when it is evicted (or, for a
 // DaemonSet, the drain leaves it alone).
@@ -97,7 +97,7 @@ func Classify(p *corev1.Pod, opts Options) Decision {
 	}
 	for _, v := range p.Spec.Volumes {
 		if v.EmptyDir != nil {
-			b := &Blocker{Pod: ref, Kind: BlockEmptyDir, Detail: fmt.Sprintf("emptyDir volume %q: its data is lost on eviction (--delete-emptydir-data allows it)", v.Name)}
+			b := &Blocker{Pod: ref, Kind: BlockEmptyDir, Detail: fmt.Sprintf("emptyDir volume %q: its data is lost on eviction (`deleteEmptyDirData` allows it)", v.Name)}
 			return Decision{Evict: opts.DeleteEmptyDirData, Blocker: b}
 		}
 	}
