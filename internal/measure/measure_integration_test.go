@@ -152,7 +152,7 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // a quiet start
-	spec := roll.Spec{Selector: "node-role.kubernetes.io/worker", RestartDaemonSet: ns + "/vrouter", Batch: "1"}
+	spec := roll.Spec{Selector: "node-role.kubernetes.io/worker", Actions: []roll.ActionSpec{{Name: roll.ActionRestartDaemonSet, Params: []byte(`{"daemonSet":"` + ns + `/vrouter"}`)}}, Batch: "1"}
 	res, runErr := roll.Run(ctx, cs, roll.Options{Spec: spec, Command: "test",
 		Gate: live.Gate(measure.Budget{MaxOutage: 500 * time.Millisecond})})
 	rep, err := live.Stop(ctx, 15*time.Second)

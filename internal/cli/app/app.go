@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	rollcore "github.com/hitless-dev/hitless/internal/engine/roll"
+
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 
 	"github.com/spf13/cobra"
@@ -41,20 +43,36 @@ import (
 
 // Main runs hitless with the process's arguments and streams and returns
 // the exit code.
-func Main() int {
+func Main() int { return MainWith(Options{}) }
+
+// MainWith is Main with extensions (see RunWith).
+func MainWith(opts Options) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
-	return Run(ctx, filepath.Base(os.Args[0]), os.Args[1:], streams)
+	return RunWith(ctx, filepath.Base(os.Args[0]), os.Args[1:], streams, opts)
+}
+
+// Options extend the command tree.
+type Options struct {
+	// Actions is the registry of per-node actions `hitless roll --action`
+	// and `hitless resume` offer; nil is roll.DefaultActions.
+	Actions *rollcore.Actions
 }
 
 // Run executes the command line args as program name argv0 would and
 // returns the exit code. Errors are printed to streams.ErrOut.
 func Run(ctx context.Context, argv0 string, args []string, streams genericiooptions.IOStreams) int {
+	return RunWith(ctx, argv0, args, streams, Options{})
+}
+
+// RunWith is Run with extensions: a build of hitless with its own
+// per-node actions registered calls it.
+func RunWith(ctx context.Context, argv0 string, args []string, streams genericiooptions.IOStreams, opts Options) int {
 	// controller-runtime's client (under fluxcd/pkg/ssa) logs through its
 	// own root logger: it goes to klog like the rest.
 	ctrllog.SetLogger(klog.NewKlogr())
-	root, reached := NewRoot(argv0, streams)
+	root, reached := NewRoot(argv0, streams, opts)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -75,7 +93,10 @@ func Run(ctx context.Context, argv0 string, args []string, streams genericioopti
 
 // NewRoot builds the command tree. reached becomes true once a command's
 // own code starts, which tells usage errors from failures.
-func NewRoot(argv0 string, streams genericiooptions.IOStreams) (*cobra.Command, *bool) {
+func NewRoot(argv0 string, streams genericiooptions.IOStreams, opts Options) (*cobra.Command, *bool) {
+	if opts.Actions == nil {
+		opts.Actions = rollcore.DefaultActions()
+	}
 	reached := new(bool)
 	flags := genericclioptions.NewConfigFlags(true)
 	root := &cobra.Command{
@@ -110,9 +131,9 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		version.NewCommand(streams),
 		cluster.NewCommand(streams),
 		demo.NewCommand(streams),
-		roll.NewCommand(streams, flags),
+		roll.NewCommand(streams, flags, opts.Actions),
 		status.NewCommand(streams, flags),
-		resume.NewCommand(streams, flags),
+		resume.NewCommand(streams, flags, opts.Actions),
 		abort.NewCommand(streams, flags),
 		preflight.NewCommand(streams, flags),
 		postflight.NewCommand(streams, flags),

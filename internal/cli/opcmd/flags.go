@@ -39,6 +39,8 @@ func flagOf(field string) string {
 		return "--wait-node-annotation"
 	case "exec":
 		return "--exec"
+	case "actions":
+		return "--action"
 	case "preNode":
 		return "--pre-node"
 	case "postNode":

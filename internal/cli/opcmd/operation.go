@@ -178,6 +178,9 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 	}
 	pr := NewProbedRoll(cs, probing)
 	res, runErr := pr.Run(ctx, opts)
+	if res != nil && res.Operation != nil {
+		FlagJournal(res.Operation)
+	}
 	out := rollOutput{Result: res}
 	if len(pr.Reports) > 0 {
 		out.Probe = pr.Reports[0]
@@ -381,6 +384,20 @@ func PrintRecap(w io.Writer, op *journal.Operation, rows []roll.RecapRow) {
 		}
 		for _, n := range r.Notes {
 			_, _ = fmt.Fprintf(w, "%-28s   note: %s\n", "", FlagText(n))
+		}
+	}
+}
+
+// FlagJournal renders the spec fields an operation's journal names (its
+// message, its nodes' errors and notes) as the flags that set them, for
+// printing.
+func FlagJournal(op *journal.Operation) {
+	op.Message = FlagText(op.Message)
+	for i := range op.Nodes {
+		n := &op.Nodes[i]
+		n.Error = FlagText(n.Error)
+		for j := range n.Notes {
+			n.Notes[j] = FlagText(n.Notes[j])
 		}
 	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // NewCommand returns the `resume` command.
-func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) *cobra.Command {
 	var (
 		format output.Format
 		yes    bool
@@ -38,7 +38,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 			if err != nil {
 				return exitcode.BadInput(err)
 			}
-			opts := roll.Options{Spec: spec, Command: opcmd.CommandLine(), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes)}
+			opts := roll.Options{Spec: spec, Command: opcmd.CommandLine(), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes), Actions: actions}
 			return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, opcmd.Probing{OnBudget: "pause"})
 		},
 	}

@@ -1,6 +1,7 @@
 package roll
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -15,13 +16,17 @@ import (
 	core "github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
-// NewCommand returns the `roll` command.
-func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
+// NewCommand returns the `roll` command; actions is the registry of
+// per-node actions it offers.
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *core.Actions) *cobra.Command {
 	var (
 		spec      core.Spec
 		nodes     string
 		labels    []string
 		annots    []string
+		exec      string
+		restart   string
+		custom    []string
 		yes, dry  bool
 		format    output.Format
 		batchFlag string
@@ -64,17 +69,14 @@ or with --on-budget abort stops cleanly.`,
 				return err
 			}
 			var err error
-			if spec.SetNodeLabels, err = keyValues("--set-node-label", labels); err != nil {
-				return exitcode.BadInput(err)
-			}
-			if spec.WaitNodeAnnotation, err = keyValues("--wait-node-annotation", annots); err != nil {
+			if spec.Actions, err = actionSpecs(exec, restart, labels, annots, custom, spec.ActionTimeout); err != nil {
 				return exitcode.BadInput(err)
 			}
 			cs, err := opcmd.Client(getter)
 			if err != nil {
 				return err
 			}
-			opts := core.Options{Spec: spec, Command: opcmd.CommandLine(), DryRun: dry, Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes)}
+			opts := core.Options{Spec: spec, Command: opcmd.CommandLine(), DryRun: dry, Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes), Actions: actions}
 			return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, probing)
 		},
 	}
@@ -85,10 +87,11 @@ or with --on-budget abort stops cleanly.`,
 	f.StringVar(&batchFlag, "batch", "1", "Nodes unavailable at once: a count or a percentage (10%); nodes already NotReady or cordoned by others count")
 	f.StringVar(&spec.Order, "order", core.OrderName, "Node order: name, zone or control-plane-last")
 	f.IntVar(&spec.Canary, "canary", 0, "Roll this many nodes alone first, then ask before going on")
-	f.StringVar(&spec.Exec, "exec", "", "Action: a shell command run per node (HITLESS_NODE, HITLESS_NODE_IP, HITLESS_BATCH, HITLESS_OPERATION set)")
-	f.StringVar(&spec.RestartDaemonSet, "restart-daemonset", "", "Action: replace the pods of DaemonSet NAMESPACE/NAME on the node and wait for them Ready")
+	f.StringVar(&exec, "exec", "", "Action: a shell command run per node (HITLESS_NODE, HITLESS_NODE_IP, HITLESS_BATCH, HITLESS_OPERATION set)")
+	f.StringVar(&restart, "restart-daemonset", "", "Action: replace the pods of DaemonSet NAMESPACE/NAME on the node and wait for them Ready")
 	f.StringArrayVar(&labels, "set-node-label", nil, "Action: set a node label k=v (repeatable)")
 	f.StringArrayVar(&annots, "wait-node-annotation", nil, "Action: wait until the node has annotation k=v (repeatable)")
+	f.StringArrayVar(&custom, "action", nil, "Action: a registered per-node action NAME or NAME=PARAMS (PARAMS a JSON object), run after the actions above (repeatable; registered: "+strings.Join(actions.Names(), ", ")+")")
 	f.StringVar(&spec.PreNode, "pre-node", "", "Command run before draining each node")
 	f.StringVar(&spec.PostNode, "post-node", "", "Command run before uncordoning each node")
 	f.BoolVar(&spec.Confirm, "confirm", false, "Ask the operator before draining and before uncordoning each node (stop / resume routing)")
@@ -116,6 +119,53 @@ func keyValues(flag string, in []string) (map[string]string, error) {
 			return nil, fmt.Errorf("%s: %q is not key=value", flag, kv)
 		}
 		out[k] = v
+	}
+	return out, nil
+}
+
+// actionSpecs turns the action flags into the spec's actions, in the order
+// they run: --exec, --restart-daemonset, --set-node-label,
+// --wait-node-annotation, then each --action.
+func actionSpecs(exec, restart string, labels, annots, custom []string, timeout time.Duration) ([]core.ActionSpec, error) {
+	var out []core.ActionSpec
+	add := func(name string, params any) error {
+		a, err := core.NewAction(name, params)
+		out = append(out, a)
+		return err
+	}
+	if exec != "" {
+		if err := add(core.ActionExec, core.ExecParams{Command: exec, Timeout: timeout}); err != nil {
+			return nil, err
+		}
+	}
+	if restart != "" {
+		if err := add(core.ActionRestartDaemonSet, core.RestartParams{DaemonSet: restart}); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range []struct {
+		flag, name string
+		kvs        []string
+	}{{"--set-node-label", core.ActionSetNodeLabels, labels}, {"--wait-node-annotation", core.ActionWaitNodeAnnotation, annots}} {
+		values, err := keyValues(a.flag, a.kvs)
+		if err != nil {
+			return nil, err
+		}
+		if values != nil {
+			if err := add(a.name, core.LabelParams{Values: values}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, c := range custom {
+		name, params, _ := strings.Cut(c, "=")
+		if name == "" {
+			return nil, fmt.Errorf("--action %q: want NAME or NAME=PARAMS", c)
+		}
+		if params != "" && !json.Valid([]byte(params)) {
+			return nil, fmt.Errorf("--action %s: parameters %q are not JSON", name, params)
+		}
+		out = append(out, core.ActionSpec{Name: name, Params: json.RawMessage(params)})
 	}
 	return out, nil
 }

@@ -42,6 +42,9 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 			if err != nil {
 				return opcmd.Classify(err)
 			}
+			for _, op := range rep.Operations {
+				opcmd.FlagJournal(op)
+			}
 			return output.Print(streams.Out, format, rep, func(w io.Writer) error {
 				if rep.Lock != nil {
 					_, _ = fmt.Fprintf(w, "Lock held by %s, since %s\n\n", rep.Lock, rep.Lock.Started.Format(time.RFC3339))

@@ -147,7 +147,11 @@ func (r *runner) rollRecord(ctx context.Context, ref, sel string) (*rollRecord, 
 	if len(nodes) == 0 {
 		return nil, nil
 	}
-	rec := rollRecord{DaemonSet: ref, Group: sel, Spec: roll.Spec{Nodes: nodes, Batch: r.opts.Batch, Order: roll.OrderControlPlaneLast, RestartDaemonSet: ref, ActionTimeout: r.opts.Wait}}
+	restart, err := roll.NewAction(roll.ActionRestartDaemonSet, roll.RestartParams{DaemonSet: ref})
+	if err != nil {
+		return nil, err
+	}
+	rec := rollRecord{DaemonSet: ref, Group: sel, Spec: roll.Spec{Nodes: nodes, Batch: r.opts.Batch, Order: roll.OrderControlPlaneLast, Actions: []roll.ActionSpec{restart}, ActionTimeout: r.opts.Wait}}
 	r.st.Rolls = append(r.st.Rolls, rec)
 	if err := r.saveState(ctx); err != nil {
 		return nil, err

@@ -285,30 +285,14 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 func (r *runner) action(ctx context.Context, name string, env hookEnv) error {
 	actx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
 	defer cancel()
-	if r.spec.Exec != "" {
-		rec, err := runCommand(actx, "exec", r.spec.Exec, env, r.spec.ActionTimeout)
-		if uerr := r.recordHook(ctx, name, rec); uerr != nil {
-			return uerr
-		}
-		if err != nil {
+	t := Target{Client: r.cs, Node: name, NodeIP: env.NodeIP, Operation: env.Operation, Batch: env.Batch,
+		Record: func(rec journal.HookRecord) error { return r.recordHook(ctx, name, rec) },
+		Progress: func(msg string) {
+			r.emit(Event{Node: name, Batch: env.Batch, Phase: PhaseAction, Message: msg})
+		}}
+	for _, a := range r.actions {
+		if err := a.Run(actx, t); err != nil {
 			return err
-		}
-	}
-	if r.spec.RestartDaemonSet != "" {
-		n, err := restartDaemonSetPods(actx, r.cs, name, r.spec.RestartDaemonSet)
-		if err != nil {
-			return err
-		}
-		r.emit(Event{Node: name, Batch: env.Batch, Phase: PhaseAction, Message: fmt.Sprintf("replaced %d pods of DaemonSet %s", n, r.spec.RestartDaemonSet)})
-	}
-	if len(r.spec.SetNodeLabels) > 0 {
-		if err := setNodeLabels(actx, r.cs, name, r.spec.SetNodeLabels); err != nil {
-			return err
-		}
-	}
-	if len(r.spec.WaitNodeAnnotation) > 0 {
-		if err := waitNodeAnnotations(actx, r.cs, name, r.spec.WaitNodeAnnotation); err != nil {
-			return fmt.Errorf("waiting for node %s annotations %v: %w", name, r.spec.WaitNodeAnnotation, err)
 		}
 	}
 	return nil

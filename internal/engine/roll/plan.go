@@ -72,8 +72,16 @@ func (p PodRef) String() string { return p.Namespace + "/" + p.Name }
 type Blocker = eviction.Blocker
 
 // MakePlan selects and orders the nodes, lists what each drain evicts and
-// predicts blockers with server-side dry-run evictions. It changes nothing.
-func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, error) {
+// predicts blockers with server-side dry-run evictions; its estimate counts
+// the grace period of the DaemonSet pods the actions replace. It changes
+// nothing.
+func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec, actions []Action) (*Plan, error) {
+	restarts := map[string]bool{}
+	for _, a := range actions {
+		if r, ok := a.(DaemonSetRestarter); ok {
+			restarts[r.RestartsDaemonSet()] = true
+		}
+	}
 	nodes, err := selectNodes(ctx, cs, spec)
 	if err != nil {
 		return nil, err
@@ -116,7 +124,7 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec) (*Plan, e
 			switch {
 			case d.DaemonSet:
 				np.DaemonSetPods = append(np.DaemonSetPods, p.Namespace+"/"+p.Name)
-				if c := metav1.GetControllerOf(&p); c != nil && spec.RestartDaemonSet == p.Namespace+"/"+c.Name {
+				if c := metav1.GetControllerOf(&p); c != nil && restarts[p.Namespace+"/"+c.Name] {
 					restart = max(restart, time.Duration(grace(&p))*time.Second)
 				}
 			case blocker != nil && !evict:

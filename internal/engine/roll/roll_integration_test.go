@@ -39,7 +39,7 @@ const envRunCLI = "HITLESS_TEST_RUN_CLI"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envRunCLI) == "1" {
-		os.Exit(app.Main())
+		os.Exit(app.MainWith(app.Options{Actions: testActions()}))
 	}
 	os.Exit(env.Run(m))
 }
@@ -73,7 +73,7 @@ func hitless(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	args = append([]string{"--kubeconfig", env.Kubeconfig(t)}, args...)
-	code := app.Run(context.Background(), "hitless", args, genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	code := app.RunWith(context.Background(), "hitless", args, genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, app.Options{Actions: testActions()})
 	return code, out.String(), errOut.String()
 }
 
@@ -92,6 +92,15 @@ func cliProcess(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 
 func lastRoll(t *testing.T, cs kubernetes.Interface) *journal.Operation {
 	t.Helper()
+	op := lastRollOrNil(t, cs)
+	if op == nil {
+		t.Fatal("no roll journaled")
+	}
+	return op
+}
+
+func lastRollOrNil(t *testing.T, cs kubernetes.Interface) *journal.Operation {
+	t.Helper()
 	ops, err := journal.NewStore(cs).List(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +110,6 @@ func lastRoll(t *testing.T, cs kubernetes.Interface) *journal.Operation {
 			return op
 		}
 	}
-	t.Fatal("no roll journaled")
 	return nil
 }
 

@@ -51,6 +51,9 @@ type Options struct {
 	// the roll before that node, with the error as the reason (a
 	// disruption budget exceeded).
 	Gate func(ctx context.Context, next string) error
+	// Actions is the registry the spec's actions are found in; nil is
+	// DefaultActions.
+	Actions *Actions
 	// Lock, when set, is a cluster lock the caller already holds for the
 	// operation this roll is part of (a component upgrade); Run uses it
 	// instead of taking and releasing its own.
@@ -105,8 +108,15 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	if opts.Actions == nil {
+		opts.Actions = DefaultActions()
+	}
+	actions, err := opts.Actions.resolve(spec.Actions)
+	if err != nil {
+		return nil, err
+	}
 	if opts.DryRun {
-		plan, err := MakePlan(ctx, cs, spec)
+		plan, err := MakePlan(ctx, cs, spec, actions)
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +145,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		}()
 	}
 
-	r := &runner{cs: cs, spec: spec, opts: opts, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
+	r := &runner{cs: cs, spec: spec, opts: opts, actions: actions, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
 	res := &Result{}
 	if existing != nil {
 		if err := r.resume(ctx, existing.ID); err != nil {
@@ -143,7 +153,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		}
 		res.Resumed = true
 	} else {
-		plan, err := MakePlan(ctx, cs, spec)
+		plan, err := MakePlan(ctx, cs, spec, actions)
 		if err != nil {
 			return nil, err
 		}
@@ -170,8 +180,9 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 }
 
 type runner struct {
-	cs     kubernetes.Interface
-	spec   Spec
+	cs      kubernetes.Interface
+	spec    Spec
+	actions []Action
 	opts   Options
 	store  *journal.Store
 	lock   *lock.Lock

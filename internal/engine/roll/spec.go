@@ -49,13 +49,13 @@ type Spec struct {
 	Order  string `json:"order"`
 	Canary int    `json:"canary,omitempty"`
 
-	Exec               string            `json:"exec,omitempty"`
-	RestartDaemonSet   string            `json:"restartDaemonSet,omitempty"` // namespace/name
-	SetNodeLabels      map[string]string `json:"setNodeLabels,omitempty"`
-	WaitNodeAnnotation map[string]string `json:"waitNodeAnnotation,omitempty"`
-	PreNode            string            `json:"preNode,omitempty"`
-	PostNode           string            `json:"postNode,omitempty"`
-	Confirm            bool              `json:"confirm,omitempty"`
+	// Actions run on each node, in order, between its drain and the wait
+	// for it to be Ready: registered per-node actions (DefaultActions and
+	// what the caller registers).
+	Actions  []ActionSpec `json:"actions,omitempty"`
+	PreNode  string       `json:"preNode,omitempty"`
+	PostNode string       `json:"postNode,omitempty"`
+	Confirm  bool         `json:"confirm,omitempty"`
 
 	DrainTimeout       time.Duration `json:"drainTimeout"`
 	OnDrainTimeout     string        `json:"onDrainTimeout"`
@@ -135,25 +135,6 @@ func (s *Spec) Validate() error {
 	if s.DrainTimeout < 0 || s.ActionTimeout < 0 || s.EvictRetryDelay < 0 {
 		return &SpecError{Field: "drainTimeout", Msg: "durations must not be negative"}
 	}
-	if s.RestartDaemonSet != "" {
-		ns, name, ok := strings.Cut(s.RestartDaemonSet, "/")
-		if !ok || validation.IsDNS1123Label(ns) != nil || validation.IsDNS1123Subdomain(name) != nil {
-			return &SpecError{Field: "restartDaemonSet", Msg: fmt.Sprintf("%q: want NAMESPACE/NAME", s.RestartDaemonSet)}
-		}
-	}
-	for k, v := range s.SetNodeLabels {
-		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
-			return &SpecError{Field: "setNodeLabels", Msg: fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
-		}
-		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 {
-			return &SpecError{Field: "setNodeLabels", Msg: fmt.Sprintf("value %q: %s", v, strings.Join(msgs, "; "))}
-		}
-	}
-	for k := range s.WaitNodeAnnotation {
-		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
-			return &SpecError{Field: "waitNodeAnnotation", Msg: fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
-		}
-	}
 	if s.Confirm && s.PreNode != "" {
 		return &SpecError{Field: "confirm", Msg: "give `confirm` or `preNode`, not both: `confirm` is the interactive pre-node step"}
 	}
@@ -192,9 +173,7 @@ func (s *Spec) Hash() string {
 
 // HasAction reports whether the roll changes something on each node beyond
 // the drain.
-func (s *Spec) HasAction() bool {
-	return s.Exec != "" || s.RestartDaemonSet != "" || len(s.SetNodeLabels) > 0 || len(s.WaitNodeAnnotation) > 0
-}
+func (s *Spec) HasAction() bool { return len(s.Actions) > 0 }
 
 func (s *Spec) evictionOptions() eviction.Options {
 	return eviction.Options{Force: s.Force, DeleteEmptyDirData: s.DeleteEmptyDirData}

@@ -25,8 +25,10 @@ func TestSpecValidate(t *testing.T) {
 		{"unknown order", Spec{Order: "random"}, "order"},
 		{"unknown drain timeout policy", Spec{OnDrainTimeout: "ignore"}, "onDrainTimeout"},
 		{"negative canary", Spec{Canary: -1}, "canary"},
-		{"daemonset without namespace", Spec{RestartDaemonSet: "vrouter"}, "restartDaemonSet"},
-		{"bad label key", Spec{SetNodeLabels: map[string]string{"bad key": "v"}}, "setNodeLabels"},
+		{"daemonset without namespace", Spec{Actions: []ActionSpec{{Name: ActionRestartDaemonSet, Params: []byte(`{"daemonSet":"vrouter"}`)}}}, "restartDaemonSet"},
+		{"bad label key", Spec{Actions: []ActionSpec{{Name: ActionSetNodeLabels, Params: []byte(`{"values":{"bad key":"v"}}`)}}}, "setNodeLabels"},
+		{"unknown action", Spec{Actions: []ActionSpec{{Name: "reboot"}}}, "actions"},
+		{"unknown action parameter", Spec{Actions: []ActionSpec{{Name: ActionExec, Params: []byte(`{"command":"true","shell":"zsh"}`)}}}, "actions"},
 		{"confirm with pre-node", Spec{Confirm: true, PreNode: "true"}, "confirm"},
 	}
 	for _, tt := range tests {
@@ -34,6 +36,9 @@ func TestSpecValidate(t *testing.T) {
 			s := tt.spec
 			s.Defaults()
 			err := s.Validate()
+			if err == nil {
+				_, err = DefaultActions().resolve(s.Actions)
+			}
 			var se *SpecError
 			switch {
 			case tt.field == "" && err != nil:
@@ -72,7 +77,7 @@ func TestSpecHashIgnoresNodeOrder(t *testing.T) {
 		t.Error("the same nodes in another order must resume the same roll")
 	}
 	c := b
-	c.Exec = "true"
+	c.Actions = []ActionSpec{{Name: ActionExec, Params: []byte(`{"command":"true"}`)}}
 	if c.Hash() == b.Hash() {
 		t.Error("a different action must be a different roll")
 	}
