@@ -17,6 +17,7 @@ import (
 	"github.com/hitless-dev/hitless/examples"
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/release"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/measure"
@@ -112,29 +113,28 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	live, err := measure.Start(ctx, s.client, measure.Options{Rate: 100})
-	if err != nil {
+	// As `hitless upgrade --probe` does: one guard for the whole
+	// operation, its data-plane rolls gated by it.
+	session := measure.NewSession(s.client, &measure.GuardSpec{Rate: 100})
+	if err := session.Start(ctx); err != nil {
 		return "", err
 	}
 	time.Sleep(time.Second) // a quiet baseline before the first node
-	var rolled []*roll.Result
 	res, runErr := lifecycle.Upgrade(ctx, s.lifecycle(), lifecycle.Options{
 		Name: plugin, Source: loaded, Command: "hitless demo", Batch: "1", Wait: 3 * time.Minute,
+		Guard: session.Guard(), Guards: session.Guards(),
 		Progress: func(line string) { s.progressf("    %s %s", time.Now().Format("15:04:05.000"), line) },
 		RollProgress: func(e roll.Event) {
 			if e.Node != "" {
 				s.progressf("    %s   %-22s %s %s", e.Time.Format("15:04:05.000"), e.Node, e.Phase, e.Message)
 			}
 		},
-		Roll: func(ctx context.Context, ro roll.Options) (*roll.Result, error) {
-			r, err := roll.Run(ctx, s.client, ro)
-			if r != nil {
-				rolled = append(rolled, r)
-			}
-			return r, err
-		},
 	})
-	rep, err := live.Stop(context.WithoutCancel(ctx), 15*time.Second)
+	id, rolled := "", []*journal.Operation(nil)
+	if res != nil {
+		id, rolled = res.Operation, res.RollJournals
+	}
+	rep, err := session.Finish(ctx, id, rolled...)
 	if err != nil {
 		return "", err
 	}
@@ -142,9 +142,8 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 		return "", runErr
 	}
 	nodes := 0
-	for _, r := range rolled {
-		measure.Attribute(rep, r.Operation)
-		nodes += len(r.Operation.Nodes)
+	for _, op := range rolled {
+		nodes += len(op.Nodes)
 	}
 	s.report = filepath.Join(s.cluster.Dir, "disruption-report.html")
 	if err := measure.WriteHTML(s.report, rep); err != nil {

@@ -65,10 +65,17 @@ func overlap(aStart, aEnd, bStart, bEnd time.Time) time.Duration {
 	return e.Sub(s)
 }
 
-// Attribute ties every loss window of rep to the operation's steps.
-func Attribute(rep *Report, op *journal.Operation) {
-	rep.Operation = op.ID
-	rep.Steps = Steps(op, rep.Ended)
+// Attribute ties every loss window of rep to the steps of ops: an
+// operation id and the journals whose node steps it ran.
+func Attribute(rep *Report, id string, ops ...*journal.Operation) {
+	rep.Operation = id
+	rep.Steps = nil
+	for _, op := range ops {
+		if op != nil {
+			rep.Steps = append(rep.Steps, Steps(op, rep.Ended)...)
+		}
+	}
+	slices.SortFunc(rep.Steps, func(a, b Step) int { return a.Start.Compare(b.Start) })
 	rep.Windows = nil
 	for _, p := range rep.Paths {
 		for _, w := range p.Windows {

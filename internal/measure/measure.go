@@ -208,8 +208,8 @@ func summarize(paths []probe.Path) Summary {
 
 // Budget is the disruption an operation may cause.
 type Budget struct {
-	MaxOutage  time.Duration // longest outage on any path; 0 for no limit
-	MaxLossPct float64       // loss over all paths; 0 for no limit
+	MaxOutage  time.Duration `json:"maxOutage,omitempty"`  // longest outage on any path; 0 for no limit
+	MaxLossPct float64       `json:"maxLossPct,omitempty"` // loss over all paths; 0 for no limit
 }
 
 // Exceeded says why rep is over the budget, or "".

@@ -147,25 +147,24 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 	dataPlane(t, ns, 2)
 	cs := env.Client(t)
 	ctx := context.Background()
-	live, err := measure.Start(ctx, cs, measure.Options{Rate: 100})
+	guard, err := measure.StartGuard(ctx, cs, measure.GuardSpec{Rate: 100, Budget: measure.Budget{MaxOutage: 500 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // a quiet start
 	spec := roll.Spec{Selector: "node-role.kubernetes.io/worker", Actions: []roll.ActionSpec{{Name: roll.ActionRestartDaemonSet, Params: []byte(`{"daemonSet":"` + ns + `/vrouter"}`)}}, Batch: "1"}
-	res, runErr := roll.Run(ctx, cs, roll.Options{Spec: spec, Command: "test",
-		Gate: live.Gate(measure.Budget{MaxOutage: 500 * time.Millisecond})})
-	rep, err := live.Stop(ctx, 15*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, runErr := roll.Run(ctx, cs, roll.Options{Spec: spec, Command: "test", Guard: guard})
 	if res == nil || res.Operation == nil {
 		t.Fatalf("roll did not start: %v", runErr)
+	}
+	rep, err := guard.Stop(ctx, res.Operation.ID, res.Operation)
+	if err != nil {
+		t.Fatal(err)
 	}
 	op := res.Operation
 	first := res.Plan.Batches[0][0]
 	second := res.Plan.Batches[1][0]
-	if op.Status != journal.Paused || !strings.Contains(op.Message, "disruption budget exceeded before node "+second) || !strings.Contains(op.Message, "exceeds --max-outage 500ms") {
+	if op.Status != journal.Paused || !strings.Contains(op.Message, "disruption budget exceeded before node "+second) || !strings.Contains(op.Message, "exceeds `maxOutage` 500ms") {
 		t.Fatalf("roll %s: %q; want paused before %s by the budget", op.Status, op.Message, second)
 	}
 	for _, n := range op.Nodes {
@@ -173,7 +172,6 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 			t.Fatalf("node %s in phase %s: only %s should have run", n.Name, n.Phase, first)
 		}
 	}
-	measure.Attribute(rep, op)
 	if len(rep.Windows) == 0 {
 		t.Fatal("no loss window measured for the data-plane restart")
 	}
@@ -201,8 +199,44 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 			t.Errorf("HTML report lacks %q", want)
 		}
 	}
+	resumeKeepsProbing(t, op, res.Plan.Batches[1][0], res.Plan.Batches[2][0])
 	// Leave the cluster to the next test: abort the paused roll.
 	if _, err := roll.Abort(ctx, cs, op.ID, "test", time.Minute); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// resumeKeepsProbing resumes the roll the budget paused, as a user does,
+// with `hitless resume ID` and no probe flag: the journaled guard probes
+// the resumed run, ties the restart of the next node to its loss window,
+// and its budget pauses the roll again before the node after.
+func resumeKeepsProbing(t *testing.T, op *journal.Operation, next, after string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := app.Run(context.Background(), "hitless", []string{"--kubeconfig", env.Kubeconfig(t), "resume", op.ID, "-o", "json"},
+		genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb})
+	if code != 1 {
+		t.Fatalf("resume: exit %d, want 1 (paused again by the budget)\n%s\n%s", code, out.String(), errb.String())
+	}
+	var res struct {
+		Operation journal.Operation `json:"operation"`
+		Probe     *measure.Report   `json:"probe"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("resume output: %v\n%s", err, out.String())
+	}
+	if res.Operation.Status != journal.Paused || res.Operation.Runs != 2 || !strings.Contains(res.Operation.Message, "disruption budget exceeded before node "+after) {
+		t.Errorf("resumed roll %s run %d: %q; want paused again before %s by the budget", res.Operation.Status, res.Operation.Runs, res.Operation.Message, after)
+	}
+	if !strings.Contains(res.Operation.Message, "--max-outage 500ms") {
+		t.Errorf("the CLI names the flag of the budget: %q", res.Operation.Message)
+	}
+	if res.Probe == nil || len(res.Probe.Windows) == 0 {
+		t.Fatalf("the resumed roll was not probed: %+v", res.Probe)
+	}
+	for _, w := range res.Probe.Windows {
+		if w.Kind == "udp" && (w.Node != next || w.Phase != roll.PhaseAction) {
+			t.Errorf("resumed run's window %s -> %s attributed to %s of %s, want action of %s", w.From, w.To, w.Phase, w.Node, next)
+		}
 	}
 }

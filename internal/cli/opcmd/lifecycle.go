@@ -93,8 +93,11 @@ func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, gette
 	}
 	opts.Prefer = component.Prefer(f.Prefer)
 	opts.Command = CommandLine()
-	pr := NewProbedRoll(cs, f.Probing)
-	opts.Roll = pr.Run
+	session := f.Probing.Session(cs, opts.DryRun)
+	if err := session.Start(ctx); err != nil {
+		return ClassifyComponent(err)
+	}
+	opts.Guard, opts.Guards = session.Guard(), session.Guards()
 	if f.Format == output.Table {
 		progress := NewProgress(streams.ErrOut)
 		defer progress.Close()
@@ -102,7 +105,19 @@ func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, gette
 		opts.Progress = func(s string) { _, _ = fmt.Fprintf(streams.ErrOut, "%s %s\n", time.Now().Format("15:04:05.000"), s) }
 	}
 	res, runErr := run(ctx, lifecycle.Cluster{Client: cs, Config: cfg}, opts)
-	if err := pr.WriteReport(); err != nil && runErr == nil {
+	var reports []*measure.Report
+	if res != nil {
+		rep, err := session.Finish(ctx, res.Operation, res.RollJournals...)
+		if err == nil {
+			err = f.Probing.WriteReport(rep)
+		}
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+		if rep != nil {
+			reports = append(reports, rep)
+		}
+	} else if _, err := session.Finish(ctx, ""); err != nil && runErr == nil {
 		runErr = err
 	}
 	if res == nil {
@@ -111,10 +126,10 @@ func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, gette
 	out := struct {
 		*lifecycle.Result
 		Probe []*measure.Report `json:"probe,omitempty"`
-	}{res, pr.Reports}
+	}{res, reports}
 	perr := output.Print(streams.Out, f.Format, out, func(w io.Writer) error {
 		PrintComponent(w, res)
-		for _, rep := range pr.Reports {
+		for _, rep := range reports {
 			_, _ = fmt.Fprintln(w)
 			measure.PrintTable(w, rep)
 		}

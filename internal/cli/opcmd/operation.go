@@ -107,61 +107,22 @@ type rollOutput struct {
 	Probe *measure.Report `json:"probe,omitempty"`
 }
 
-// ProbedRoll runs rolls with the node agents measuring each: a budget
-// gates every node, --on-budget abort turns a budget pause into a clean
-// abort, and each report ties its loss windows to the journal's steps.
-type ProbedRoll struct {
-	cs      kubernetes.Interface
-	probing Probing
-	// Reports holds one disruption report per roll run, in order.
-	Reports []*measure.Report
+// Session returns the guard session the probe flags ask for: probing
+// the whole operation when --probe is given, else only a resumed
+// operation that was probed before. A dry run measures nothing.
+func (p *Probing) Session(cs kubernetes.Interface, dryRun bool) *measure.Session {
+	if !p.Enabled || dryRun {
+		return measure.NewSession(cs, nil)
+	}
+	return measure.NewSession(cs, &measure.GuardSpec{Rate: p.Options.Rate, Sample: p.Options.Sample, Budget: p.Budget, OnBudget: p.OnBudget})
 }
 
-// NewProbedRoll returns a runner of rolls measured as probing says.
-func NewProbedRoll(cs kubernetes.Interface, probing Probing) *ProbedRoll {
-	return &ProbedRoll{cs: cs, probing: probing}
-}
-
-// Run runs one roll, probed when probing is enabled and it is no dry run.
-func (p *ProbedRoll) Run(ctx context.Context, opts roll.Options) (*roll.Result, error) {
-	if !p.probing.Enabled || opts.DryRun {
-		return roll.Run(ctx, p.cs, opts)
-	}
-	live, err := measure.Start(ctx, p.cs, p.probing.Options)
-	if err != nil {
-		return nil, err
-	}
-	budgetHit := false // the gate paused the roll
-	gate := live.Gate(p.probing.Budget)
-	opts.Gate = func(ctx context.Context, next string) error {
-		err := gate(ctx, next)
-		budgetHit = budgetHit || err != nil
-		return err
-	}
-	res, runErr := roll.Run(ctx, p.cs, opts)
-	rep, err := live.Stop(context.WithoutCancel(ctx), 15*time.Second)
-	if err != nil {
-		return res, errors.Join(runErr, err)
-	}
-	if res != nil && res.Operation != nil {
-		if p.probing.OnBudget == "abort" && budgetHit && res.Operation.Status == journal.Paused {
-			op, err := roll.Abort(ctx, p.cs, res.Operation.ID, CommandLine(), 5*time.Minute)
-			if err == nil {
-				res.Operation = op
-			}
-		}
-		measure.Attribute(rep, res.Operation)
-	}
-	p.Reports = append(p.Reports, rep)
-	return res, runErr
-}
-
-// WriteReport writes the last report as HTML when --report was given.
-func (p *ProbedRoll) WriteReport() error {
-	if p.probing.Report == "" || len(p.Reports) == 0 {
+// WriteReport writes rep as HTML when --report was given.
+func (p *Probing) WriteReport(rep *measure.Report) error {
+	if p.Report == "" || rep == nil {
 		return nil
 	}
-	return measure.WriteHTML(p.probing.Report, p.Reports[len(p.Reports)-1])
+	return measure.WriteHTML(p.Report, rep)
 }
 
 // RunRoll runs a roll with progress on streams.ErrOut (table format only),
@@ -176,17 +137,27 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 		defer progress.Close()
 		opts.Progress = progress.Event
 	}
-	pr := NewProbedRoll(cs, probing)
-	res, runErr := pr.Run(ctx, opts)
+	session := probing.Session(cs, opts.DryRun)
+	if err := session.Start(ctx); err != nil {
+		return Classify(err)
+	}
+	opts.Guard, opts.Guards = session.Guard(), session.Guards()
+	res, runErr := roll.Run(ctx, cs, opts)
+	out := rollOutput{Result: res}
+	id, ops := "", []*journal.Operation(nil)
+	if res != nil && res.Operation != nil {
+		id, ops = res.Operation.ID, []*journal.Operation{res.Operation}
+	}
+	rep, err := session.Finish(ctx, id, ops...)
+	if err != nil {
+		return errors.Join(Classify(runErr), err)
+	}
+	out.Probe = rep
 	if res != nil && res.Operation != nil {
 		FlagJournal(res.Operation)
 	}
-	out := rollOutput{Result: res}
-	if len(pr.Reports) > 0 {
-		out.Probe = pr.Reports[0]
-		if err := pr.WriteReport(); err != nil {
-			return err
-		}
+	if err := probing.WriteReport(out.Probe); err != nil {
+		return err
 	}
 	if res == nil {
 		return Classify(runErr)

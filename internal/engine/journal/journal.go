@@ -63,7 +63,10 @@ type Operation struct {
 	SpecHash string          `json:"specHash"`
 	Spec     json.RawMessage `json:"spec"`
 	Plan     json.RawMessage `json:"plan,omitempty"`
-	Status   Status          `json:"status"`
+	// Guard is the spec of the guard (a probe session and its budget) the
+	// operation runs under, so a resume runs under it again.
+	Guard  json.RawMessage `json:"guard,omitempty"`
+	Status Status          `json:"status"`
 	Message  string          `json:"message,omitempty"`
 	Started  time.Time       `json:"started"`
 	Updated  time.Time       `json:"updated"`

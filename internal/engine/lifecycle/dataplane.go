@@ -189,8 +189,10 @@ func (r *runner) runRoll(ctx context.Context, rec *rollRecord) error {
 		r.res.Rolls = append(r.res.Rolls, RollSummary{DaemonSet: rec.DaemonSet, Group: groupName(rec.Group), Operation: rec.Operation, Nodes: rec.Spec.Nodes, Status: rec.Status})
 		return nil
 	}
-	res, err := r.opts.Roll(ctx, roll.Options{Spec: rec.Spec, Command: r.opts.Command, Approver: operation.ApproveKinds{operation.AskCanary}, Lock: r.lock, Progress: r.opts.RollProgress})
+	res, err := roll.Run(ctx, r.c.Client, roll.Options{Spec: rec.Spec, Command: r.opts.Command, Approver: operation.ApproveKinds{operation.AskCanary},
+		Lock: r.lock, Progress: r.opts.RollProgress, Guard: r.opts.Guard, Guards: r.opts.Guards})
 	if res != nil && res.Operation != nil {
+		r.res.RollJournals = append(r.res.RollJournals, res.Operation)
 		rec.Operation, rec.Status = res.Operation.ID, string(res.Operation.Status)
 		r.res.Rolls = append(r.res.Rolls, RollSummary{DaemonSet: rec.DaemonSet, Group: groupName(rec.Group), Operation: rec.Operation, Nodes: rec.Spec.Nodes, Status: rec.Status})
 		if serr := r.saveState(ctx); serr != nil && err == nil {

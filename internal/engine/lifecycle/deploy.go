@@ -18,6 +18,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 )
@@ -45,9 +46,6 @@ func Rollback(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 // plan, then run the journaled steps.
 func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Result, error) {
 	opts.defaults()
-	if opts.Roll == nil {
-		opts.Roll = func(ctx context.Context, ro roll.Options) (*roll.Result, error) { return roll.Run(ctx, c.Client, ro) }
-	}
 	if err := validateName(opts.Name); err != nil {
 		return nil, err
 	}
@@ -153,6 +151,11 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return res, nil
 	}
 
+	if existing != nil {
+		if opts.Guard, err = operation.Attach(ctx, opts.Guard, existing.Guard, opts.Guards); err != nil {
+			return res, err
+		}
+	}
 	id, lk, err := lockFor(ctx, c, action, existing, opts.Command)
 	if err != nil {
 		return res, err
@@ -376,6 +379,9 @@ func (r *runner) open(ctx context.Context, jstore *journal.Store, existing *jour
 	}
 	specJSON, _ := json.Marshal(sp)
 	op := &journal.Operation{ID: id, Kind: sp.Action, Command: r.opts.Command, SpecHash: sp.hash(), Spec: specJSON, Plan: stateJSON, Status: journal.Running, Started: time.Now().UTC(), Runs: 1}
+	if r.opts.Guard != nil {
+		op.Guard = r.opts.Guard.Spec()
+	}
 	if err := jstore.Create(ctx, op); err != nil {
 		return err
 	}

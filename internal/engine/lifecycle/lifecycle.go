@@ -75,9 +75,11 @@ type Options struct {
 	ForceNamespaces bool
 	DryRun          bool
 	Command         string
-	// Roll runs a data-plane roll; nil runs roll.Run. The commands wrap it
-	// to measure the disruption with probes.
-	Roll func(ctx context.Context, opts roll.Options) (*roll.Result, error)
+	// Guard, when set, watches the whole operation (a probe session and
+	// its budget): it is journaled and gates every node of the data-plane
+	// rolls. Guards starts the journaled one again for a resume without.
+	Guard  operation.Guard
+	Guards operation.Guards
 	// RollProgress receives the rolls' node events. May be nil.
 	RollProgress func(roll.Event)
 	// Progress receives one line per step. May be nil.
@@ -143,10 +145,13 @@ type Result struct {
 	// with why (finalizers).
 	Remaining []string `json:"remaining,omitempty"`
 	// Unavailable lists APIServices nothing serves yet.
-	Unavailable []string       `json:"unavailable,omitempty"`
-	Rolls       []RollSummary  `json:"rolls,omitempty"`
-	Backup      string         `json:"backup,omitempty"`
-	Steps       []journal.Step `json:"steps,omitempty"`
+	Unavailable []string      `json:"unavailable,omitempty"`
+	Rolls       []RollSummary `json:"rolls,omitempty"`
+	// RollJournals are the journals of the data-plane rolls this run ran,
+	// for the guard's report.
+	RollJournals []*journal.Operation `json:"-"`
+	Backup       string               `json:"backup,omitempty"`
+	Steps        []journal.Step       `json:"steps,omitempty"`
 }
 
 // RollSummary is one data-plane roll.

@@ -47,10 +47,13 @@ type Options struct {
 	Approver operation.Approver
 	// Progress receives every transition. May be nil.
 	Progress func(Event)
-	// Gate, when set, is asked before each node starts; an error pauses
+	// Guard, when set, is asked before each node starts; an error pauses
 	// the roll before that node, with the error as the reason (a
-	// disruption budget exceeded).
-	Gate func(ctx context.Context, next string) error
+	// disruption budget exceeded), or aborts it when the guard says so.
+	// It is journaled, and a resume without one starts it again through
+	// Guards.
+	Guard  operation.Guard
+	Guards operation.Guards
 	// Actions is the registry the spec's actions are found in; nil is
 	// DefaultActions.
 	Actions *Actions
@@ -148,6 +151,9 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 	r := &runner{cs: cs, spec: spec, opts: opts, actions: actions, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
 	res := &Result{}
 	if existing != nil {
+		if r.opts.Guard, err = operation.Attach(ctx, opts.Guard, existing.Guard, opts.Guards); err != nil {
+			return nil, err
+		}
 		if err := r.resume(ctx, existing.ID); err != nil {
 			return nil, err
 		}
@@ -200,6 +206,8 @@ type runner struct {
 	inflight map[string]bool
 	failures int
 	paused   string // why the roll stops starting nodes, if it does
+	// guardStopped is true when the guard stopped the roll.
+	guardStopped bool
 	wake     chan struct{}
 }
 
@@ -223,6 +231,9 @@ func (r *runner) create(ctx context.Context, id string, plan *Plan) error {
 	op := &journal.Operation{
 		ID: id, Kind: Kind, Command: r.opts.Command, SpecHash: r.spec.Hash(), Spec: specJSON, Plan: planJSON,
 		Status: journal.Running, Started: time.Now().UTC(), Runs: 1,
+	}
+	if r.opts.Guard != nil {
+		op.Guard = r.opts.Guard.Spec()
 	}
 	for _, n := range plan.Nodes {
 		op.Nodes = append(op.Nodes, journal.Node{Name: n.Name, Batch: n.Batch, Phase: PhasePending})
@@ -307,8 +318,9 @@ func (r *runner) execute(ctx context.Context) error {
 				r.stop(err.Error())
 				break
 			}
-			if r.opts.Gate != nil {
-				if err := r.opts.Gate(ctx, name); err != nil {
+			if r.opts.Guard != nil {
+				if err := r.opts.Guard.Check(ctx, name); err != nil {
+					r.guardStopped = true
 					r.stop(err.Error())
 					r.emit(Event{Time: time.Now(), Node: name, Batch: bi, Phase: PhasePending, Message: "paused: " + err.Error()})
 					break
@@ -339,6 +351,11 @@ func (r *runner) execute(ctx context.Context) error {
 		return r.finish(cleanup, journal.Interrupted, err.Error())
 	}
 	if why := r.stopped(); why != "" {
+		if r.guardStopped && r.opts.Guard.Aborts() {
+			// Every node in flight has finished and none is left
+			// cordoned: stopping here is a clean abort.
+			return r.finish(cleanup, journal.Aborted, "aborted by its guard: "+why)
+		}
 		status := journal.Failed
 		if r.failures < r.spec.MaxFailures {
 			status = journal.Paused
