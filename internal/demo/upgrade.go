@@ -17,7 +17,6 @@ import (
 	"github.com/hitless-dev/hitless/examples"
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/release"
-	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/measure"
@@ -130,11 +129,11 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 			}
 		},
 	})
-	id, rolled := "", []*journal.Operation(nil)
+	id, steps := "", []measure.Steps(nil)
 	if res != nil {
-		id, rolled = res.Operation, res.RollJournals
+		id, steps = res.Operation, []measure.Steps{res}
 	}
-	rep, err := session.Finish(ctx, id, rolled...)
+	rep, err := session.Finish(ctx, id, steps...)
 	if err != nil {
 		return "", err
 	}
@@ -142,8 +141,8 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 		return "", runErr
 	}
 	nodes := 0
-	for _, op := range rolled {
-		nodes += len(op.Nodes)
+	for _, op := range res.RollJournals {
+		nodes += len(op.Record.Nodes)
 	}
 	s.report = filepath.Join(s.cluster.Dir, "disruption-report.html")
 	if err := measure.WriteHTML(s.report, rep); err != nil {

@@ -11,12 +11,7 @@ import (
 )
 
 // Step is one node's phase in an operation.
-type Step struct {
-	Node  string    `json:"node"`
-	Phase string    `json:"phase"`
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
-}
+type Step journal.Span
 
 // Attributed is a loss window and the step that overlapped it.
 type Attributed struct {
@@ -35,20 +30,9 @@ type Attributed struct {
 	OnPath bool `json:"onPath"`
 }
 
-// Steps lists an operation's node phases from its journal.
-func Steps(op *journal.Operation, now time.Time) []Step {
-	var out []Step
-	for _, n := range op.Nodes {
-		for _, ph := range n.Phases {
-			end := now
-			if ph.Finished != nil {
-				end = *ph.Finished
-			}
-			out = append(out, Step{Node: n.Name, Phase: ph.Name, Start: ph.Started, End: end})
-		}
-	}
-	slices.SortFunc(out, func(a, b Step) int { return a.Start.Compare(b.Start) })
-	return out
+// Steps are the node phases of the operations a report is tied to.
+type Steps interface {
+	Spans(now time.Time) []journal.Span
 }
 
 func overlap(aStart, aEnd, bStart, bEnd time.Time) time.Duration {
@@ -65,14 +49,14 @@ func overlap(aStart, aEnd, bStart, bEnd time.Time) time.Duration {
 	return e.Sub(s)
 }
 
-// Attribute ties every loss window of rep to the steps of ops: an
-// operation id and the journals whose node steps it ran.
-func Attribute(rep *Report, id string, ops ...*journal.Operation) {
+// Attribute ties every loss window of rep to the node phases of ops (an
+// operation and the rolls it ran), under the operation's id.
+func Attribute(rep *Report, id string, ops ...Steps) {
 	rep.Operation = id
 	rep.Steps = nil
 	for _, op := range ops {
-		if op != nil {
-			rep.Steps = append(rep.Steps, Steps(op, rep.Ended)...)
+		for _, sp := range op.Spans(rep.Ended) {
+			rep.Steps = append(rep.Steps, Step(sp))
 		}
 	}
 	slices.SortFunc(rep.Steps, func(a, b Step) int { return a.Start.Compare(b.Start) })

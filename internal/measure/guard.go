@@ -9,7 +9,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 )
 
@@ -95,7 +94,7 @@ func (g *Guard) Hit() bool { return g.hit.Load() }
 // Stop ends the session and returns its report, every loss window tied
 // to the step of ops (the operation and the rolls inside it) that
 // overlapped it; id names the operation.
-func (g *Guard) Stop(ctx context.Context, id string, ops ...*journal.Operation) (*Report, error) {
+func (g *Guard) Stop(ctx context.Context, id string, ops ...Steps) (*Report, error) {
 	rep, err := g.live.Stop(context.WithoutCancel(ctx), 15*time.Second)
 	if err != nil {
 		return nil, err
@@ -149,7 +148,7 @@ func (s *Session) Guards() operation.Guards {
 
 // Finish stops the guard, if one ran, and returns its report tied to
 // ops; nil when nothing was measured.
-func (s *Session) Finish(ctx context.Context, id string, ops ...*journal.Operation) (*Report, error) {
+func (s *Session) Finish(ctx context.Context, id string, ops ...Steps) (*Report, error) {
 	if s.guard == nil {
 		return nil, nil
 	}

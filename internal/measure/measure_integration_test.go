@@ -157,7 +157,7 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 	if res == nil || res.Operation == nil {
 		t.Fatalf("roll did not start: %v", runErr)
 	}
-	rep, err := guard.Stop(ctx, res.Operation.ID, res.Operation)
+	rep, err := guard.Stop(ctx, res.Operation.ID, &res.Operation.Record)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 	if op.Status != journal.Paused || !strings.Contains(op.Message, "disruption budget exceeded before node "+second) || !strings.Contains(op.Message, "exceeds `maxOutage` 500ms") {
 		t.Fatalf("roll %s: %q; want paused before %s by the budget", op.Status, op.Message, second)
 	}
-	for _, n := range op.Nodes {
+	for _, n := range op.Record.Nodes {
 		if (n.Name == first) != (n.Phase == roll.PhaseDone) {
 			t.Fatalf("node %s in phase %s: only %s should have run", n.Name, n.Phase, first)
 		}
@@ -210,7 +210,7 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 // with `hitless resume ID` and no probe flag: the journaled guard probes
 // the resumed run, ties the restart of the next node to its loss window,
 // and its budget pauses the roll again before the node after.
-func resumeKeepsProbing(t *testing.T, op *journal.Operation, next, after string) {
+func resumeKeepsProbing(t *testing.T, op *roll.Journal, next, after string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := app.Run(context.Background(), "hitless", []string{"--kubeconfig", env.Kubeconfig(t), "resume", op.ID, "-o", "json"},
@@ -219,8 +219,8 @@ func resumeKeepsProbing(t *testing.T, op *journal.Operation, next, after string)
 		t.Fatalf("resume: exit %d, want 1 (paused again by the budget)\n%s\n%s", code, out.String(), errb.String())
 	}
 	var res struct {
-		Operation journal.Operation `json:"operation"`
-		Probe     *measure.Report   `json:"probe"`
+		Operation roll.Journal    `json:"operation"`
+		Probe     *measure.Report `json:"probe"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		t.Fatalf("resume output: %v\n%s", err, out.String())

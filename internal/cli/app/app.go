@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 	rollcore "github.com/hitless-dev/hitless/internal/engine/roll"
 
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
@@ -58,6 +60,9 @@ type Options struct {
 	// Actions is the registry of per-node actions `hitless roll --action`
 	// and `hitless resume` offer; nil is roll.DefaultActions.
 	Actions *rollcore.Actions
+	// Kinds are further kinds of operation for resume, abort and status,
+	// beside the roll and the component operations.
+	Kinds []operation.Kind
 }
 
 // Run executes the command line args as program name argv0 would and
@@ -74,6 +79,7 @@ func RunWith(ctx context.Context, argv0 string, args []string, streams genericio
 	ctrllog.SetLogger(klog.NewKlogr())
 	root, reached := NewRoot(argv0, streams, opts)
 	root.SetArgs(args)
+	root.Annotations[opcmd.AnnotationArgs] = opcmd.Quote(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitcode.OK
@@ -97,6 +103,13 @@ func NewRoot(argv0 string, streams genericiooptions.IOStreams, opts Options) (*c
 	if opts.Actions == nil {
 		opts.Actions = rollcore.DefaultActions()
 	}
+	kinds, kindsErr := operation.NewRegistry(append(append([]operation.Kind{rollcore.OperationKind()}, lifecycle.OperationKinds()...), opts.Kinds...)...)
+	rerun := func(ctx context.Context, args []string) error {
+		root, _ := NewRoot(argv0, streams, opts)
+		root.SetArgs(args)
+		root.Annotations[opcmd.AnnotationArgs] = opcmd.Quote(args)
+		return root.ExecuteContext(ctx)
+	}
 	reached := new(bool)
 	flags := genericclioptions.NewConfigFlags(true)
 	root := &cobra.Command{
@@ -113,12 +126,13 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			*reached = true
-			return nil
+			return kindsErr
 		},
 	}
+	root.Annotations = map[string]string{}
 	if strings.HasPrefix(argv0, "kubectl-") {
 		// Invoked as a kubectl plugin: `kubectl hitless ...`.
-		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl hitless"}
+		root.Annotations[cobra.CommandDisplayNameAnnotation] = "kubectl hitless"
 	}
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
@@ -132,9 +146,9 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		cluster.NewCommand(streams),
 		demo.NewCommand(streams),
 		roll.NewCommand(streams, flags, opts.Actions),
-		status.NewCommand(streams, flags),
-		resume.NewCommand(streams, flags, opts.Actions),
-		abort.NewCommand(streams, flags),
+		status.NewCommand(streams, flags, kinds),
+		resume.NewCommand(streams, flags, kinds, rerun),
+		abort.NewCommand(streams, flags, kinds),
 		preflight.NewCommand(streams, flags),
 		postflight.NewCommand(streams, flags),
 		checks.NewCommand(streams, flags),

@@ -23,7 +23,7 @@ values are never printed. Nothing changes.`,
 		Example: `  hitless diff -f ./sample-plugin/v2 --name contrail`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return opcmd.RunComponent(cmd.Context(), streams, getter, &f, lifecycle.Diff)
+			return opcmd.RunComponent(cmd, streams, getter, &f, lifecycle.Diff)
 		},
 	}
 	fs := cmd.Flags()

@@ -33,7 +33,7 @@ same command again.`,
   hitless install -f antrea.yml --name antrea --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return opcmd.RunComponent(cmd.Context(), streams, getter, &f, lifecycle.Install)
+			return opcmd.RunComponent(cmd, streams, getter, &f, lifecycle.Install)
 		},
 	}
 	fs := cmd.Flags()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -62,8 +63,9 @@ func AddPreferFlag(fs *pflag.FlagSet, f *ComponentFlags) {
 // data-plane rolls measured when --probe is given, then the result as a
 // report (table) or JSON/YAML on streams.Out. The operation's error wins
 // over a printing error, with its exit code.
-func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, f *ComponentFlags,
+func RunComponent(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, f *ComponentFlags,
 	run func(ctx context.Context, c lifecycle.Cluster, opts lifecycle.Options) (*lifecycle.Result, error)) error {
+	ctx := cmd.Context()
 	if f.Probing.OnBudget == "" {
 		f.Probing.OnBudget = "pause" // the commands without the probe flags
 	}
@@ -92,7 +94,7 @@ func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, gette
 		}
 	}
 	opts.Prefer = component.Prefer(f.Prefer)
-	opts.Command = CommandLine()
+	opts.Command = CommandLine(cmd)
 	session := f.Probing.Session(cs, opts.DryRun)
 	if err := session.Start(ctx); err != nil {
 		return ClassifyComponent(err)
@@ -107,7 +109,7 @@ func RunComponent(ctx context.Context, streams genericiooptions.IOStreams, gette
 	res, runErr := run(ctx, lifecycle.Cluster{Client: cs, Config: cfg}, opts)
 	var reports []*measure.Report
 	if res != nil {
-		rep, err := session.Finish(ctx, res.Operation, res.RollJournals...)
+		rep, err := session.Finish(ctx, res.Operation, res)
 		if err == nil {
 			err = f.Probing.WriteReport(rep)
 		}

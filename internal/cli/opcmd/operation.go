@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -144,9 +144,9 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 	opts.Guard, opts.Guards = session.Guard(), session.Guards()
 	res, runErr := roll.Run(ctx, cs, opts)
 	out := rollOutput{Result: res}
-	id, ops := "", []*journal.Operation(nil)
+	id, ops := "", []measure.Steps(nil)
 	if res != nil && res.Operation != nil {
-		id, ops = res.Operation.ID, []*journal.Operation{res.Operation}
+		id, ops = res.Operation.ID, []measure.Steps{&res.Operation.Record}
 	}
 	rep, err := session.Finish(ctx, id, ops...)
 	if err != nil {
@@ -181,10 +181,76 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 	return perr
 }
 
-// CommandLine returns how this process was invoked, for the journal and
-// the lock.
-func CommandLine() string {
-	return strings.Join(append([]string{"hitless"}, os.Args[1:]...), " ")
+// AnnotationArgs holds, on the root command, the arguments it runs with
+// (shell-quoted), which the journal and the lock record.
+const AnnotationArgs = "hitless.dev/args"
+
+// CommandLine returns how cmd's tree was invoked, for the journal and the
+// lock: "hitless" and the arguments, each shell-quoted so that resume can
+// run it again.
+func CommandLine(cmd *cobra.Command) string {
+	args := cmd.Root().Annotations[AnnotationArgs]
+	if args == "" {
+		return "hitless"
+	}
+	return "hitless " + args
+}
+
+// Quote joins args into one line a shell (and SplitCommand) reads back.
+func Quote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = quote(a)
+	}
+	return strings.Join(out, " ")
+}
+
+func quote(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+}
+
+// SplitCommand splits a line written by Quote into its arguments.
+func SplitCommand(line string) ([]string, error) {
+	var (
+		out    []string
+		cur    strings.Builder
+		inWord bool
+		quoted bool
+	)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case quoted && c == '\'':
+			quoted = false
+		case quoted:
+			cur.WriteByte(c)
+		case c == '\'':
+			quoted, inWord = true, true
+		case c == '\\' && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+			inWord = true
+		case c == ' ':
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quoted {
+		return nil, fmt.Errorf("unterminated quote in %q", line)
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out, nil
 }
 
 // Progress prints a roll's transitions: plain timestamped lines, and on a
@@ -329,7 +395,7 @@ func PrintPlan(w io.Writer, p *roll.Plan) {
 }
 
 // PrintRecap writes the recap as text.
-func PrintRecap(w io.Writer, op *journal.Operation, rows []roll.RecapRow) {
+func PrintRecap(w io.Writer, op *roll.Journal, rows []roll.RecapRow) {
 	_, _ = fmt.Fprintf(w, "\nROLL RECAP %s (%s) %s\n", op.ID, strings.ToLower(string(op.Status)), FlagText(op.Message))
 	order := []string{roll.PhaseCordon, roll.PhasePreNode, roll.PhaseDrain, roll.PhaseAction, roll.PhaseWait, roll.PhasePostNode, roll.PhaseUncordon}
 	for _, r := range rows {
@@ -362,10 +428,10 @@ func PrintRecap(w io.Writer, op *journal.Operation, rows []roll.RecapRow) {
 // FlagJournal renders the spec fields an operation's journal names (its
 // message, its nodes' errors and notes) as the flags that set them, for
 // printing.
-func FlagJournal(op *journal.Operation) {
+func FlagJournal(op *roll.Journal) {
 	op.Message = FlagText(op.Message)
-	for i := range op.Nodes {
-		n := &op.Nodes[i]
+	for i := range op.Record.Nodes {
+		n := &op.Record.Nodes[i]
 		n.Error = FlagText(n.Error)
 		for j := range n.Notes {
 			n.Notes[j] = FlagText(n.Notes[j])

@@ -1,7 +1,12 @@
 package resume
 
 import (
+	"context"
+	"errors"
+	"fmt"
+
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
@@ -9,18 +14,25 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
-	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 )
 
-// NewCommand returns the `resume` command.
-func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) *cobra.Command {
+// Rerun runs a command line of this program (without its name).
+type Rerun func(ctx context.Context, args []string) error
+
+// NewCommand returns the `resume` command. Whatever the kind of the
+// operation, resuming it is running its journaled command again (which
+// finds the operation by its spec and continues it), with this
+// invocation's connection flags and, where the command takes them, its
+// --yes and -o.
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, kinds *operation.Registry, rerun Rerun) *cobra.Command {
 	var (
 		format output.Format
 		yes    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "resume ID",
-		Short: "Continue an unfinished operation from its journal",
+		Short: "Continue an unfinished operation from its journal: its command is run again",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cs, err := opcmd.Client(getter)
@@ -31,24 +43,45 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 			if err != nil {
 				return opcmd.Classify(err)
 			}
-			if !op.Status.Resumable() {
-				return exitcode.BadInput(&resumeError{id: op.ID, status: string(op.Status)})
-			}
-			spec, err := roll.SpecOf(op)
-			if err != nil {
+			if _, err := kinds.Lookup(&op.Operation); err != nil {
 				return exitcode.BadInput(err)
 			}
-			opts := roll.Options{Spec: spec, Command: opcmd.CommandLine(), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes), Actions: actions}
-			return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, opcmd.Probing{OnBudget: "pause"})
+			if err := journal.Current(&op.Operation); err != nil {
+				return exitcode.BadInput(err)
+			}
+			if !op.Status.Resumable() {
+				return exitcode.BadInput(fmt.Errorf("operation %s is %s: nothing to resume", op.ID, op.Status))
+			}
+			line, err := opcmd.SplitCommand(op.Command)
+			if err != nil || len(line) < 2 {
+				return exitcode.BadInput(fmt.Errorf("operation %s: its journaled command %q cannot be run again: %w", op.ID, op.Command, errors.Join(err, errors.New("no command"))))
+			}
+			again := append(line[1:], extraFlags(cmd, line[1:], yes, format)...)
+			_, _ = fmt.Fprintf(streams.ErrOut, "Resuming %s %s: %s\n", op.Kind, op.ID, op.Command)
+			return rerun(cmd.Context(), again)
 		},
 	}
-	cmd.Flags().BoolVar(&yes, "yes", false, "Continue after the canary without asking")
+	cmd.Flags().BoolVar(&yes, "yes", false, "Continue after a canary without asking (for operations that ask)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
 }
 
-type resumeError struct{ id, status string }
-
-func (e *resumeError) Error() string {
-	return "operation " + e.id + " is " + e.status + ": nothing to resume"
+// extraFlags are the flags of this invocation the journaled command gets:
+// the connection flags given here, and --yes and -o when it takes them.
+func extraFlags(cmd *cobra.Command, line []string, yes bool, format output.Format) []string {
+	var out []string
+	cmd.InheritedFlags().Visit(func(f *pflag.Flag) {
+		out = append(out, "--"+f.Name+"="+f.Value.String())
+	})
+	target, _, err := cmd.Root().Find(line)
+	if err != nil {
+		return out
+	}
+	if yes && target.Flags().Lookup("yes") != nil {
+		out = append(out, "--yes")
+	}
+	if cmd.Flags().Changed("output") && target.Flags().Lookup("output") != nil {
+		out = append(out, "--output="+string(format))
+	}
+	return out
 }

@@ -76,7 +76,7 @@ or with --on-budget abort stops cleanly.`,
 			if err != nil {
 				return err
 			}
-			opts := core.Options{Spec: spec, Command: opcmd.CommandLine(), DryRun: dry, Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes), Actions: actions}
+			opts := core.Options{Spec: spec, Command: opcmd.CommandLine(cmd), DryRun: dry, Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes), Actions: actions}
 			return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, probing)
 		},
 	}

@@ -23,7 +23,7 @@ revision N did not have. See hitless history for the revisions.`,
   hitless rollback --name contrail --revision 1 --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return opcmd.RunComponent(cmd.Context(), streams, getter, &f, lifecycle.Rollback)
+			return opcmd.RunComponent(cmd, streams, getter, &f, lifecycle.Rollback)
 		},
 	}
 	fs := cmd.Flags()

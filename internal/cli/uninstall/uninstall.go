@@ -31,7 +31,7 @@ deleted and what remains; running it again continues.`,
   hitless uninstall --name contrail --force-namespaces --backup-dir ./backups`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return opcmd.RunComponent(cmd.Context(), streams, getter, &f, lifecycle.Uninstall)
+			return opcmd.RunComponent(cmd, streams, getter, &f, lifecycle.Uninstall)
 		},
 	}
 	fs := cmd.Flags()

@@ -38,7 +38,7 @@ resumed by running the same command again.`,
   hitless upgrade -f ./v2 --name contrail --node-selector zone=a --node-selector zone=b --batch 2 --probe --max-outage 3s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return opcmd.RunComponent(cmd.Context(), streams, getter, &f, lifecycle.Upgrade)
+			return opcmd.RunComponent(cmd, streams, getter, &f, lifecycle.Upgrade)
 		},
 	}
 	fs := cmd.Flags()

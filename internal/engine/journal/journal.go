@@ -55,32 +55,49 @@ var ErrNotFound = errors.New("no such operation")
 // ErrAborted is returned by Update when someone asked the operation to abort.
 var ErrAborted = errors.New("operation abort requested")
 
-// Operation is the journal of one operation.
+// Format is the journal format this version writes. Format 0 (no
+// "format" field) is the union written before records were per kind.
+const Format = 1
+
+// Operation is the part of an operation's journal every kind shares: its
+// identity, spec, guard, status, runs and journaled steps. What a kind
+// keeps for itself (a roll's plan and nodes, a component operation's
+// revision and rolls) is its Record, typed through Entry.
 type Operation struct {
+	// Format is the journal format the record was written in.
+	Format   int             `json:"format"`
 	ID       string          `json:"id"`
 	Kind     string          `json:"kind"`
 	Command  string          `json:"command"`
 	SpecHash string          `json:"specHash"`
 	Spec     json.RawMessage `json:"spec"`
-	Plan     json.RawMessage `json:"plan,omitempty"`
 	// Guard is the spec of the guard (a probe session and its budget) the
 	// operation runs under, so a resume runs under it again.
-	Guard  json.RawMessage `json:"guard,omitempty"`
-	Status Status          `json:"status"`
+	Guard    json.RawMessage `json:"guard,omitempty"`
+	Status   Status          `json:"status"`
 	Message  string          `json:"message,omitempty"`
 	Started  time.Time       `json:"started"`
 	Updated  time.Time       `json:"updated"`
 	Finished *time.Time      `json:"finished,omitempty"`
 	Runs     int             `json:"runs"` // how many processes have run it (1 + resumes)
-	Nodes    []Node          `json:"nodes,omitempty"`
-	// Steps are the phases of an operation that is not node by node (a
-	// component install or upgrade), each written before it acts.
+	// Steps are the operation's journaled steps, each written before it
+	// acts, for the kinds that run in steps (component operations).
 	Steps []Step `json:"steps,omitempty"`
 
 	resourceVersion string
 }
 
-// Step is one phase of an operation.
+// Entry is an operation's journal with its kind's record of type R.
+type Entry[R any] struct {
+	Operation
+	Record R `json:"record"`
+}
+
+// Raw is a journal whose record is not decoded: what the store and the
+// kind-blind commands (status, the registry) handle.
+type Raw = Entry[json.RawMessage]
+
+// Step is one journaled step of an operation.
 type Step struct {
 	Name     string     `json:"name"`
 	Started  time.Time  `json:"started"`
@@ -102,59 +119,33 @@ func (o *Operation) StepByName(name string) *Step {
 	return nil
 }
 
-// Node is one node's progress through an operation.
-type Node struct {
-	Name  string `json:"name"`
-	Batch int    `json:"batch"`
-	// Phase is the step the node is in, written before the step acts.
-	Phase   string `json:"phase"`
-	Outcome string `json:"outcome,omitempty"` // ok, changed, failed, skipped, unreachable
-	// CordonedBefore is true when someone else had cordoned the node; it
-	// then stays cordoned when hitless is done.
-	CordonedBefore bool `json:"cordonedBefore"`
-	// CordonedByUs is true once hitless may have cordoned the node: it
-	// must uncordon it.
-	CordonedByUs bool `json:"cordonedByUs"`
-	// ActionRuns counts the starts of the node's action; more than one
-	// means a crash interrupted it and it ran again.
-	ActionRuns  int           `json:"actionRuns"`
-	Resumed     int           `json:"resumed,omitempty"` // times a crash interrupted the node in flight
-	Evicted     []string      `json:"evicted,omitempty"`
-	Deleted     []string      `json:"deleted,omitempty"` // unmanaged pods deleted under --force
-	Blockers    []string      `json:"blockers,omitempty"`
-	Phases      []PhaseRecord `json:"phases,omitempty"`
-	Hooks       []HookRecord  `json:"hooks,omitempty"`
-	Error       string        `json:"error,omitempty"`
-	Notes       []string      `json:"notes,omitempty"`
-	StartedAt   *time.Time    `json:"startedAt,omitempty"`
-	CompletedAt *time.Time    `json:"completedAt,omitempty"`
+// Span is one node's phase in an operation, for measurements to tie
+// their findings to.
+type Span struct {
+	Node  string    `json:"node"`
+	Phase string    `json:"phase"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 }
 
-// PhaseRecord times one phase of a node.
-type PhaseRecord struct {
-	Name     string     `json:"name"`
-	Started  time.Time  `json:"started"`
-	Finished *time.Time `json:"finished,omitempty"`
-	Error    string     `json:"error,omitempty"`
-}
-
-// HookRecord is the outcome of a pre- or post-node step.
-type HookRecord struct {
-	Name     string `json:"name"`
-	Command  string `json:"command,omitempty"`
-	ExitCode int    `json:"exitCode"`
-	Output   string `json:"output,omitempty"`
-	Took     string `json:"took"`
-}
-
-// NodeByName returns a pointer to the named node, or nil.
-func (o *Operation) NodeByName(name string) *Node {
-	for i := range o.Nodes {
-		if o.Nodes[i].Name == name {
-			return &o.Nodes[i]
+// Decode reads the typed record of a raw journal.
+func Decode[R any](raw *Raw) (*Entry[R], error) {
+	e := &Entry[R]{Operation: raw.Operation}
+	if len(raw.Record) > 0 && string(raw.Record) != "null" {
+		if err := json.Unmarshal(raw.Record, &e.Record); err != nil {
+			return nil, fmt.Errorf("reading the %s record of operation %s: %w", raw.Kind, raw.ID, err)
 		}
 	}
-	return nil
+	return e, nil
+}
+
+// Encode returns the raw journal of e.
+func Encode[R any](e *Entry[R]) (*Raw, error) {
+	b, err := json.Marshal(e.Record)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the record of operation %s: %w", e.ID, err)
+	}
+	return &Raw{Operation: e.Operation, Record: b}, nil
 }
 
 // NewID returns an operation id: kind, UTC time and a random suffix.
@@ -167,18 +158,18 @@ func NewID(kind string) string {
 // Store reads and writes operations.
 type Store struct {
 	store *store.Store
-	recs  *store.Records[Operation]
+	recs  *store.Records[stored]
 }
 
 // NewStore returns a Store on the cluster.
 func NewStore(cs kubernetes.Interface) *Store {
 	s := store.New(cs)
-	return &Store{store: s, recs: store.For[Operation](s, store.Kind{What: "journal", Key: dataKey})}
+	return &Store{store: s, recs: store.For[stored](s, store.Kind{What: "journal", Key: dataKey})}
 }
 
 func cmName(id string) string { return namePrefix + id }
 
-func meta(op *Operation) metav1.ObjectMeta {
+func meta(op *Raw) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:            cmName(op.ID),
 		ResourceVersion: op.resourceVersion,
@@ -191,8 +182,9 @@ func meta(op *Operation) metav1.ObjectMeta {
 }
 
 // Create records a new operation.
-func (s *Store) Create(ctx context.Context, op *Operation) error {
-	rv, err := s.recs.Create(ctx, meta(op), op)
+func (s *Store) Create(ctx context.Context, op *Raw) error {
+	op.Format = Format
+	rv, err := s.recs.Create(ctx, meta(op), &stored{Raw: *op})
 	if err != nil {
 		return fmt.Errorf("recording operation %s: %w", op.ID, err)
 	}
@@ -201,7 +193,7 @@ func (s *Store) Create(ctx context.Context, op *Operation) error {
 }
 
 // Get reads an operation.
-func (s *Store) Get(ctx context.Context, id string) (*Operation, error) {
+func (s *Store) Get(ctx context.Context, id string) (*Raw, error) {
 	rec, err := s.recs.Get(ctx, cmName(id))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("operation %q: %w", id, ErrNotFound)
@@ -212,18 +204,19 @@ func (s *Store) Get(ctx context.Context, id string) (*Operation, error) {
 	return opOf(rec), nil
 }
 
-func opOf(rec *store.Record[Operation]) *Operation {
-	rec.Value.resourceVersion = rec.Meta.ResourceVersion
-	return rec.Value
+func opOf(rec *store.Record[stored]) *Raw {
+	op := upgrade(rec.Value)
+	op.resourceVersion = rec.Meta.ResourceVersion
+	return op
 }
 
 // List returns every recorded operation, newest first.
-func (s *Store) List(ctx context.Context) ([]*Operation, error) {
-	recs, _, err := s.recs.List(ctx, LabelOperation, func(a, b *Operation) int { return b.Started.Compare(a.Started) })
+func (s *Store) List(ctx context.Context) ([]*Raw, error) {
+	recs, _, err := s.recs.List(ctx, LabelOperation, func(a, b *stored) int { return b.Started.Compare(a.Started) })
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*Operation, len(recs))
+	out := make([]*Raw, len(recs))
 	for i, r := range recs {
 		out[i] = opOf(r)
 	}
@@ -232,7 +225,7 @@ func (s *Store) List(ctx context.Context) ([]*Operation, error) {
 
 // Resumable returns the newest unfinished operation of kind with the spec
 // hash, or nil: running the same command again continues it.
-func (s *Store) Resumable(ctx context.Context, kind, hash string) (*Operation, error) {
+func (s *Store) Resumable(ctx context.Context, kind, hash string) (*Raw, error) {
 	ops, err := s.List(ctx)
 	if err != nil {
 		return nil, err
@@ -284,9 +277,9 @@ func statusFromLabel(l string) Status {
 
 // Put writes op if nobody changed it since it was read. It returns a
 // conflict error (apierrors.IsConflict) otherwise.
-func (s *Store) Put(ctx context.Context, op *Operation) error {
+func (s *Store) Put(ctx context.Context, op *Raw) error {
 	op.Updated = time.Now().UTC()
-	rv, err := s.recs.Update(ctx, meta(op), op)
+	rv, err := s.recs.Update(ctx, meta(op), &stored{Raw: *op})
 	if err != nil {
 		return fmt.Errorf("journaling operation %s: %w", op.ID, err)
 	}
@@ -294,22 +287,25 @@ func (s *Store) Put(ctx context.Context, op *Operation) error {
 	return nil
 }
 
-// Writer serializes the updates of one running operation.
-type Writer struct {
+// Writer serializes the updates of one running operation whose record
+// is of type R.
+type Writer[R any] struct {
 	store *Store
 	mu    sync.Mutex
-	op    *Operation
+	op    *Entry[R]
 }
 
 // NewWriter wraps an operation read from or created in store.
-func NewWriter(store *Store, op *Operation) *Writer { return &Writer{store: store, op: op} }
+func NewWriter[R any](store *Store, op *Entry[R]) *Writer[R] {
+	return &Writer[R]{store: store, op: op}
+}
 
 // Update applies mutate to the operation and writes it before returning,
 // so the change is journaled before the step it announces acts. If another
 // writer requested an abort meanwhile, it returns ErrAborted and the
 // mutation is not written.
-func (w *Writer) Update(ctx context.Context, mutate func(op *Operation)) error {
-	return w.write(ctx, mutate, func(fresh *Operation) error {
+func (w *Writer[R]) Update(ctx context.Context, mutate func(op *Entry[R])) error {
+	return w.write(ctx, mutate, func(fresh *Raw) error {
 		if fresh.Status == Aborting || fresh.Status == Aborted {
 			w.op.Status = fresh.Status
 			w.op.resourceVersion = fresh.resourceVersion
@@ -321,28 +317,36 @@ func (w *Writer) Update(ctx context.Context, mutate func(op *Operation)) error {
 
 // Force is Update for the final writes of an aborted or interrupted run:
 // it writes whatever status another writer set meanwhile.
-func (w *Writer) Force(ctx context.Context, mutate func(op *Operation)) error {
-	return w.write(ctx, mutate, func(*Operation) error { return nil })
+func (w *Writer[R]) Force(ctx context.Context, mutate func(op *Entry[R])) error {
+	return w.write(ctx, mutate, func(*Raw) error { return nil })
 }
 
 // write applies mutate and writes, retrying transient errors; on a
 // conflict it reads the fresh version, lets onConflict refuse, and writes
 // our view, which is authoritative for a running operation, on top of it.
-func (w *Writer) write(ctx context.Context, mutate func(op *Operation), onConflict func(fresh *Operation) error) error {
+func (w *Writer[R]) write(ctx context.Context, mutate func(op *Entry[R]), onConflict func(fresh *Raw) error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for attempt := 0; ; attempt++ {
-		next := w.op.clone()
+		next, err := clone(w.op)
+		if err != nil {
+			return err
+		}
 		mutate(next)
-		err := transient.Retry(ctx, func() error { return w.store.Put(ctx, next) })
+		raw, err := Encode(next)
+		if err != nil {
+			return err
+		}
+		err = transient.Retry(ctx, func() error { return w.store.Put(ctx, raw) })
 		if err == nil {
+			next.resourceVersion = raw.resourceVersion
 			w.op = next
 			return nil
 		}
 		if !apierrors.IsConflict(err) || attempt >= 5 {
 			return err
 		}
-		var fresh *Operation
+		var fresh *Raw
 		if err := transient.Retry(ctx, func() (err error) { fresh, err = w.store.Get(ctx, w.op.ID); return err }); err != nil {
 			return err
 		}
@@ -354,21 +358,26 @@ func (w *Writer) write(ctx context.Context, mutate func(op *Operation), onConfli
 }
 
 // Snapshot returns a copy of the operation as last written.
-func (w *Writer) Snapshot() *Operation {
+func (w *Writer[R]) Snapshot() *Entry[R] {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.op.clone()
+	c, err := clone(w.op)
+	if err != nil {
+		// What was written marshals: this cannot happen.
+		return w.op
+	}
+	return c
 }
 
-func (o *Operation) clone() *Operation {
+func clone[R any](o *Entry[R]) (*Entry[R], error) {
 	b, err := json.Marshal(o)
 	if err != nil {
-		panic(fmt.Sprintf("journal: operation does not marshal: %v", err))
+		return nil, fmt.Errorf("copying operation %s: %w", o.ID, err)
 	}
-	var c Operation
+	var c Entry[R]
 	if err := json.Unmarshal(b, &c); err != nil {
-		panic(fmt.Sprintf("journal: operation does not unmarshal: %v", err))
+		return nil, fmt.Errorf("copying operation %s: %w", o.ID, err)
 	}
 	c.resourceVersion = o.resourceVersion
-	return &c
+	return &c, nil
 }

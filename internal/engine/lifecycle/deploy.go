@@ -97,7 +97,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	}
 
 	jstore := journal.NewStore(c.Client)
-	existing, err := jstore.Resumable(ctx, action, sp.hash())
+	existing, err := resumable(ctx, jstore, action, sp.hash())
 	if err != nil {
 		return nil, err
 	}
@@ -106,9 +106,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		st  state
 	)
 	if existing != nil {
-		if err := json.Unmarshal(existing.Plan, &st); err != nil {
-			return nil, fmt.Errorf("reading the state of operation %s: %w", existing.ID, err)
-		}
+		st = existing.Record
 		rev = release.Find(revs, st.Revision)
 	}
 	res := &Result{Component: opts.Name, Action: action, DryRun: opts.DryRun}
@@ -200,7 +198,7 @@ func abandon(ctx context.Context, store *release.Store, revs []*release.Revision
 
 // lockFor takes the cluster lock for the operation resumed, or a new one
 // of kind, and returns its id.
-func lockFor(ctx context.Context, c Cluster, kind string, existing *journal.Operation, command string) (string, *lock.Lock, error) {
+func lockFor(ctx context.Context, c Cluster, kind string, existing *Journal, command string) (string, *lock.Lock, error) {
 	id := journal.NewID(kind)
 	if existing != nil {
 		id = existing.ID
@@ -361,32 +359,52 @@ type runner struct {
 	applier *apply.Applier
 	store   *release.Store
 	lock    *lock.Lock
-	w       *journal.Writer
+	w       *journal.Writer[state]
 	rev     *release.Revision
 	prev    *release.Revision
 	st      state
 	res     *Result
 }
 
-func (r *runner) open(ctx context.Context, jstore *journal.Store, existing *journal.Operation, id string, sp spec) error {
-	stateJSON, _ := json.Marshal(r.st)
+func (r *runner) open(ctx context.Context, jstore *journal.Store, existing *Journal, id string, sp spec) error {
 	if existing != nil {
 		r.w = journal.NewWriter(jstore, existing)
-		return r.w.Update(ctx, func(op *journal.Operation) {
+		return r.w.Update(ctx, func(op *Journal) {
 			op.Runs++
-			op.Status, op.Message, op.Plan = journal.Running, "", stateJSON
+			op.Status, op.Message, op.Record = journal.Running, "", r.st
 		})
 	}
-	specJSON, _ := json.Marshal(sp)
-	op := &journal.Operation{ID: id, Kind: sp.Action, Command: r.opts.Command, SpecHash: sp.hash(), Spec: specJSON, Plan: stateJSON, Status: journal.Running, Started: time.Now().UTC(), Runs: 1}
+	specJSON, err := json.Marshal(sp)
+	if err != nil {
+		return fmt.Errorf("encoding the spec: %w", err)
+	}
+	op := &Journal{Operation: journal.Operation{ID: id, Kind: sp.Action, Command: r.opts.Command, SpecHash: sp.hash(), Spec: specJSON, Status: journal.Running, Started: time.Now().UTC(), Runs: 1}, Record: r.st}
 	if r.opts.Guard != nil {
 		op.Guard = r.opts.Guard.Spec()
 	}
-	if err := jstore.Create(ctx, op); err != nil {
+	raw, err := journal.Encode(op)
+	if err != nil {
 		return err
 	}
+	if err := jstore.Create(ctx, raw); err != nil {
+		return err
+	}
+	op.Operation = raw.Operation
 	r.w = journal.NewWriter(jstore, op)
 	return nil
+}
+
+// resumable returns the unfinished operation of kind with the spec hash,
+// decoded, or nil; one journaled in another format is refused.
+func resumable(ctx context.Context, jstore *journal.Store, kind, hash string) (*Journal, error) {
+	raw, err := jstore.Resumable(ctx, kind, hash)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	if err := journal.Current(&raw.Operation); err != nil {
+		return nil, err
+	}
+	return journal.Decode[state](raw)
 }
 
 // close journals how the operation ended.
@@ -402,7 +420,7 @@ func (r *runner) close(ctx context.Context, runErr error) error {
 		}
 	}
 	now := time.Now().UTC()
-	err := r.w.Force(context.WithoutCancel(ctx), func(op *journal.Operation) {
+	err := r.w.Force(context.WithoutCancel(ctx), func(op *Journal) {
 		op.Status, op.Message = status, msg
 		if status == journal.Succeeded {
 			op.Finished = &now
@@ -423,7 +441,7 @@ func (r *runner) step(ctx context.Context, name string, fn func(ctx context.Cont
 		return nil
 	}
 	started := time.Now().UTC()
-	if err := r.w.Update(ctx, func(op *journal.Operation) {
+	if err := r.w.Update(ctx, func(op *Journal) {
 		s := op.StepByName(name)
 		if s == nil {
 			op.Steps = append(op.Steps, journal.Step{Name: name})
@@ -437,7 +455,7 @@ func (r *runner) step(ctx context.Context, name string, fn func(ctx context.Cont
 	r.opts.progressf("%-10s ...", name)
 	detail, runErr := fn(ctx)
 	finished := time.Now().UTC()
-	if err := r.w.Force(context.WithoutCancel(ctx), func(op *journal.Operation) {
+	if err := r.w.Force(context.WithoutCancel(ctx), func(op *Journal) {
 		s := op.StepByName(name)
 		s.Finished, s.Detail = &finished, detail
 		if runErr != nil {
@@ -462,8 +480,7 @@ func (r *runner) step(ctx context.Context, name string, fn func(ctx context.Cont
 
 // saveState journals the operation's state (the rolls it started).
 func (r *runner) saveState(ctx context.Context) error {
-	b, _ := json.Marshal(r.st)
-	return r.w.Update(ctx, func(op *journal.Operation) { op.Plan = b })
+	return r.w.Update(ctx, func(op *Journal) { op.Record = r.st })
 }
 
 func (r *runner) deploySteps(ctx context.Context, desired, prune []*unstructured.Unstructured) error {

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/apply"
@@ -34,10 +33,7 @@ const (
 const AnnotationDataPlane = "hitless.dev/data-plane"
 
 // Cluster is what the operations talk to.
-type Cluster struct {
-	Client kubernetes.Interface
-	Config *rest.Config
-}
+type Cluster = operation.Cluster
 
 // Options configure an operation. Not every field applies to every
 // action; the commands expose the ones that do.
@@ -149,9 +145,9 @@ type Result struct {
 	Rolls       []RollSummary `json:"rolls,omitempty"`
 	// RollJournals are the journals of the data-plane rolls this run ran,
 	// for the guard's report.
-	RollJournals []*journal.Operation `json:"-"`
-	Backup       string               `json:"backup,omitempty"`
-	Steps        []journal.Step       `json:"steps,omitempty"`
+	RollJournals []*roll.Journal `json:"-"`
+	Backup       string          `json:"backup,omitempty"`
+	Steps        []journal.Step  `json:"steps,omitempty"`
 }
 
 // RollSummary is one data-plane roll.
@@ -194,9 +190,12 @@ func digest(objs []*unstructured.Unstructured) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// state is an operation's own record in its journal entry: the revision
-// it deploys and the data-plane rolls it started, so a resumed run
-// continues the same rolls.
+// Journal is a component operation's journal.
+type Journal = journal.Entry[state]
+
+// state is a component operation's own record in its journal: the
+// revision it deploys and the data-plane rolls it started, so a resumed
+// run continues the same rolls.
 type state struct {
 	Revision int          `json:"revision"`
 	Previous int          `json:"previous,omitempty"`
@@ -226,4 +225,14 @@ func load(ctx context.Context, cs kubernetes.Interface, src *component.Source, m
 	}
 	component.Normalize(objs)
 	return objs, nil
+}
+
+// Spans lists the node phases of the data-plane rolls this run ran, for
+// a guard's report.
+func (r *Result) Spans(now time.Time) []journal.Span {
+	var out []journal.Span
+	for _, op := range r.RollJournals {
+		out = append(out, op.Record.Spans(now)...)
+	}
+	return out
 }

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -50,20 +49,20 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	}
 	sp := spec{Action: ActionUninstall, Name: opts.Name, Force: opts.ForceNamespaces}
 	jstore := journal.NewStore(c.Client)
-	existing, err := jstore.Resumable(ctx, ActionUninstall, sp.hash())
+	existing, err := resumable(ctx, jstore, ActionUninstall, sp.hash())
 	if err != nil {
 		return nil, err
 	}
 	var st state
 	if existing != nil {
-		_ = json.Unmarshal(existing.Plan, &st)
+		st = existing.Record
 	}
 	inv := inventory(revs, st.Revision)
 	if len(inv) == 0 && existing != nil {
 		// Killed after its last step: only the journal is left to close.
 		w := journal.NewWriter(jstore, existing)
 		now := time.Now().UTC()
-		if err := w.Force(ctx, func(op *journal.Operation) { op.Status, op.Finished = journal.Succeeded, &now }); err != nil {
+		if err := w.Force(ctx, func(op *Journal) { op.Status, op.Finished = journal.Succeeded, &now }); err != nil {
 			return nil, err
 		}
 		return &Result{Component: opts.Name, Action: ActionUninstall, Resumed: true, Operation: existing.ID, Revision: st.Revision}, nil

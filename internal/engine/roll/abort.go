@@ -12,11 +12,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
-	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 )
 
 // ErrFinished is returned when aborting or resuming an operation that is over.
-var ErrFinished = errors.New("operation already finished")
+var ErrFinished = operation.ErrFinished
 
 // SpecOf decodes the spec journaled with a roll, for resume.
 func SpecOf(op *journal.Operation) (Spec, error) {
@@ -24,89 +24,69 @@ func SpecOf(op *journal.Operation) (Spec, error) {
 	if op.Kind != Kind {
 		return s, fmt.Errorf("operation %s is a %s, not a roll: run its command again to resume it (%s)", op.ID, op.Kind, op.Command)
 	}
+	if err := journal.Current(op); err != nil {
+		return s, err
+	}
 	if err := json.Unmarshal(op.Spec, &s); err != nil {
 		return s, fmt.Errorf("reading the spec of operation %s: %w", op.ID, err)
 	}
 	return s, nil
 }
 
-// Abort stops operation id cleanly: it asks the running process to stop
-// and waits for it; when no live process runs it, Abort itself uncordons
-// the nodes hitless cordoned, removes its marks, and releases the lock.
-func Abort(ctx context.Context, cs kubernetes.Interface, id, command string, wait time.Duration) (*journal.Operation, error) {
-	store := journal.NewStore(cs)
-	op, err := store.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if !op.Status.Resumable() && op.Status != journal.Aborting {
-		return op, fmt.Errorf("operation %s is %s: %w", id, op.Status, ErrFinished)
-	}
-	for attempt := 0; op.Status != journal.Aborting; attempt++ {
-		op.Status = journal.Aborting
-		op.Message = "abort requested by " + command
-		err := store.Put(ctx, op)
-		if err == nil {
-			break
-		}
-		if !apierrors.IsConflict(err) || attempt > 5 {
-			return nil, err
-		}
-		if op, err = store.Get(ctx, id); err != nil {
-			return nil, err
-		}
-	}
-	// A live runner notices within seconds, cleans its nodes and finishes.
-	deadline := time.Now().Add(wait)
-	for {
-		holder, err := lock.Current(ctx, cs)
-		if err != nil {
-			return nil, err
-		}
-		if holder == nil || holder.Operation != id {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("operation %s is still held by %s after %s; run abort again once it stops", id, holder, wait)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-		// A process that died on this host can be taken over at once.
-		if lk, err := lock.Acquire(ctx, cs, lock.Self(id, command)); err == nil {
-			return finishAbort(ctx, cs, store, id, lk)
-		}
-	}
-	op, err = store.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if op.Status == journal.Aborted {
-		return op, nil
-	}
-	lk, err := lock.Acquire(ctx, cs, lock.Self(id, command))
-	if err != nil {
-		return nil, err
-	}
-	return finishAbort(ctx, cs, store, id, lk)
+// OperationKind is the roll as the operation registry knows it: its abort
+// restores the nodes in flight, its status counts nodes.
+func OperationKind() operation.Kind {
+	return operation.Kind{Name: Kind, Undo: undo, Describe: describe}
 }
 
-// finishAbort restores every node the operation touched and marks it Aborted.
-func finishAbort(ctx context.Context, cs kubernetes.Interface, store *journal.Store, id string, lk *lock.Lock) (*journal.Operation, error) {
-	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
-	op, err := store.Get(ctx, id)
+// Abort stops roll id cleanly (see operation.Registry.Abort): nodes in
+// flight are uncordoned and unmarked, the lock released.
+func Abort(ctx context.Context, cs kubernetes.Interface, id, command string, wait time.Duration) (*Journal, error) {
+	reg, err := operation.NewRegistry(OperationKind())
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cs: cs, store: store}
+	raw, err := reg.Abort(ctx, operation.Cluster{Client: cs}, id, command, wait)
+	if raw == nil {
+		return nil, err
+	}
+	op, derr := journal.Decode[Record](raw)
+	if derr != nil {
+		return nil, errors.Join(err, derr)
+	}
+	return op, err
+}
+
+func describe(raw *journal.Raw) operation.Summary {
+	op, err := journal.Decode[Record](raw)
+	if err != nil {
+		return operation.Summary{Progress: "unreadable", Lines: []string{err.Error()}}
+	}
+	done := 0
+	var lines []string
+	for _, n := range op.Record.Nodes {
+		if n.Phase == PhaseDone {
+			done++
+		}
+		lines = append(lines, fmt.Sprintf("node %s batch %d: %s %s (action runs %d, resumed %d)", n.Name, n.Batch, n.Phase, n.Outcome, n.ActionRuns, n.Resumed))
+	}
+	return operation.Summary{Progress: fmt.Sprintf("%d/%d", done, len(op.Record.Nodes)), Lines: lines}
+}
+
+// undo restores every node the roll had in flight: only those carry
+// anything of ours; a finished node was uncordoned and may have been
+// cordoned by someone since.
+func undo(ctx context.Context, c operation.Cluster, raw *journal.Raw) error {
+	cs := c.Client
+	op, err := journal.Decode[Record](raw)
+	if err != nil {
+		return err
+	}
+	store := journal.NewStore(cs)
 	w := journal.NewWriter(store, op)
-	r.w = w
+	r := &runner{cs: cs, store: store, w: w}
 	var errs []error
-	for _, n := range op.Nodes {
-		// Only nodes in flight carry anything of ours; a finished node was
-		// uncordoned and may have been cordoned by someone since.
+	for _, n := range op.Record.Nodes {
 		if !inFlight(n.Phase) {
 			continue
 		}
@@ -116,7 +96,7 @@ func finishAbort(ctx context.Context, cs kubernetes.Interface, store *journal.St
 		case err != nil:
 			errs = append(errs, fmt.Errorf("reading node %s: %w", n.Name, err))
 			continue
-		case node.Annotations[AnnotationOperation] == id:
+		case node.Annotations[AnnotationOperation] == op.ID:
 			// Our mark is on it, so the cordon (if any) is ours to undo.
 			if err := r.patchNode(ctx, n.Name, "", n.CordonedByUs, false); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, err)
@@ -124,8 +104,8 @@ func finishAbort(ctx context.Context, cs kubernetes.Interface, store *journal.St
 			}
 		}
 		name := n.Name
-		if err := w.Force(ctx, func(op *journal.Operation) {
-			n := op.NodeByName(name)
+		if err := w.Force(ctx, func(op *Journal) {
+			n := op.Record.NodeByName(name)
 			now := time.Now().UTC()
 			closePhase(n, now, "aborted")
 			if inFlight(n.Phase) {
@@ -137,13 +117,5 @@ func finishAbort(ctx context.Context, cs kubernetes.Interface, store *journal.St
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return w.Snapshot(), fmt.Errorf("aborting %s: %w", id, errors.Join(errs...))
-	}
-	err = w.Force(ctx, func(op *journal.Operation) {
-		op.Status = journal.Aborted
-		now := time.Now().UTC()
-		op.Finished = &now
-	})
-	return w.Snapshot(), err
+	return errors.Join(errs...)
 }

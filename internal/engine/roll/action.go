@@ -22,7 +22,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/kubectl/pkg/util/podutils"
 
-	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/kube/transient"
 )
 
@@ -50,7 +49,7 @@ func (e hookEnv) vars() []string {
 
 // runCommand runs a shell command for a node and records its outcome; the
 // record keeps the last 2 KiB of its output.
-func runCommand(ctx context.Context, name, command string, env hookEnv, timeout time.Duration) (journal.HookRecord, error) {
+func runCommand(ctx context.Context, name, command string, env hookEnv, timeout time.Duration) (HookRecord, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
@@ -65,7 +64,7 @@ func runCommand(ctx context.Context, name, command string, env hookEnv, timeout 
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	err := cmd.Run()
-	rec := journal.HookRecord{Name: name, Command: command, Output: tail(out.String(), 2048), Took: time.Since(start).Round(time.Millisecond).String()}
+	rec := HookRecord{Name: name, Command: command, Output: tail(out.String(), 2048), Took: time.Since(start).Round(time.Millisecond).String()}
 	if err != nil {
 		rec.ExitCode = -1
 		var exitErr *exec.ExitError

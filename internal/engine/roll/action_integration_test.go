@@ -84,7 +84,7 @@ func TestRegisteredActionKilledAndResumed(t *testing.T) {
 		if op == nil {
 			return fmt.Errorf("no roll yet")
 		}
-		for _, n := range op.Nodes {
+		for _, n := range op.Record.Nodes {
 			if n.Phase == roll.PhaseAction {
 				return nil
 			}
@@ -97,7 +97,7 @@ func TestRegisteredActionKilledAndResumed(t *testing.T) {
 	_ = cmd.Wait()
 	killed := lastRoll(t, cs)
 	var inAction string
-	for _, n := range killed.Nodes {
+	for _, n := range killed.Record.Nodes {
 		if n.Phase == roll.PhaseAction {
 			inAction = n.Name
 		}
@@ -111,7 +111,7 @@ func TestRegisteredActionKilledAndResumed(t *testing.T) {
 	if op.ID != killed.ID || op.Runs != 2 {
 		t.Errorf("re-run is operation %s run %d, want %s run 2", op.ID, op.Runs, killed.ID)
 	}
-	for _, n := range op.Nodes {
+	for _, n := range op.Record.Nodes {
 		if n.Phase != roll.PhaseDone {
 			t.Errorf("node %s ended in %s: %s", n.Name, n.Phase, n.Error)
 		}

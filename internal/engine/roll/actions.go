@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 )
 
@@ -49,7 +48,7 @@ type Target struct {
 	Operation string
 	Batch     int
 	// Record journals a command's outcome on the node.
-	Record func(journal.HookRecord) error
+	Record func(HookRecord) error
 	// Progress reports a line about the action.
 	Progress func(msg string)
 }

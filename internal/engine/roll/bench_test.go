@@ -109,7 +109,7 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) {
 			total := time.Since(start)
 			phases := map[string]time.Duration{}
 			var inNodes time.Duration
-			for _, n := range res.Operation.Nodes {
+			for _, n := range res.Operation.Record.Nodes {
 				for _, p := range n.Phases {
 					if p.Finished != nil {
 						phases[p.Name] += p.Finished.Sub(p.Started)

@@ -83,13 +83,13 @@ func (r *runner) takeDrained(name string) drainResult {
 	return res
 }
 
-func recordDrain(n *journal.Node, res drainResult) {
+func recordDrain(n *Node, res drainResult) {
 	n.Evicted = append(n.Evicted, res.Evicted...)
 	n.Deleted = append(n.Deleted, res.Deleted...)
 }
 
 // deferPhase keeps a phase record to journal with the next write.
-func (r *runner) deferPhase(name string, rec *journal.PhaseRecord) {
+func (r *runner) deferPhase(name string, rec *PhaseRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.deferred[name] = rec
@@ -97,7 +97,7 @@ func (r *runner) deferPhase(name string, rec *journal.PhaseRecord) {
 
 // applyDeferred closes the open phase when the deferred one started and
 // appends the deferred record.
-func (r *runner) applyDeferred(n *journal.Node) {
+func (r *runner) applyDeferred(n *Node) {
 	r.mu.Lock()
 	rec := r.deferred[n.Name]
 	delete(r.deferred, n.Name)
@@ -111,16 +111,16 @@ func (r *runner) applyDeferred(n *journal.Node) {
 }
 
 // enter journals that the node starts phase, closing the previous one.
-func (r *runner) enter(ctx context.Context, name, phase string, extra func(n *journal.Node)) error {
+func (r *runner) enter(ctx context.Context, name, phase string, extra func(n *Node)) error {
 	drained := r.takeDrained(name)
-	err := r.w.Update(ctx, func(op *journal.Operation) {
-		n := op.NodeByName(name)
+	err := r.w.Update(ctx, func(op *Journal) {
+		n := op.Record.NodeByName(name)
 		now := time.Now().UTC()
 		recordDrain(n, drained)
 		r.applyDeferred(n)
 		closePhase(n, now, "")
 		n.Phase = phase
-		n.Phases = append(n.Phases, journal.PhaseRecord{Name: phase, Started: now})
+		n.Phases = append(n.Phases, PhaseRecord{Name: phase, Started: now})
 		if extra != nil {
 			extra(n)
 		}
@@ -131,7 +131,7 @@ func (r *runner) enter(ctx context.Context, name, phase string, extra func(n *jo
 	return err
 }
 
-func closePhase(n *journal.Node, now time.Time, errMsg string) {
+func closePhase(n *Node, now time.Time, errMsg string) {
 	if k := len(n.Phases); k > 0 && n.Phases[k-1].Finished == nil {
 		n.Phases[k-1].Finished = &now
 		n.Phases[k-1].Error = errMsg
@@ -145,7 +145,7 @@ func (r *runner) planOf(name string) NodePlan { return r.byName[name] }
 // runNode takes one node through its phases, from where the journal says
 // it is. Failures are journaled on the node; they never leave it cordoned.
 func (r *runner) runNode(ctx context.Context, name string, batch int) {
-	snap := r.w.Snapshot().NodeByName(name)
+	snap := r.w.Snapshot().Record.NodeByName(name)
 	phases := r.phases()
 	start := 0
 	if inFlight(snap.Phase) {
@@ -162,7 +162,7 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 			// Waiting changes nothing and, without an action before it, a
 			// resume that finds the node still in its drain loses nothing:
 			// the wait is journaled with the next transition, saving a write.
-			rec := &journal.PhaseRecord{Name: PhaseWait, Started: time.Now().UTC()}
+			rec := &PhaseRecord{Name: PhaseWait, Started: time.Now().UTC()}
 			r.deferPhase(name, rec)
 			r.emit(Event{Node: name, Batch: batch, Phase: PhaseWait})
 			err = r.doPhase(ctx, name, phase, env)
@@ -181,8 +181,8 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 			return
 		}
 	}
-	err := r.w.Update(ctx, func(op *journal.Operation) {
-		n := op.NodeByName(name)
+	err := r.w.Update(ctx, func(op *Journal) {
+		n := op.Record.NodeByName(name)
 		now := time.Now().UTC()
 		closePhase(n, now, "")
 		n.Phase = PhaseDone
@@ -205,7 +205,7 @@ func (r *runner) enterPhase(ctx context.Context, name, phase string) error {
 			return fmt.Errorf("reading node %s: %w", name, err)
 		}
 		ours := node.Annotations[AnnotationOperation] == r.w.Snapshot().ID
-		return r.enter(ctx, name, phase, func(n *journal.Node) {
+		return r.enter(ctx, name, phase, func(n *Node) {
 			if n.StartedAt == nil {
 				now := time.Now().UTC()
 				n.StartedAt = &now
@@ -220,7 +220,7 @@ func (r *runner) enterPhase(ctx context.Context, name, phase string) error {
 			n.CordonedByUs = !n.CordonedBefore
 		})
 	case PhaseAction:
-		return r.enter(ctx, name, phase, func(n *journal.Node) {
+		return r.enter(ctx, name, phase, func(n *Node) {
 			n.ActionRuns++
 			if n.ActionRuns > 1 {
 				n.Notes = append(n.Notes, fmt.Sprintf("action started again (run %d): the previous run stopped during it", n.ActionRuns))
@@ -270,7 +270,7 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 	case PhasePostNode:
 		return r.hook(ctx, name, "post-node", r.spec.PostNode, fmt.Sprintf("Resume routing requests to node %s (%s)", name, env.NodeIP), env)
 	case PhaseUncordon:
-		n := r.w.Snapshot().NodeByName(name)
+		n := r.w.Snapshot().Record.NodeByName(name)
 		if err := r.patchNode(ctx, name, "", n.CordonedByUs, false); err != nil {
 			return err
 		}
@@ -286,7 +286,7 @@ func (r *runner) action(ctx context.Context, name string, env hookEnv) error {
 	actx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
 	defer cancel()
 	t := Target{Client: r.cs, Node: name, NodeIP: env.NodeIP, Operation: env.Operation, Batch: env.Batch,
-		Record: func(rec journal.HookRecord) error { return r.recordHook(ctx, name, rec) },
+		Record: func(rec HookRecord) error { return r.recordHook(ctx, name, rec) },
 		Progress: func(msg string) {
 			r.emit(Event{Node: name, Batch: env.Batch, Phase: PhaseAction, Message: msg})
 		}}
@@ -310,7 +310,7 @@ func (r *runner) hook(ctx context.Context, name, which, command, question string
 		if err := operation.Ask(ctx, r.opts.Approver, operation.Question{Kind: kind, Node: name, Text: question}); err != nil {
 			return fmt.Errorf("%s on node %s: no answer: %w", which, name, err)
 		}
-		return r.recordHook(ctx, name, journal.HookRecord{Name: which, Output: "confirmed by the operator", Took: time.Since(start).Round(time.Millisecond).String()})
+		return r.recordHook(ctx, name, HookRecord{Name: which, Output: "confirmed by the operator", Took: time.Since(start).Round(time.Millisecond).String()})
 	}
 	rec, err := runCommand(ctx, which, command, env, r.spec.ActionTimeout)
 	if uerr := r.recordHook(ctx, name, rec); uerr != nil {
@@ -319,9 +319,9 @@ func (r *runner) hook(ctx context.Context, name, which, command, question string
 	return err
 }
 
-func (r *runner) recordHook(ctx context.Context, name string, rec journal.HookRecord) error {
-	return r.w.Update(ctx, func(op *journal.Operation) {
-		n := op.NodeByName(name)
+func (r *runner) recordHook(ctx context.Context, name string, rec HookRecord) error {
+	return r.w.Update(ctx, func(op *Journal) {
+		n := op.Record.NodeByName(name)
 		n.Hooks = append(n.Hooks, rec)
 	})
 }
@@ -335,7 +335,7 @@ func (r *runner) cordon(ctx context.Context, name string) error {
 	delete(r.cordonRV, name)
 	r.mu.Unlock()
 	for attempt := 0; ; attempt++ {
-		n := r.w.Snapshot().NodeByName(name)
+		n := r.w.Snapshot().Record.NodeByName(name)
 		err := r.patchNode(ctx, name, r.w.Snapshot().ID, !n.CordonedBefore, true, rv)
 		if err == nil || !apierrors.IsConflict(err) || attempt >= 3 {
 			return err
@@ -346,8 +346,8 @@ func (r *runner) cordon(ctx context.Context, name string) error {
 		}
 		rv = fresh.ResourceVersion
 		if fresh.Spec.Unschedulable && fresh.Annotations[AnnotationOperation] != r.w.Snapshot().ID && !n.CordonedBefore {
-			if err := r.w.Update(ctx, func(op *journal.Operation) {
-				n := op.NodeByName(name)
+			if err := r.w.Update(ctx, func(op *Journal) {
+				n := op.Record.NodeByName(name)
 				n.CordonedBefore, n.CordonedByUs = true, false
 				n.Notes = append(n.Notes, "someone else cordoned the node just before hitless did: it stays cordoned")
 			}); err != nil {
@@ -403,7 +403,7 @@ func (r *runner) patchNode(ctx context.Context, name, mark string, touchSchedula
 func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error) {
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	snap := r.w.Snapshot().NodeByName(name)
+	snap := r.w.Snapshot().Record.NodeByName(name)
 	restore := func() error {
 		// Only a node carrying our mark was cordoned by us: the mark and
 		// the cordon are set in one patch. Anything else is left alone.
@@ -451,8 +451,8 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 		}
 	}
 	drained := r.takeDrained(name)
-	_ = r.w.Force(cleanup, func(op *journal.Operation) {
-		n := op.NodeByName(name)
+	_ = r.w.Force(cleanup, func(op *Journal) {
+		n := op.Record.NodeByName(name)
 		now := time.Now().UTC()
 		recordDrain(n, drained)
 		r.applyDeferred(n)

@@ -2,8 +2,6 @@ package roll
 
 import (
 	"time"
-
-	"github.com/hitless-dev/hitless/internal/engine/journal"
 )
 
 // RecapRow is one node's line of the recap, in the spirit of Ansible's
@@ -27,9 +25,9 @@ type RecapRow struct {
 }
 
 // MakeRecap summarizes an operation per node.
-func MakeRecap(op *journal.Operation) []RecapRow {
-	rows := make([]RecapRow, 0, len(op.Nodes))
-	for _, n := range op.Nodes {
+func MakeRecap(op *Journal) []RecapRow {
+	rows := make([]RecapRow, 0, len(op.Record.Nodes))
+	for _, n := range op.Record.Nodes {
 		row := RecapRow{Node: n.Name, Batch: n.Batch, Phases: map[string]string{}, Evicted: len(n.Evicted), Deleted: n.Deleted,
 			StillCordon: n.CordonedBefore, ActionRuns: n.ActionRuns, Error: n.Error, Blockers: n.Blockers, Notes: n.Notes}
 		var sums = map[string]time.Duration{}

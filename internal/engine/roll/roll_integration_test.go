@@ -90,7 +90,7 @@ func cliProcess(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	return cmd, &out
 }
 
-func lastRoll(t *testing.T, cs kubernetes.Interface) *journal.Operation {
+func lastRoll(t *testing.T, cs kubernetes.Interface) *roll.Journal {
 	t.Helper()
 	op := lastRollOrNil(t, cs)
 	if op == nil {
@@ -99,7 +99,7 @@ func lastRoll(t *testing.T, cs kubernetes.Interface) *journal.Operation {
 	return op
 }
 
-func lastRollOrNil(t *testing.T, cs kubernetes.Interface) *journal.Operation {
+func lastRollOrNil(t *testing.T, cs kubernetes.Interface) *roll.Journal {
 	t.Helper()
 	ops, err := journal.NewStore(cs).List(context.Background())
 	if err != nil {
@@ -107,7 +107,11 @@ func lastRollOrNil(t *testing.T, cs kubernetes.Interface) *journal.Operation {
 	}
 	for _, op := range ops {
 		if op.Kind == roll.Kind {
-			return op
+			j, err := journal.Decode[roll.Record](op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return j
 		}
 	}
 	return nil
@@ -166,7 +170,7 @@ func TestCrashAndResume(t *testing.T) {
 			op := lastRoll(t, cs)
 			doneBefore = map[string]int{}
 			c := counts()
-			for _, n := range op.Nodes {
+			for _, n := range op.Record.Nodes {
 				if n.Phase == roll.PhaseDone {
 					doneBefore[n.Name] = c[n.Name]
 				}
@@ -215,7 +219,7 @@ func TestCrashAndResume(t *testing.T) {
 		t.Errorf("journal: status %s after %d runs, want Succeeded after %d", op.Status, op.Runs, kills+1)
 	}
 	c := counts()
-	for _, n := range op.Nodes {
+	for _, n := range op.Record.Nodes {
 		if n.Phase != roll.PhaseDone {
 			t.Errorf("node %s ended in phase %s", n.Name, n.Phase)
 		}
@@ -295,10 +299,10 @@ func TestPDBThatNeverAllowsEviction(t *testing.T) {
 				t.Fatalf("-o json: %v\n%s", err, out)
 			}
 			row := res.Recap[0]
-			if res.Operation.Nodes[0].Outcome != tt.outcome {
-				t.Errorf("outcome %q, want %q", res.Operation.Nodes[0].Outcome, tt.outcome)
+			if res.Operation.Record.Nodes[0].Outcome != tt.outcome {
+				t.Errorf("outcome %q, want %q", res.Operation.Record.Nodes[0].Outcome, tt.outcome)
 			}
-			blockers := strings.Join(append(row.Blockers, res.Operation.Nodes[0].Notes...), " ") + row.Error
+			blockers := strings.Join(append(row.Blockers, res.Operation.Record.Nodes[0].Notes...), " ") + row.Error
 			if !strings.Contains(blockers, "frozen") {
 				t.Errorf("recap does not name the blocking PDB or pods: %+v", row)
 			}
@@ -380,10 +384,10 @@ func TestAbortUncordonsAndReleases(t *testing.T) {
 	cs := env.Client(t)
 	_, selector, nodes, _ := pool(t, 3, 1)
 	cmd, out := cliProcess(t, "roll", "--selector", selector, "--exec", "sleep 30")
-	var op *journal.Operation
+	var op *roll.Journal
 	clustertest.Eventually(t, 30*time.Second, func() error {
 		op = lastRoll(t, cs)
-		for _, n := range op.Nodes {
+		for _, n := range op.Record.Nodes {
 			if n.Phase == roll.PhaseAction {
 				return nil
 			}
@@ -462,7 +466,7 @@ func TestAPIServerRestartMidRoll(t *testing.T) {
 		t.Fatalf("roll did not complete after %d runs: %v\n%s", runs, err, out)
 	}
 	op := lastRoll(t, cs)
-	for _, n := range op.Nodes {
+	for _, n := range op.Record.Nodes {
 		if n.Phase != roll.PhaseDone {
 			t.Errorf("node %s in phase %s", n.Name, n.Phase)
 		}
@@ -566,7 +570,7 @@ func TestCanaryStopsForConfirmation(t *testing.T) {
 	}
 	op := lastRoll(t, cs)
 	done := 0
-	for _, n := range op.Nodes {
+	for _, n := range op.Record.Nodes {
 		if n.Phase == roll.PhaseDone {
 			done++
 		}
@@ -628,7 +632,7 @@ func TestMaxFailuresStopsTheRoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{nodes[0]: roll.PhaseDone, nodes[1]: roll.PhaseFailed, nodes[2]: roll.PhasePending, nodes[3]: roll.PhasePending}
-	for _, n := range res.Operation.Nodes {
+	for _, n := range res.Operation.Record.Nodes {
 		if n.Phase != want[n.Name] {
 			t.Errorf("node %s in phase %s, want %s", n.Name, n.Phase, want[n.Name])
 		}
@@ -742,7 +746,7 @@ func TestRestartDaemonSetNodeByNode(t *testing.T) {
 		}
 	}
 	op := lastRoll(t, cs)
-	for _, n := range op.Nodes {
+	for _, n := range op.Record.Nodes {
 		var drainEnd, actionStart time.Time
 		for _, p := range n.Phases {
 			if p.Name == roll.PhaseDrain && p.Finished != nil {

@@ -74,10 +74,10 @@ type Event struct {
 
 // Result is what Run did.
 type Result struct {
-	Plan      *Plan              `json:"plan"`
-	Operation *journal.Operation `json:"operation,omitempty"`
-	Resumed   bool               `json:"resumed"`
-	Recap     []RecapRow         `json:"recap,omitempty"`
+	Plan      *Plan      `json:"plan"`
+	Operation *Journal   `json:"operation,omitempty"`
+	Resumed   bool       `json:"resumed"`
+	Recap     []RecapRow `json:"recap,omitempty"`
 }
 
 // PlanBlockedError stops a roll before it starts: the drains would delete
@@ -148,13 +148,13 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		}()
 	}
 
-	r := &runner{cs: cs, spec: spec, opts: opts, actions: actions, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*journal.PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
+	r := &runner{cs: cs, spec: spec, opts: opts, actions: actions, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
 	res := &Result{}
 	if existing != nil {
 		if r.opts.Guard, err = operation.Attach(ctx, opts.Guard, existing.Guard, opts.Guards); err != nil {
 			return nil, err
 		}
-		if err := r.resume(ctx, existing.ID); err != nil {
+		if err := r.resume(ctx, existing); err != nil {
 			return nil, err
 		}
 		res.Resumed = true
@@ -189,26 +189,26 @@ type runner struct {
 	cs      kubernetes.Interface
 	spec    Spec
 	actions []Action
-	opts   Options
-	store  *journal.Store
-	lock   *lock.Lock
-	w      *journal.Writer
-	plan   *Plan
-	byName map[string]NodePlan // the plan's nodes, indexed once
-	nodes  listersv1.NodeLister
-	pdbs   policylisters.PodDisruptionBudgetLister
+	opts    Options
+	store   *journal.Store
+	lock    *lock.Lock
+	w       *journal.Writer[Record]
+	plan    *Plan
+	byName  map[string]NodePlan // the plan's nodes, indexed once
+	nodes   listersv1.NodeLister
+	pdbs    policylisters.PodDisruptionBudgetLister
 
 	mu       sync.Mutex
 	pdbWake  chan struct{} // closed and replaced at every PDB change
 	drained  map[string]drainResult
-	deferred map[string]*journal.PhaseRecord
+	deferred map[string]*PhaseRecord
 	cordonRV map[string]string // node versions read before cordoning
 	inflight map[string]bool
 	failures int
 	paused   string // why the roll stops starting nodes, if it does
 	// guardStopped is true when the guard stopped the roll.
 	guardStopped bool
-	wake     chan struct{}
+	wake         chan struct{}
 }
 
 func (r *runner) setPlan(plan *Plan) {
@@ -224,46 +224,49 @@ func (r *runner) create(ctx context.Context, id string, plan *Plan) error {
 	if err != nil {
 		return fmt.Errorf("encoding spec: %w", err)
 	}
-	planJSON, err := json.Marshal(plan)
-	if err != nil {
-		return fmt.Errorf("encoding plan: %w", err)
-	}
-	op := &journal.Operation{
-		ID: id, Kind: Kind, Command: r.opts.Command, SpecHash: r.spec.Hash(), Spec: specJSON, Plan: planJSON,
+	op := &Journal{Operation: journal.Operation{
+		ID: id, Kind: Kind, Command: r.opts.Command, SpecHash: r.spec.Hash(), Spec: specJSON,
 		Status: journal.Running, Started: time.Now().UTC(), Runs: 1,
-	}
+	}, Record: Record{Plan: plan}}
 	if r.opts.Guard != nil {
 		op.Guard = r.opts.Guard.Spec()
 	}
 	for _, n := range plan.Nodes {
-		op.Nodes = append(op.Nodes, journal.Node{Name: n.Name, Batch: n.Batch, Phase: PhasePending})
+		op.Record.Nodes = append(op.Record.Nodes, Node{Name: n.Name, Batch: n.Batch, Phase: PhasePending})
 	}
-	if err := r.store.Create(ctx, op); err != nil {
+	raw, err := journal.Encode(op)
+	if err != nil {
 		return err
 	}
+	if err := r.store.Create(ctx, raw); err != nil {
+		return err
+	}
+	op.Operation = raw.Operation
 	r.setPlan(plan)
 	r.w = journal.NewWriter(r.store, op)
 	return nil
 }
 
-func (r *runner) resume(ctx context.Context, id string) error {
-	op, err := r.store.Get(ctx, id)
+func (r *runner) resume(ctx context.Context, raw *journal.Raw) error {
+	if err := journal.Current(&raw.Operation); err != nil {
+		return err
+	}
+	op, err := journal.Decode[Record](raw)
 	if err != nil {
 		return err
 	}
-	var plan Plan
-	if err := json.Unmarshal(op.Plan, &plan); err != nil {
-		return fmt.Errorf("reading the plan of operation %s: %w", id, err)
+	if op.Record.Plan == nil {
+		return fmt.Errorf("operation %s has no plan in its journal", op.ID)
 	}
-	r.setPlan(&plan)
+	r.setPlan(op.Record.Plan)
 	r.w = journal.NewWriter(r.store, op)
-	return r.w.Update(ctx, func(op *journal.Operation) {
+	return r.w.Update(ctx, func(op *Journal) {
 		op.Runs++
 		op.Status = journal.Running
 		op.Message = ""
 		op.Finished = nil
-		for i := range op.Nodes {
-			n := &op.Nodes[i]
+		for i := range op.Record.Nodes {
+			n := &op.Record.Nodes[i]
 			switch {
 			case inFlight(n.Phase):
 				n.Resumed++
@@ -310,7 +313,7 @@ func (r *runner) execute(ctx context.Context) error {
 			if r.stopped() != "" || ctx.Err() != nil {
 				break
 			}
-			n := r.w.Snapshot().NodeByName(name)
+			n := r.w.Snapshot().Record.NodeByName(name)
 			if n == nil || (n.Phase != PhasePending && !inFlight(n.Phase)) {
 				continue
 			}
@@ -366,7 +369,7 @@ func (r *runner) execute(ctx context.Context) error {
 }
 
 func (r *runner) finish(ctx context.Context, status journal.Status, why string) error {
-	err := r.w.Force(ctx, func(op *journal.Operation) {
+	err := r.w.Force(ctx, func(op *Journal) {
 		op.Status = status
 		op.Message = why
 		now := time.Now().UTC()
@@ -504,7 +507,7 @@ func (r *runner) waitCapacity(ctx context.Context, name string) error {
 // confirmCanary asks whether to continue after the canary batch.
 func (r *runner) confirmCanary(ctx context.Context) error {
 	op := r.w.Snapshot()
-	for _, n := range op.Nodes {
+	for _, n := range op.Record.Nodes {
 		if n.Batch == 0 && n.Outcome == OutcomeFailed {
 			return fmt.Errorf("canary node %s failed: %s", n.Name, n.Error)
 		}
