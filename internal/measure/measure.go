@@ -68,7 +68,7 @@ type Live struct {
 }
 
 // ErrNoAgents is returned when no node agent runs to measure anything.
-var ErrNoAgents = errors.New("no node agent runs in this cluster, so nothing would be measured: deploy them (hitless agent manifest | kubectl apply -f -) or start the local cluster with --dataplane netns")
+var ErrNoAgents = errors.New("no node agent runs in this cluster, so nothing would be measured: deploy them (hitless agent manifest | kubectl apply -f -) or give the local cluster its netns data plane")
 
 func needAgents(ctx context.Context, cs kubernetes.Interface) error {
 	known, _, err := agent.Reports(ctx, cs)

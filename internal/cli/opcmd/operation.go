@@ -51,8 +51,9 @@ func Client(getter genericclioptions.RESTClientGetter) (kubernetes.Interface, er
 // Classify maps engine errors to exit codes.
 func Classify(err error) error {
 	var (
-		spec *roll.SpecError
-		held *lock.HeldError
+		spec   *roll.SpecError
+		held   *lock.HeldError
+		format *journal.FormatError
 	)
 	switch {
 	case err == nil:
@@ -61,7 +62,7 @@ func Classify(err error) error {
 		return exitcode.BadInput(err)
 	case errors.As(err, &held):
 		return exitcode.LockHeld(err)
-	case errors.Is(err, journal.ErrNotFound):
+	case errors.Is(err, journal.ErrNotFound), errors.As(err, &format):
 		return exitcode.BadInput(err)
 	}
 	return err

@@ -20,12 +20,17 @@ import (
 // Rerun runs a command line of this program (without its name).
 type Rerun func(ctx context.Context, args []string) error
 
+// FromSpec resumes an operation of one kind from its journaled spec: for
+// operations a library started (the controller, a test), whose journal
+// holds no command line to run again.
+type FromSpec func(cmd *cobra.Command, op *journal.Raw, yes bool, format output.Format) error
+
 // NewCommand returns the `resume` command. Whatever the kind of the
 // operation, resuming it is running its journaled command again (which
 // finds the operation by its spec and continues it), with this
 // invocation's connection flags and, where the command takes them, its
 // --yes and -o.
-func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, kinds *operation.Registry, rerun Rerun) *cobra.Command {
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, kinds *operation.Registry, rerun Rerun, fromSpec map[string]FromSpec) *cobra.Command {
 	var (
 		format output.Format
 		yes    bool
@@ -53,8 +58,12 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 				return exitcode.BadInput(fmt.Errorf("operation %s is %s: nothing to resume", op.ID, op.Status))
 			}
 			line, err := opcmd.SplitCommand(op.Command)
-			if err != nil || len(line) < 2 {
-				return exitcode.BadInput(fmt.Errorf("operation %s: its journaled command %q cannot be run again: %w", op.ID, op.Command, errors.Join(err, errors.New("no command"))))
+			if err != nil || len(line) < 2 || line[0] != "hitless" {
+				if resume, ok := fromSpec[op.Kind]; ok {
+					_, _ = fmt.Fprintf(streams.ErrOut, "Resuming %s %s from its journaled spec\n", op.Kind, op.ID)
+					return resume(cmd, op, yes, format)
+				}
+				return exitcode.BadInput(fmt.Errorf("operation %s: its journaled command %q is not a hitless command line to run again: %w", op.ID, op.Command, errors.Join(err, errors.New("started by a library"))))
 			}
 			again := append(line[1:], extraFlags(cmd, line[1:], yes, format)...)
 			_, _ = fmt.Fprintf(streams.ErrOut, "Resuming %s %s: %s\n", op.Kind, op.ID, op.Command)

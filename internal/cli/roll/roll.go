@@ -13,6 +13,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
 	core "github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
@@ -168,4 +169,22 @@ func actionSpecs(exec, restart string, labels, annots, custom []string, timeout 
 		out = append(out, core.ActionSpec{Name: name, Params: json.RawMessage(params)})
 	}
 	return out, nil
+}
+
+// FromSpec resumes a roll from its journaled spec, as `hitless resume`
+// does for a roll a library started: the same printing, approvals and
+// guard (the journaled one) as the roll command.
+func FromSpec(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *core.Actions) func(cmd *cobra.Command, op *journal.Raw, yes bool, format output.Format) error {
+	return func(cmd *cobra.Command, op *journal.Raw, yes bool, format output.Format) error {
+		spec, err := core.SpecOf(&op.Operation)
+		if err != nil {
+			return exitcode.BadInput(err)
+		}
+		cs, err := opcmd.Client(getter)
+		if err != nil {
+			return err
+		}
+		opts := core.Options{Spec: spec, Command: opcmd.CommandLine(cmd), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes), Actions: actions}
+		return opcmd.RunRoll(cmd.Context(), streams, cs, opts, format, opcmd.Probing{OnBudget: "pause"})
+	}
 }

@@ -53,3 +53,12 @@ func Current(op *Operation) error {
 	}
 	return nil
 }
+
+// Parse reads a journal as stored (its JSON), of any format.
+func Parse(b []byte) (*Raw, error) {
+	var s stored
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("reading a journal: %w", err)
+	}
+	return upgrade(&s), nil
+}

@@ -224,14 +224,22 @@ func (s *Store) List(ctx context.Context) ([]*Raw, error) {
 }
 
 // Resumable returns the newest unfinished operation of kind with the spec
-// hash, or nil: running the same command again continues it.
+// hash, or nil: running the same command again continues it. An
+// unfinished operation of kind journaled in another format is a
+// *FormatError: its spec cannot be compared, so it is stopped first.
 func (s *Store) Resumable(ctx context.Context, kind, hash string) (*Raw, error) {
 	ops, err := s.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, op := range ops {
-		if op.Kind == kind && op.SpecHash == hash && op.Status.Resumable() {
+		if op.Kind != kind || !op.Status.Resumable() {
+			continue
+		}
+		if err := Current(&op.Operation); err != nil {
+			return nil, err
+		}
+		if op.SpecHash == hash {
 			return op, nil
 		}
 	}

@@ -46,19 +46,8 @@ func Rollback(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 // plan, then run the journaled steps.
 func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Result, error) {
 	opts.defaults()
-	if err := validateName(opts.Name); err != nil {
+	if err := validateDeploy(opts); err != nil {
 		return nil, err
-	}
-	if opts.Prefer != component.PreferNone && opts.Prefer != component.PreferUser && opts.Prefer != component.PreferVendor {
-		return nil, &InputError{Field: "prefer", Msg: fmt.Sprintf("%q: want vendor or user", opts.Prefer)}
-	}
-	if _, _, err := roll.ParseBatch(opts.Batch); err != nil {
-		return nil, &InputError{Field: "batch", Msg: err.Error()}
-	}
-	for _, sel := range opts.NodeSelectors {
-		if _, err := labels.Parse(sel); err != nil {
-			return nil, &InputError{Field: "nodeSelectors", Msg: fmt.Sprintf("%q: %v", sel, err)}
-		}
 	}
 	store := release.NewStore(c.Client)
 	revs, err := store.List(ctx, opts.Name)
@@ -66,35 +55,11 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return nil, err
 	}
 	current := release.Current(revs)
-	sp := spec{Action: action, Name: opts.Name, Prefer: opts.Prefer, DataPlane: opts.DataPlane, NodeSelectors: opts.NodeSelectors, Batch: opts.Batch}
-
-	var vendor, from []*unstructured.Unstructured
-	var target *release.Revision
-	switch action {
-	case ActionInstall, ActionUpgrade:
-		if opts.Source == nil {
-			return nil, &InputError{Field: "source", Msg: "required: the component's manifests (file, directory or kustomization)"}
-		}
-		if vendor, err = load(ctx, c.Client, opts.Source, opts.MixedVersions); err != nil {
-			return nil, err
-		}
-		sp.Source, sp.SourceDigest = opts.Source.Path, digest(vendor)
-	case ActionRollback:
-		if target, err = rollbackTarget(revs, current, opts.Revision); err != nil {
-			return nil, err
-		}
-		vendor = release.Objects(target.Vendor)
-		sp.Revision = target.Number
+	in, err := sources(ctx, c, action, opts, revs, current)
+	if err != nil {
+		return nil, err
 	}
-	if opts.From != nil {
-		if action != ActionUpgrade {
-			return nil, &InputError{Field: "from", Msg: "only upgrade takes `from`"}
-		}
-		if from, err = load(ctx, c.Client, opts.From, true); err != nil {
-			return nil, err
-		}
-		sp.FromDigest = digest(from)
-	}
+	sp, vendor, from, target := in.spec, in.vendor, in.from, in.target
 
 	jstore := journal.NewStore(c.Client)
 	existing, err := resumable(ctx, jstore, action, sp.hash())
@@ -149,36 +114,112 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return res, nil
 	}
 
+	r, err := start(ctx, c, action, opts, existing, jstore, sp, res)
+	if err != nil {
+		return res, err
+	}
+	defer unlock(ctx, r.lock)
+	r.applier, r.store, r.rev, r.prev, r.st = a, store, rev, prev, st
+	if err := r.open(ctx, jstore, existing, res.Operation, sp); err != nil {
+		return res, err
+	}
+	if err := recordPending(ctx, store, revs, rev, res); err != nil {
+		return res, err
+	}
+	runErr := r.deploySteps(ctx, desired, prune)
+	return res, r.close(ctx, runErr)
+}
+
+// start attaches the guard of a resumed operation and takes the lock.
+func start(ctx context.Context, c Cluster, action string, opts Options, existing *Journal, jstore *journal.Store, sp spec, res *Result) (*runner, error) {
 	if existing != nil {
+		var err error
 		if opts.Guard, err = operation.Attach(ctx, opts.Guard, existing.Guard, opts.Guards); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
 	id, lk, err := lockFor(ctx, c, action, existing, opts.Command)
 	if err != nil {
-		return res, err
-	}
-	defer unlock(ctx, lk)
-	r := &runner{c: c, opts: opts, applier: a, store: store, lock: lk, rev: rev, prev: prev, st: st, res: res}
-	if err := r.open(ctx, jstore, existing, id, sp); err != nil {
-		return res, err
+		return nil, err
 	}
 	res.Operation = id
-	// The revision is recorded, pending, before anything changes: a
-	// resumed run deploys exactly these objects.
+	return &runner{c: c, opts: opts, lock: lk, res: res}, nil
+}
+
+// recordPending records the revision, pending, before anything changes:
+// a resumed run deploys exactly these objects. A new operation marks the
+// pending revisions nobody resumed failed first.
+func recordPending(ctx context.Context, store *release.Store, revs []*release.Revision, rev *release.Revision, res *Result) error {
 	if !res.Resumed {
 		if err := abandon(ctx, store, revs); err != nil {
-			return res, err
+			return err
 		}
 	}
-	if rev.Status != release.Deployed { // killed after its record step
-		rev.Status, rev.Operation = release.Pending, id
-		if err := store.Put(ctx, rev); err != nil {
-			return res, err
+	if rev.Status == release.Deployed { // killed after its record step
+		return nil
+	}
+	rev.Status, rev.Operation = release.Pending, res.Operation
+	return store.Put(ctx, rev)
+}
+
+// validateDeploy checks the options that need no cluster.
+func validateDeploy(opts Options) error {
+	if err := validateName(opts.Name); err != nil {
+		return err
+	}
+	if opts.Prefer != component.PreferNone && opts.Prefer != component.PreferUser && opts.Prefer != component.PreferVendor {
+		return &InputError{Field: "prefer", Msg: fmt.Sprintf("%q: want vendor or user", opts.Prefer)}
+	}
+	if _, _, err := roll.ParseBatch(opts.Batch); err != nil {
+		return &InputError{Field: "batch", Msg: err.Error()}
+	}
+	for _, sel := range opts.NodeSelectors {
+		if _, err := labels.Parse(sel); err != nil {
+			return &InputError{Field: "nodeSelectors", Msg: fmt.Sprintf("%q: %v", sel, err)}
 		}
 	}
-	runErr := r.deploySteps(ctx, desired, prune)
-	return res, r.close(ctx, runErr)
+	return nil
+}
+
+// inputs are what an install, upgrade or rollback deploys from, and the
+// spec that identifies the operation for resume.
+type inputs struct {
+	spec         spec
+	vendor, from []*unstructured.Unstructured
+	target       *release.Revision // a rollback's
+}
+
+// sources validates the sources against the cluster (or, for a rollback,
+// finds the target revision) and works out the spec.
+func sources(ctx context.Context, c Cluster, action string, opts Options, revs []*release.Revision, current *release.Revision) (*inputs, error) {
+	in := &inputs{spec: spec{Action: action, Name: opts.Name, Prefer: opts.Prefer, DataPlane: opts.DataPlane, NodeSelectors: opts.NodeSelectors, Batch: opts.Batch}}
+	var err error
+	switch action {
+	case ActionInstall, ActionUpgrade:
+		if opts.Source == nil {
+			return nil, &InputError{Field: "source", Msg: "required: the component's manifests (file, directory or kustomization)"}
+		}
+		if in.vendor, err = load(ctx, c.Client, opts.Source, opts.MixedVersions); err != nil {
+			return nil, err
+		}
+		in.spec.Source, in.spec.SourceDigest = opts.Source.Path, digest(in.vendor)
+	case ActionRollback:
+		if in.target, err = rollbackTarget(revs, current, opts.Revision); err != nil {
+			return nil, err
+		}
+		in.vendor = release.Objects(in.target.Vendor)
+		in.spec.Revision = in.target.Number
+	}
+	if opts.From != nil {
+		if action != ActionUpgrade {
+			return nil, &InputError{Field: "from", Msg: "only upgrade takes `from`"}
+		}
+		if in.from, err = load(ctx, c.Client, opts.From, true); err != nil {
+			return nil, err
+		}
+		in.spec.FromDigest = digest(in.from)
+	}
+	return in, nil
 }
 
 // abandon marks failed the pending revisions of operations nobody resumed:
@@ -229,7 +270,7 @@ func rollbackTarget(revs []*release.Revision, current *release.Revision, n int) 
 	}
 	t := release.Find(revs, n)
 	if t == nil || len(t.Vendor) == 0 {
-		return nil, &InputError{Field: "revision", Msg: fmt.Sprintf("%d: no such revision (see hitless history --name %s)", n, current.Component)}
+		return nil, &InputError{Field: "revision", Msg: fmt.Sprintf("%d: no such revision of %s (its history lists them)", n, current.Component)}
 	}
 	if t.Number == current.Number {
 		return nil, &InputError{Field: "revision", Msg: fmt.Sprintf("%d is the deployed revision", n)}

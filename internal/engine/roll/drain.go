@@ -82,6 +82,53 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 		Out:                 io.Discard,
 		ErrOut:              io.Discard,
 	}
+	pods, err := podsToDrain(ctx, helper, node)
+	if err != nil || len(pods) == 0 {
+		return res, err
+	}
+	dctx, cancel := context.WithDeadline(ctx, time.Now().Add(spec.DrainTimeout))
+	defer cancel()
+	remaining := map[types.UID]string{}
+	for _, p := range pods {
+		remaining[p.UID] = p.Namespace + "/" + p.Name
+		if !eviction.Managed(&p) {
+			res.Deleted = append(res.Deleted, p.Namespace+"/"+p.Name)
+		} else {
+			res.Evicted = append(res.Evicted, p.Namespace+"/"+p.Name)
+		}
+	}
+	e := &evictor{helper: helper, ctx: dctx, retryDelay: spec.EvictRetryDelay, pdbChanged: pdbChanged, blocking: map[string]string{}}
+	var wg sync.WaitGroup
+	// Pods under one PDB are evicted one after the other (concurrent
+	// evictions against one budget conflict in the API server, which backs
+	// off half a second per conflict); groups run side by side.
+	for _, group := range byBudget(pods, budgetOf) {
+		wg.Go(func() {
+			for _, p := range group {
+				if !e.evict(p) {
+					return
+				}
+			}
+		})
+	}
+	waitErr := waitGone(dctx, cs, node, remaining, newestVersion(pods))
+	cancel()
+	wg.Wait()
+	if e.err != nil {
+		return res, e.err
+	}
+	if waitErr != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		return res, e.timeout(node, spec.DrainTimeout, remaining)
+	}
+	return res, nil
+}
+
+// podsToDrain lists the pods kubectl's filters (and hitless's) let a
+// drain of node evict; a pod they refuse makes a *DrainRefusedError.
+func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]corev1.Pod, error) {
 	var (
 		list *drain.PodDeleteList
 		errs []error
@@ -98,68 +145,14 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 		for _, e := range errs {
 			reasons = append(reasons, e.Error())
 		}
-		return res, &DrainRefusedError{Node: node, Reasons: reasons}
+		return nil, &DrainRefusedError{Node: node, Reasons: reasons}
 	}
-	pods := list.Pods()
-	if len(pods) == 0 {
-		return res, nil
-	}
-	deadline := time.Now().Add(spec.DrainTimeout)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
+	return list.Pods(), nil
+}
 
-	remaining := map[types.UID]string{}
-	for _, p := range pods {
-		remaining[p.UID] = p.Namespace + "/" + p.Name
-		if !eviction.Managed(&p) {
-			res.Deleted = append(res.Deleted, p.Namespace+"/"+p.Name)
-		} else {
-			res.Evicted = append(res.Evicted, p.Namespace+"/"+p.Name)
-		}
-	}
-	var (
-		mu       sync.Mutex
-		blocking = map[string]string{}
-		evictErr error
-		wg       sync.WaitGroup
-	)
-	// evict retries one pod's eviction until it is accepted, refused for
-	// good, or the drain ends.
-	evict := func(p corev1.Pod) bool {
-		for {
-			changed := pdbChanged()
-			err := helper.EvictPod(p, policyv1.SchemeGroupVersion)
-			switch {
-			case err == nil || apierrors.IsNotFound(err):
-				return true
-			case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-				// Its namespace is being deleted: no eviction is accepted
-				// there, and the namespace controller deletes the pod; the
-				// drain waits for it to go, as kubectl drain does.
-				return true
-			case apierrors.IsTooManyRequests(err):
-				mu.Lock()
-				blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
-				mu.Unlock()
-			case transient.Is(err):
-				// The API server is restarting or overloaded: retry.
-			default:
-				mu.Lock()
-				evictErr = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
-				mu.Unlock()
-				return false
-			}
-			select {
-			case <-dctx.Done():
-				return false
-			case <-changed:
-			case <-time.After(spec.EvictRetryDelay):
-			}
-		}
-	}
-	// Pods under one PDB are evicted one after the other (concurrent
-	// evictions against one budget conflict in the API server, which backs
-	// off half a second per conflict); groups run side by side.
+// byBudget groups pods by the PodDisruptionBudget covering them; a pod
+// without one is a group of its own.
+func byBudget(pods []corev1.Pod, budgetOf func(*corev1.Pod) string) map[string][]corev1.Pod {
 	groups := map[string][]corev1.Pod{}
 	for i, p := range pods {
 		key := budgetOf(&p)
@@ -168,41 +161,73 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 		}
 		groups[key] = append(groups[key], p)
 	}
-	for _, group := range groups {
-		wg.Go(func() {
-			for _, p := range group {
-				if !evict(p) {
-					return
-				}
-			}
-		})
-	}
-	waitErr := waitGone(dctx, cs, node, remaining, newestVersion(pods))
-	cancel()
-	wg.Wait()
-	if evictErr != nil {
-		return res, evictErr
-	}
-	if waitErr != nil {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
+	return groups
+}
+
+// evictor evicts the pods of one drain, keeping what refused them.
+type evictor struct {
+	helper     *drain.Helper
+	ctx        context.Context // the drain's deadline
+	retryDelay time.Duration
+	pdbChanged func() <-chan struct{}
+
+	mu       sync.Mutex
+	blocking map[string]string // pod -> the budget's refusal
+	err      error             // an eviction refused for good
+}
+
+// evict retries one pod's eviction until it is accepted, refused for
+// good, or the drain ends; it reports whether the pod goes.
+func (e *evictor) evict(p corev1.Pod) bool {
+	for {
+		changed := e.pdbChanged()
+		err := e.helper.EvictPod(p, policyv1.SchemeGroupVersion)
+		switch {
+		case err == nil || apierrors.IsNotFound(err):
+			return true
+		case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+			// Its namespace is being deleted: no eviction is accepted
+			// there, and the namespace controller deletes the pod; the
+			// drain waits for it to go, as kubectl drain does.
+			return true
+		case apierrors.IsTooManyRequests(err):
+			e.mu.Lock()
+			e.blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
+			e.mu.Unlock()
+		case transient.Is(err):
+			// The API server is restarting or overloaded: retry.
+		default:
+			e.mu.Lock()
+			e.err = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
+			e.mu.Unlock()
+			return false
 		}
-		left := make([]string, 0, len(remaining))
-		for _, name := range remaining {
-			left = append(left, name)
+		select {
+		case <-e.ctx.Done():
+			return false
+		case <-changed:
+		case <-time.After(e.retryDelay):
 		}
-		slices.Sort(left)
-		var blocks []string
-		seen := map[string]bool{}
-		for _, pod := range left {
-			if m, ok := blocking[pod]; ok && !seen[m] {
-				seen[m] = true
-				blocks = append(blocks, m+" (pod "+pod+")")
-			}
-		}
-		return res, &DrainTimeoutError{Node: node, Timeout: spec.DrainTimeout, Pods: left, Blocking: blocks}
 	}
-	return res, nil
+}
+
+// timeout describes a drain that ran out of time: the pods left and the
+// budgets that refused them.
+func (e *evictor) timeout(node string, after time.Duration, remaining map[types.UID]string) error {
+	left := make([]string, 0, len(remaining))
+	for _, name := range remaining {
+		left = append(left, name)
+	}
+	slices.Sort(left)
+	var blocks []string
+	seen := map[string]bool{}
+	for _, pod := range left {
+		if m, ok := e.blocking[pod]; ok && !seen[m] {
+			seen[m] = true
+			blocks = append(blocks, m+" (pod "+pod+")")
+		}
+	}
+	return &DrainTimeoutError{Node: node, Timeout: after, Pods: left, Blocking: blocks}
 }
 
 // waitGone waits until every UID in remaining is gone from node, deleting

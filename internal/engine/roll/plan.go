@@ -76,12 +76,6 @@ type Blocker = eviction.Blocker
 // the grace period of the DaemonSet pods the actions replace. It changes
 // nothing.
 func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec, actions []Action) (*Plan, error) {
-	restarts := map[string]bool{}
-	for _, a := range actions {
-		if r, ok := a.(DaemonSetRestarter); ok {
-			restarts[r.RestartsDaemonSet()] = true
-		}
-	}
 	nodes, err := selectNodes(ctx, cs, spec)
 	if err != nil {
 		return nil, err
@@ -105,69 +99,94 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec, actions [
 		}
 	}
 	orderNodes(nodes, spec.Order)
-
+	pl := planner{spec: spec, budgets: eviction.IndexBudgets(budgets), restarts: map[string]bool{}}
+	for _, a := range actions {
+		if r, ok := a.(DaemonSetRestarter); ok {
+			pl.restarts[r.RestartsDaemonSet()] = true
+		}
+	}
 	plan := &Plan{BatchSize: spec.BatchSize(len(nodes))}
-	var dryRuns []dryRun
-	for _, n := range nodes {
-		np := NodePlan{
-			Name:         n.Name,
-			InternalIP:   knode.InternalIP(&n),
-			Zone:         n.Labels[corev1.LabelTopologyZone],
-			ControlPlane: knode.ControlPlane(&n),
-			Ready:        knode.Ready(&n),
-			Cordoned:     n.Spec.Unschedulable,
-		}
-		var restart time.Duration // the data-plane pod's replacement
-		for _, p := range byNode[n.Name] {
-			d := eviction.Classify(&p, spec.evictionOptions())
-			evict, blocker := d.Evict, d.Blocker
-			switch {
-			case d.DaemonSet:
-				np.DaemonSetPods = append(np.DaemonSetPods, p.Namespace+"/"+p.Name)
-				if c := metav1.GetControllerOf(&p); c != nil && restarts[p.Namespace+"/"+c.Name] {
-					restart = max(restart, time.Duration(grace(&p))*time.Second)
-				}
-			case blocker != nil && !evict:
-				np.Blockers = append(np.Blockers, *blocker)
-				plan.Blocked = true
-			case evict:
-				ref := PodRef{Namespace: p.Namespace, Name: p.Name, Owner: owner(&p), GracePeriod: grace(&p)}
-				np.Evict = append(np.Evict, ref)
-				// A pod whose PDB allows disruptions now is evictable; the
-				// server-side dry run checks the others.
-				if pdb := eviction.Covering(&p, budgets); pdb != nil && pdb.Status.DisruptionsAllowed < 1 {
-					dryRuns = append(dryRuns, dryRun{node: len(plan.Nodes), pod: ref, pdb: pdb})
-				}
-			}
-		}
-		var longest int64
-		for _, e := range np.Evict {
-			longest = max(longest, e.GracePeriod)
-		}
-		np.Estimate = time.Duration(longest)*time.Second + restart + overheadOnNode
+	for i := range nodes {
+		np, blocked := pl.node(&nodes[i], byNode[nodes[i].Name], len(plan.Nodes))
+		plan.Blocked = plan.Blocked || blocked
 		plan.Nodes = append(plan.Nodes, np)
 	}
-	for _, b := range predictPDBBlockers(ctx, cs, dryRuns) {
+	for _, b := range predictPDBBlockers(ctx, cs, pl.dryRuns) {
 		plan.Nodes[b.node].Blockers = append(plan.Nodes[b.node].Blockers, b.blocker)
 	}
 	plan.Batches = batches(plan.Nodes, spec, plan.BatchSize)
+	assignBatches(plan, spec)
+	return plan, nil
+}
+
+// planner plans one node after the other.
+type planner struct {
+	spec     Spec
+	budgets  eviction.Budgets
+	restarts map[string]bool // DaemonSets (namespace/name) the actions replace
+	dryRuns  []dryRun
+}
+
+// node plans the drain of n, the index-th node of the plan, holding pods;
+// blocked is true when a pod blocks it.
+func (pl *planner) node(n *corev1.Node, pods []corev1.Pod, index int) (np NodePlan, blocked bool) {
+	np = NodePlan{
+		Name:         n.Name,
+		InternalIP:   knode.InternalIP(n),
+		Zone:         n.Labels[corev1.LabelTopologyZone],
+		ControlPlane: knode.ControlPlane(n),
+		Ready:        knode.Ready(n),
+		Cordoned:     n.Spec.Unschedulable,
+	}
+	var restart time.Duration // the data-plane pod's replacement
+	for _, p := range pods {
+		d := eviction.Classify(&p, pl.spec.evictionOptions())
+		switch {
+		case d.DaemonSet:
+			np.DaemonSetPods = append(np.DaemonSetPods, p.Namespace+"/"+p.Name)
+			if c := metav1.GetControllerOf(&p); c != nil && pl.restarts[p.Namespace+"/"+c.Name] {
+				restart = max(restart, time.Duration(grace(&p))*time.Second)
+			}
+		case d.Blocker != nil && !d.Evict:
+			np.Blockers = append(np.Blockers, *d.Blocker)
+			blocked = true
+		case d.Evict:
+			ref := PodRef{Namespace: p.Namespace, Name: p.Name, Owner: owner(&p), GracePeriod: grace(&p)}
+			np.Evict = append(np.Evict, ref)
+			// A pod whose PDB allows disruptions now is evictable; the
+			// server-side dry run checks the others.
+			if bs := pl.budgets.Of(&p); len(bs) > 0 && bs[0].Status.DisruptionsAllowed < 1 {
+				pl.dryRuns = append(pl.dryRuns, dryRun{node: index, pod: ref, pdb: bs[0]})
+			}
+		}
+	}
+	var longest int64
+	for _, e := range np.Evict {
+		longest = max(longest, e.GracePeriod)
+	}
+	np.Estimate = time.Duration(longest)*time.Second + restart + overheadOnNode
+	return np, blocked
+}
+
+// assignBatches numbers each node's batch and estimates the whole roll: a
+// batch's nodes run side by side, so a batch takes as long as its slowest
+// node, times the rounds its concurrency needs.
+func assignBatches(plan *Plan, spec Spec) {
+	index := make(map[string]int, len(plan.Nodes))
+	for i, n := range plan.Nodes {
+		index[n.Name] = i
+	}
 	for bi, names := range plan.Batches {
 		var longest time.Duration
 		for _, name := range names {
-			for i := range plan.Nodes {
-				if plan.Nodes[i].Name == name {
-					plan.Nodes[i].Batch = bi
-					plan.Nodes[i].Canary = spec.Canary > 0 && bi == 0
-					longest = max(longest, plan.Nodes[i].Estimate)
-				}
-			}
+			n := &plan.Nodes[index[name]]
+			n.Batch = bi
+			n.Canary = spec.Canary > 0 && bi == 0
+			longest = max(longest, n.Estimate)
 		}
-		// A batch's nodes run side by side: the batch takes as long as its
-		// slowest node, times the rounds its concurrency needs.
 		rounds := (len(names) + plan.BatchSize - 1) / plan.BatchSize
 		plan.Estimate += longest * time.Duration(rounds)
 	}
-	return plan, nil
 }
 
 func selectNodes(ctx context.Context, cs kubernetes.Interface, spec Spec) ([]corev1.Node, error) {

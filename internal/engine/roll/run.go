@@ -308,33 +308,7 @@ func (r *runner) execute(ctx context.Context) error {
 		if r.stopped() != "" || ctx.Err() != nil {
 			break
 		}
-		var wg sync.WaitGroup
-		for _, name := range batch {
-			if r.stopped() != "" || ctx.Err() != nil {
-				break
-			}
-			n := r.w.Snapshot().Record.NodeByName(name)
-			if n == nil || (n.Phase != PhasePending && !inFlight(n.Phase)) {
-				continue
-			}
-			if err := r.waitCapacity(ctx, name); err != nil {
-				r.stop(err.Error())
-				break
-			}
-			if r.opts.Guard != nil {
-				if err := r.opts.Guard.Check(ctx, name); err != nil {
-					r.guardStopped = true
-					r.stop(err.Error())
-					r.emit(Event{Time: time.Now(), Node: name, Batch: bi, Phase: PhasePending, Message: "paused: " + err.Error()})
-					break
-				}
-			}
-			wg.Go(func() {
-				defer r.done(name)
-				r.runNode(ctx, name, bi)
-			})
-		}
-		wg.Wait()
+		r.runBatch(ctx, bi, batch)
 		if bi == 0 && r.spec.Canary > 0 && r.stopped() == "" && ctx.Err() == nil && len(r.plan.Batches) > 1 {
 			if err := r.confirmCanary(ctx); err != nil {
 				r.stop(err.Error())
@@ -366,6 +340,39 @@ func (r *runner) execute(ctx context.Context) error {
 		return r.finish(cleanup, status, why)
 	}
 	return r.finish(cleanup, journal.Succeeded, "")
+}
+
+// runBatch starts the batch's unfinished nodes as room allows and the
+// guard lets it, and waits for them.
+func (r *runner) runBatch(ctx context.Context, bi int, batch []string) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, name := range batch {
+		if r.stopped() != "" || ctx.Err() != nil {
+			return
+		}
+		n := r.w.Snapshot().Record.NodeByName(name)
+		if n == nil || (n.Phase != PhasePending && !inFlight(n.Phase)) {
+			continue
+		}
+		if err := r.waitCapacity(ctx, name); err != nil {
+			r.stop(err.Error())
+			return
+		}
+		if r.opts.Guard != nil {
+			if err := r.opts.Guard.Check(ctx, name); err != nil {
+				r.done(name)
+				r.guardStopped = true
+				r.stop(err.Error())
+				r.emit(Event{Time: time.Now(), Node: name, Batch: bi, Phase: PhasePending, Message: "paused: " + err.Error()})
+				return
+			}
+		}
+		wg.Go(func() {
+			defer r.done(name)
+			r.runNode(ctx, name, bi)
+		})
+	}
 }
 
 func (r *runner) finish(ctx context.Context, status journal.Status, why string) error {
