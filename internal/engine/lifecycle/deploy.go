@@ -118,7 +118,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	if err != nil {
 		return res, err
 	}
-	defer unlock(ctx, r.lock)
+	defer r.lock.Close(ctx)
 	r.applier, r.store, r.rev, r.prev, r.st = a, store, rev, prev, st
 	if err := r.open(ctx, jstore, existing, res.Operation, sp); err != nil {
 		return res, err
@@ -246,14 +246,6 @@ func lockFor(ctx context.Context, c Cluster, kind string, existing *Journal, com
 	}
 	lk, err := lock.Acquire(ctx, c.Client, lock.Self(id, command))
 	return id, lk, err
-}
-
-func unlock(ctx context.Context, lk *lock.Lock) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := lk.Release(rctx); err != nil {
-		klog.FromContext(ctx).Error(err, "releasing the cluster lock")
-	}
 }
 
 func rollbackTarget(revs []*release.Revision, current *release.Revision, n int) (*release.Revision, error) {
@@ -474,49 +466,9 @@ func (r *runner) close(ctx context.Context, runErr error) error {
 	return err
 }
 
-// step runs fn as the journaled step name, unless a previous run finished
-// it; the step is written before fn acts.
+// step runs fn as the journaled step name (operation.Step).
 func (r *runner) step(ctx context.Context, name string, fn func(ctx context.Context) ([]string, error)) error {
-	if s := r.w.Snapshot().StepByName(name); s != nil && s.Finished != nil && s.Error == "" {
-		r.opts.progressf("%-10s done before the restart", name)
-		return nil
-	}
-	started := time.Now().UTC()
-	if err := r.w.Update(ctx, func(op *Journal) {
-		s := op.StepByName(name)
-		if s == nil {
-			op.Steps = append(op.Steps, journal.Step{Name: name})
-			s = &op.Steps[len(op.Steps)-1]
-		}
-		s.Started, s.Finished, s.Error = started, nil, ""
-		s.Runs++
-	}); err != nil {
-		return err
-	}
-	r.opts.progressf("%-10s ...", name)
-	detail, runErr := fn(ctx)
-	finished := time.Now().UTC()
-	if err := r.w.Force(context.WithoutCancel(ctx), func(op *Journal) {
-		s := op.StepByName(name)
-		s.Finished, s.Detail = &finished, detail
-		if runErr != nil {
-			s.Error = runErr.Error()
-		}
-	}); err != nil && runErr == nil {
-		return err
-	}
-	if runErr != nil {
-		return fmt.Errorf("%s: %w", name, runErr)
-	}
-	summary := ""
-	if len(detail) > 0 {
-		summary = detail[0]
-		if len(detail) > 1 {
-			summary += fmt.Sprintf(" (+%d more)", len(detail)-1)
-		}
-	}
-	r.opts.progressf("%-10s done in %s %s", name, finished.Sub(started).Round(time.Millisecond), summary)
-	return nil
+	return operation.Step(ctx, r.w, name, r.opts.Progress, fn)
 }
 
 // saveState journals the operation's state (the rolls it started).

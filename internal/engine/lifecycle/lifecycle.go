@@ -175,11 +175,7 @@ type spec struct {
 	Force         bool             `json:"forceNamespaces,omitempty"`
 }
 
-func (s spec) hash() string {
-	b, _ := json.Marshal(s)
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:8])
-}
+func (s spec) hash() string { return operation.Hash(s) }
 
 func digest(objs []*unstructured.Unstructured) string {
 	h := sha256.New()

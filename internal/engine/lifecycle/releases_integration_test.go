@@ -1,14 +1,11 @@
 package lifecycle_test
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -156,36 +153,7 @@ func TestCrashResumeUpgrade(t *testing.T) {
 	mustHitless(t, "install", "-f", v1, "--name", name)
 	t.Cleanup(func() { hitless(t, "uninstall", "--name", name, "--force-namespaces") })
 
-	cmd := exec.Command(os.Args[0], "--kubeconfig", env.Kubeconfig(t), "upgrade", "-f", v2, "--name", name)
-	cmd.Env = append(os.Environ(), envRunCLI+"=1")
-	var output bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &output, &output
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	// Kill it once a node of the data plane is cordoned.
-	clustertest.Eventually(t, 2*time.Minute, func() error {
-		select {
-		case <-exited:
-			t.Fatalf("upgrade ended before any node was cordoned:\n%s", output.String())
-		default:
-		}
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		for _, n := range nodes.Items {
-			if n.Spec.Unschedulable {
-				return nil
-			}
-		}
-		return errorf("no node cordoned yet")
-	})
-	time.Sleep(300 * time.Millisecond)
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+	killMidRoll(t, "upgrade", "-f", v2, "--name", name)
 
 	res := mustHitless(t, "upgrade", "-f", v2, "--name", name)
 	if !res.Resumed || res.Revision != 2 || !slices.Contains(res.Deleted, "ConfigMap/"+name+"/settings-1") {

@@ -95,7 +95,7 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer unlock(ctx, lk)
+	defer lk.Close(ctx)
 	rev := release.Find(revs, st.Revision)
 	if rev == nil {
 		rev = &release.Revision{Component: opts.Name, Number: release.Next(revs), Action: ActionUninstall, Command: opts.Command, Created: time.Now().UTC()}

@@ -376,3 +376,13 @@ func setOrDrop(m map[string]string, k, v string) {
 	}
 	m[k] = v
 }
+
+// Close releases the lock at the end of an operation, even when ctx has
+// ended, within 30 s; a failure is logged (the lease lapses on its own).
+func (l *Lock) Close(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := l.Release(rctx); err != nil {
+		klog.FromContext(ctx).Error(err, "releasing the cluster lock")
+	}
+}

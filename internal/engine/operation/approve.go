@@ -2,6 +2,9 @@ package operation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -62,3 +65,14 @@ func (k ApproveKinds) Approve(_ context.Context, q Question) error {
 type FieldError struct{ Field, Msg string }
 
 func (e *FieldError) Error() string { return "`" + e.Field + "`: " + e.Msg }
+
+// Hash identifies a spec: its JSON's SHA-256, shortened. Running an
+// operation whose spec has the hash of an unfinished one resumes it.
+func Hash(spec any) string {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}

@@ -22,7 +22,6 @@ import (
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	policylisters "k8s.io/client-go/listers/policy/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
@@ -139,13 +138,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		if lk, err = lock.Acquire(ctx, cs, lock.Self(id, opts.Command)); err != nil {
 			return nil, err
 		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if err := lk.Release(rctx); err != nil {
-				klog.FromContext(ctx).Error(err, "releasing the cluster lock")
-			}
-		}()
+		defer lk.Close(ctx)
 	}
 
 	r := &runner{cs: cs, spec: spec, opts: opts, actions: actions, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}

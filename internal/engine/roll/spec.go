@@ -1,9 +1,6 @@
 package roll
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -165,11 +162,7 @@ func (s *Spec) BatchSize(total int) int {
 }
 
 // Hash identifies the spec: re-running a roll with the same hash resumes it.
-func (s *Spec) Hash() string {
-	b, _ := json.Marshal(s)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
+func (s *Spec) Hash() string { return operation.Hash(s) }
 
 // HasAction reports whether the roll changes something on each node beyond
 // the drain.
