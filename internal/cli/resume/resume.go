@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -65,7 +66,7 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 				}
 				return exitcode.BadInput(fmt.Errorf("operation %s: its journaled command %q is not a hitless command line to run again: %w", op.ID, op.Command, errors.Join(err, errors.New("started by a library"))))
 			}
-			again := append(line[1:], extraFlags(cmd, line[1:], yes, format)...)
+			again := append(slices.Clone(line[1:]), extraFlags(cmd, line[1:], yes, format)...)
 			_, _ = fmt.Fprintf(streams.ErrOut, "Resuming %s %s: %s\n", op.Kind, op.ID, op.Command)
 			return rerun(cmd.Context(), again)
 		},

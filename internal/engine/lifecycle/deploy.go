@@ -114,7 +114,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return res, nil
 	}
 
-	r, err := start(ctx, c, action, opts, existing, jstore, sp, res)
+	r, err := start(ctx, c, action, opts, existing, res)
 	if err != nil {
 		return res, err
 	}
@@ -131,7 +131,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 }
 
 // start attaches the guard of a resumed operation and takes the lock.
-func start(ctx context.Context, c Cluster, action string, opts Options, existing *Journal, jstore *journal.Store, sp spec, res *Result) (*runner, error) {
+func start(ctx context.Context, c Cluster, action string, opts Options, existing *Journal, res *Result) (*runner, error) {
 	if existing != nil {
 		var err error
 		if opts.Guard, err = operation.Attach(ctx, opts.Guard, existing.Guard, opts.Guards); err != nil {

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/kube/store"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+
+	"github.com/hitless-dev/hitless/internal/kube/store"
 )
 
 // Namespace holds the lock, beside the records.
