@@ -144,15 +144,15 @@ func ensureCluster(ctx context.Context, s *state) (string, error) {
 	switch {
 	case err == nil && c.Running():
 	case err == nil || errors.Is(err, localcluster.ErrNotFound):
-		dataplane := localcluster.DataplaneNone
+		dataplane := localcluster.LabNone
 		if os.Geteuid() == 0 {
 			// Network namespaces need root; without them the probes
 			// still run, on loopback.
-			dataplane = localcluster.DataplaneNetNS
+			dataplane = localcluster.LabNetNS
 		}
 		c, err = localcluster.Up(ctx, localcluster.Options{
 			Name: s.opts.Cluster, Nodes: s.opts.Nodes, ControlPlaneNodes: 1, Home: home, Progress: s.opts.Progress,
-			Dataplane: dataplane,
+			Lab: dataplane,
 		})
 		if err != nil {
 			return "", err

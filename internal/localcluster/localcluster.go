@@ -50,8 +50,8 @@ type Options struct {
 	Binaries *binaries.Resolver
 	// Progress receives one line per step. May be nil.
 	Progress io.Writer
-	// Dataplane is "" (none) or "netns": a network namespace per worker.
-	Dataplane string
+	// Lab is "" (none) or "netns": a network namespace per worker.
+	Lab string
 	// AgentBinary is the hitless binary the netns data plane runs one
 	// agent per worker with; "" runs none.
 	AgentBinary string
@@ -126,10 +126,10 @@ func (o *Options) Validate() error {
 	if o.ControlPlaneNodes < 1 || o.ControlPlaneNodes > 7 {
 		return &InvalidError{Field: "--control-plane-nodes", Msg: fmt.Sprintf("%d is out of range: want 1 to 7", o.ControlPlaneNodes)}
 	}
-	if o.Dataplane != DataplaneNone && o.Dataplane != DataplaneNetNS {
-		return &InvalidError{Field: "--dataplane", Msg: fmt.Sprintf("%q: want netns or nothing", o.Dataplane)}
+	if o.Lab != LabNone && o.Lab != LabNetNS {
+		return &InvalidError{Field: "--dataplane", Msg: fmt.Sprintf("%q: want netns or nothing", o.Lab)}
 	}
-	if o.Dataplane == DataplaneNetNS && o.Nodes+o.ControlPlaneNodes > 250 {
+	if o.Lab == LabNetNS && o.Nodes+o.ControlPlaneNodes > 250 {
 		return &InvalidError{Field: "--nodes", Msg: fmt.Sprintf("%d nodes: the netns data plane takes at most 250", o.Nodes+o.ControlPlaneNodes)}
 	}
 	for k, v := range o.NodeLabels {

@@ -147,7 +147,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
 		return nil, c.withLogs(err)
 	}
-	if opts.Dataplane == DataplaneNetNS {
+	if opts.Lab == LabNetNS {
 		progress("creating the netns data plane: a namespace, address and agent per node")
 		if err := c.startLab(ctx, cs, specs, opts.AgentBinary); err != nil {
 			return nil, c.withLogs(err)

@@ -26,7 +26,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
-var env = clustertest.New(clustertest.Options{Workers: 3, Dataplane: localcluster.DataplaneNetNS})
+var env = clustertest.New(clustertest.Options{Workers: 3, Lab: localcluster.LabNetNS})
 
 func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
 

@@ -78,7 +78,7 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 			}
 			opts.NodeLabels = l
 			opts.Progress = streams.ErrOut
-			if opts.Dataplane == localcluster.DataplaneNetNS {
+			if opts.Lab == localcluster.LabNetNS {
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("finding the hitless binary for the lab agents: %w", err)
@@ -102,7 +102,7 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "Number of worker nodes")
 	cmd.Flags().IntVar(&opts.ControlPlaneNodes, "control-plane-nodes", 1, "Number of control-plane nodes (tainted NoSchedule)")
 	cmd.Flags().StringVar(&labels, "node-labels", "", "Labels added to every worker node, as k=v,k2=v2")
-	cmd.Flags().StringVar(&opts.Dataplane, "dataplane", "", "netns: give each node a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
+	cmd.Flags().StringVar(&opts.Lab, "dataplane", "", "netns: give each node a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
 }

@@ -34,9 +34,9 @@ type Options struct {
 	Workers int
 	// NodeLabels are added to every worker.
 	NodeLabels map[string]string
-	// Dataplane "netns" gives every worker a network namespace (the lab);
+	// Lab "netns" gives every worker a network namespace (the lab);
 	// tests run the agents in it themselves.
-	Dataplane string
+	Lab string
 }
 
 // Env is one test package's cluster.
@@ -85,7 +85,7 @@ func (e *Env) Run(m *testing.M) int {
 		Name:              name,
 		Nodes:             e.opts.Workers,
 		ControlPlaneNodes: 1,
-		Dataplane:         e.opts.Dataplane,
+		Lab:         e.opts.Lab,
 		NodeLabels:        e.opts.NodeLabels,
 		Home:              home,
 		Attached:          true,

@@ -16,8 +16,8 @@ import (
 
 // Data planes a local cluster can have.
 const (
-	DataplaneNone  = ""
-	DataplaneNetNS = "netns"
+	LabNone  = ""
+	LabNetNS = "netns"
 	// AgentPort is the port lab agents answer peers on, TCP and UDP.
 	AgentPort = 9473
 	// labPrefix is the node network's prefix length (172.30.0.0/16).
