@@ -2,8 +2,6 @@ package check
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,11 +29,7 @@ const (
 var ErrNoRun = errors.New("no such checks run")
 
 // NewRunID returns a run id: kind, UTC time and a random suffix.
-func NewRunID(kind string, now time.Time) string {
-	b := make([]byte, 2)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%s-%s", kind, now.UTC().Format("20060102-150405"), hex.EncodeToString(b))
-}
+func NewRunID(kind string, now time.Time) string { return store.NewID(kind, now) }
 
 // Store keeps check runs in the cluster, one ConfigMap per run in
 // hitless-system.

@@ -2,8 +2,6 @@ package journal
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,11 +147,7 @@ func Encode[R any](e *Entry[R]) (*Raw, error) {
 }
 
 // NewID returns an operation id: kind, UTC time and a random suffix.
-func NewID(kind string) string {
-	b := make([]byte, 2)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%s-%s", kind, time.Now().UTC().Format("20060102-150405"), hex.EncodeToString(b))
-}
+func NewID(kind string) string { return store.NewID(kind, time.Now()) }
 
 // Store reads and writes operations.
 type Store struct {

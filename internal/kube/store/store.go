@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -290,4 +293,12 @@ func (s *Store) PutData(ctx context.Context, name string, data map[string]string
 		}
 		return nil
 	})
+}
+
+// NewID names a record: kind, the UTC time to the second and a random
+// suffix ("roll-20261202-101500-3fa2").
+func NewID(kind string, now time.Time) string {
+	b := make([]byte, 2)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%s-%s", kind, now.UTC().Format("20060102-150405"), hex.EncodeToString(b))
 }
