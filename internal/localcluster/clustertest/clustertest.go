@@ -85,7 +85,7 @@ func (e *Env) Run(m *testing.M) int {
 		Name:              name,
 		Nodes:             e.opts.Workers,
 		ControlPlaneNodes: 1,
-		Lab:         e.opts.Lab,
+		Lab:               e.opts.Lab,
 		NodeLabels:        e.opts.NodeLabels,
 		Home:              home,
 		Attached:          true,
