@@ -40,41 +40,51 @@ func undo(ctx context.Context, c operation.Cluster, raw *journal.Raw) error {
 	st := op.Record
 	var errs []error
 	for i := len(st.Rolls) - 1; i >= 0; i-- {
-		if err := undoRoll(ctx, c, st.Rolls[i].Operation); err != nil {
+		if err := undoRoll(ctx, c, st.Rolls[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 || st.Revision == 0 || op.StepByName("backup") == nil {
 		return errors.Join(errs...) // nothing changed before the backup step
 	}
-	return restore(ctx, c, raw.Kind, componentOf(raw), st)
+	return restore(ctx, c, &op.Operation, componentOf(raw), st)
 }
 
-// undoRoll undoes one data-plane roll that has not finished.
-func undoRoll(ctx context.Context, c operation.Cluster, id string) error {
-	if id == "" {
-		return nil
-	}
+// undoRoll undoes one data-plane roll that has not finished: the one the
+// record names, or, when the operation stopped before the roll returned
+// (its id is recorded only then), the unfinished roll of its spec.
+func undoRoll(ctx context.Context, c operation.Cluster, rec rollRecord) error {
 	store := journal.NewStore(c.Client)
-	raw, err := store.Get(ctx, id)
+	var raw *journal.Raw
+	var err error
+	if rec.Operation != "" {
+		raw, err = store.Get(ctx, rec.Operation)
+	} else {
+		sp := rec.Spec
+		sp.Defaults()
+		raw, err = store.Resumable(ctx, roll.Kind, sp.Hash())
+	}
 	if err != nil {
 		return err
 	}
-	if !raw.Status.Resumable() && raw.Status != journal.Aborting {
+	if raw == nil || (!raw.Status.Resumable() && raw.Status != journal.Aborting) {
 		return nil
 	}
 	if err := roll.OperationKind().Undo(ctx, c, raw); err != nil {
 		return err
 	}
-	if raw, err = store.Get(ctx, id); err != nil {
+	if raw, err = store.Get(ctx, raw.ID); err != nil {
 		return err
 	}
 	raw.Status, raw.Message = journal.Aborted, "aborted with the operation that ran it"
 	return store.Put(ctx, raw)
 }
 
-// restore puts the component back as it was before revision st.Revision.
-func restore(ctx context.Context, c operation.Cluster, action, name string, st state) error {
+// restore puts back what the operation's steps that started changed, as
+// it was before revision st.Revision: objects the stages it ran applied
+// or pruned come back from the backup, those it created go.
+func restore(ctx context.Context, c operation.Cluster, op *journal.Operation, name string, st state) error {
+	action := op.Kind
 	rstore := release.NewStore(c.Client)
 	revs, err := rstore.List(ctx, name)
 	if err != nil {
@@ -89,11 +99,14 @@ func restore(ctx context.Context, c operation.Cluster, action, name string, st s
 	if err != nil {
 		return err
 	}
+	touched := touchedBy(op, rev, backup)
 	had := map[release.Ref]bool{}
 	var back []*unstructured.Unstructured
 	for _, o := range backup {
 		had[unversioned(o)] = true
-		back = append(back, asApplied(o))
+		if touched[unversioned(o)] {
+			back = append(back, asApplied(o))
+		}
 	}
 	if len(back) > 0 {
 		if _, err := a.Apply(ctx, back, apply.Options{Set: name, Wait: 0}); err != nil {
@@ -103,7 +116,7 @@ func restore(ctx context.Context, c operation.Cluster, action, name string, st s
 	if rev != nil && action != ActionUninstall {
 		var created []*unstructured.Unstructured
 		for _, o := range release.Objects(rev.Applied) {
-			if !had[unversioned(o)] {
+			if !had[unversioned(o)] && touched[unversioned(o)] {
 				created = append(created, o)
 			}
 		}
@@ -128,6 +141,40 @@ func markAborted(ctx context.Context, rstore *release.Store, revs []*release.Rev
 		return rstore.Put(ctx, prev)
 	}
 	return nil
+}
+
+// touchedBy lists the objects the operation's started steps may have
+// changed: each apply stage's objects, the pruned ones once pruning
+// started, every backed-up object for an uninstall.
+func touchedBy(op *journal.Operation, rev *release.Revision, backup []*unstructured.Unstructured) map[release.Ref]bool {
+	out := map[release.Ref]bool{}
+	if op.Kind == ActionUninstall || rev == nil {
+		for _, o := range backup {
+			out[unversioned(o)] = true
+		}
+		return out
+	}
+	applied := release.Objects(rev.Applied)
+	stages := split(applied)
+	for _, stage := range []string{StageConfig, StageWorkloads, StageAPI} {
+		if op.StepByName(stage) != nil {
+			for _, o := range stages[stage] {
+				out[unversioned(o)] = true
+			}
+		}
+	}
+	if op.StepByName(StagePrune) != nil {
+		keep := map[release.Ref]bool{}
+		for _, o := range applied {
+			keep[unversioned(o)] = true
+		}
+		for _, o := range backup {
+			if !keep[unversioned(o)] {
+				out[unversioned(o)] = true
+			}
+		}
+	}
+	return out
 }
 
 func unversioned(o *unstructured.Unstructured) release.Ref {

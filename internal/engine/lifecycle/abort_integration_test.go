@@ -34,6 +34,7 @@ func killMidRoll(t *testing.T, args ...string) string {
 	cmd.Env = append(os.Environ(), envRunCLI+"=1")
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
+	started := time.Now().Add(-time.Second)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +51,11 @@ func killMidRoll(t *testing.T, args ...string) string {
 			return err
 		}
 		for _, n := range nodes.Items {
-			if n.Spec.Unschedulable {
+			if n.Spec.Unschedulable && n.Annotations[roll.AnnotationOperation] != "" {
 				return nil
 			}
 		}
-		return errorf("no node cordoned yet")
+		return errorf("no node cordoned by hitless yet")
 	})
 	time.Sleep(300 * time.Millisecond)
 	_ = cmd.Process.Signal(syscall.SIGKILL)
@@ -64,7 +65,7 @@ func killMidRoll(t *testing.T, args ...string) string {
 		t.Fatal(err)
 	}
 	for _, op := range ops {
-		if op.Kind == args[0] {
+		if op.Kind == args[0] && op.Started.After(started) {
 			return op.ID
 		}
 	}
