@@ -10,8 +10,6 @@ import (
 	"slices"
 	"time"
 
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -20,6 +18,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/check/profile"
 	"github.com/hitless-dev/hitless/internal/component/apply"
 	"github.com/hitless-dev/hitless/internal/component/manifest"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 )
 

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -26,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/hitless-dev/hitless/internal/cli/app"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"

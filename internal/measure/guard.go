@@ -35,6 +35,7 @@ type GuardSpec struct {
 type Guard struct {
 	spec GuardSpec
 	live *Live
+	gate func(ctx context.Context, next string) error
 	hit  atomic.Bool
 }
 
@@ -51,7 +52,7 @@ func StartGuard(ctx context.Context, cs kubernetes.Interface, spec GuardSpec) (*
 		return nil, err
 	}
 	spec.Rate = live.opts.Rate
-	return &Guard{spec: spec, live: live}, nil
+	return &Guard{spec: spec, live: live, gate: live.Gate(spec.Budget)}, nil
 }
 
 // Guards starts guards from journaled specs, for resumed operations.
@@ -72,7 +73,7 @@ func Guards(cs kubernetes.Interface, started func(*Guard)) operation.Guards {
 
 // Check holds the latest numbers against the budget.
 func (g *Guard) Check(ctx context.Context, next string) error {
-	err := g.live.Gate(g.spec.Budget)(ctx, next)
+	err := g.gate(ctx, next)
 	if err != nil {
 		g.hit.Store(true)
 	}

@@ -9,13 +9,12 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/hitless-dev/hitless/internal/kube/eviction"
-
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/hitless-dev/hitless/internal/check"
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
 )
 
 func drainChecks() []check.Check[*Input] {

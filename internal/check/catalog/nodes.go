@@ -8,9 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/hitless-dev/hitless/internal/kube/eviction"
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -19,6 +16,8 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/check"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 )
 
 func nodeChecks() []check.Check[*Input] {

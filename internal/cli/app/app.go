@@ -10,12 +10,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
-	"github.com/hitless-dev/hitless/internal/engine/operation"
-	rollcore "github.com/hitless-dev/hitless/internal/engine/roll"
-
-	"github.com/hitless-dev/hitless/internal/cli/opcmd"
-
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -31,6 +25,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/history"
 	"github.com/hitless-dev/hitless/internal/cli/install"
+	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/postflight"
 	"github.com/hitless-dev/hitless/internal/cli/preflight"
 	"github.com/hitless-dev/hitless/internal/cli/probe"
@@ -41,6 +36,9 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/uninstall"
 	"github.com/hitless-dev/hitless/internal/cli/upgrade"
 	"github.com/hitless-dev/hitless/internal/cli/version"
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	rollcore "github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
 // Main runs hitless with the process's arguments and streams and returns

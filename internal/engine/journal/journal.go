@@ -163,7 +163,7 @@ func NewStore(cs kubernetes.Interface) *Store {
 
 func cmName(id string) string { return namePrefix + id }
 
-func meta(op *Raw) metav1.ObjectMeta {
+func meta(op *Operation) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:            cmName(op.ID),
 		ResourceVersion: op.resourceVersion,
@@ -176,15 +176,7 @@ func meta(op *Raw) metav1.ObjectMeta {
 }
 
 // Create records a new operation.
-func (s *Store) Create(ctx context.Context, op *Raw) error {
-	op.Format = Format
-	rv, err := s.recs.Create(ctx, meta(op), &stored{Raw: *op})
-	if err != nil {
-		return fmt.Errorf("recording operation %s: %w", op.ID, err)
-	}
-	op.resourceVersion = rv
-	return nil
-}
+func (s *Store) Create(ctx context.Context, op *Raw) error { return Create(ctx, s, op) }
 
 // Get reads an operation.
 func (s *Store) Get(ctx context.Context, id string) (*Raw, error) {
@@ -279,14 +271,49 @@ func statusFromLabel(l string) Status {
 
 // Put writes op if nobody changed it since it was read. It returns a
 // conflict error (apierrors.IsConflict) otherwise.
-func (s *Store) Put(ctx context.Context, op *Raw) error {
-	op.Updated = time.Now().UTC()
-	rv, err := s.recs.Update(ctx, meta(op), &stored{Raw: *op})
+func (s *Store) Put(ctx context.Context, op *Raw) error { return put(ctx, s, op) }
+
+// put writes e, typed, if nobody changed it since it was read: its JSON
+// is the stored journal's, so no second encoding of the record is made.
+func put[R any](ctx context.Context, s *Store, e *Entry[R]) error {
+	e.Updated = time.Now().UTC()
+	recs := store.For[Entry[R]](s.store, store.Kind{What: "journal", Key: dataKey})
+	rv, err := recs.Update(ctx, meta(&e.Operation), e)
 	if err != nil {
-		return fmt.Errorf("journaling operation %s: %w", op.ID, err)
+		return fmt.Errorf("journaling operation %s: %w", e.ID, err)
 	}
-	op.resourceVersion = rv
+	e.resourceVersion = rv
 	return nil
+}
+
+// Create records a new operation whose record is of type R.
+func Create[R any](ctx context.Context, s *Store, e *Entry[R]) error {
+	e.Format = Format
+	recs := store.For[Entry[R]](s.store, store.Kind{What: "journal", Key: dataKey})
+	rv, err := recs.Create(ctx, meta(&e.Operation), e)
+	if err != nil {
+		return fmt.Errorf("recording operation %s: %w", e.ID, err)
+	}
+	e.resourceVersion = rv
+	return nil
+}
+
+// Close ends operation id with status and message, whatever another
+// writer set meanwhile, and returns it as written.
+func (s *Store) Close(ctx context.Context, id string, status Status, message string) (*Raw, error) {
+	op, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	w := NewWriter(s, op)
+	err = w.Force(ctx, func(op *Raw) {
+		now := time.Now().UTC()
+		op.Status, op.Finished = status, &now
+		if message != "" {
+			op.Message = message
+		}
+	})
+	return w.Snapshot(), err
 }
 
 // Writer serializes the updates of one running operation whose record
@@ -335,13 +362,8 @@ func (w *Writer[R]) write(ctx context.Context, mutate func(op *Entry[R]), onConf
 			return err
 		}
 		mutate(next)
-		raw, err := Encode(next)
-		if err != nil {
-			return err
-		}
-		err = transient.Retry(ctx, func() error { return w.store.Put(ctx, raw) })
+		err = transient.Retry(ctx, func() error { return put(ctx, w.store, next) })
 		if err == nil {
-			next.resourceVersion = raw.resourceVersion
 			w.op = next
 			return nil
 		}

@@ -73,11 +73,8 @@ func undoRoll(ctx context.Context, c operation.Cluster, rec rollRecord) error {
 	if err := roll.OperationKind().Undo(ctx, c, raw); err != nil {
 		return err
 	}
-	if raw, err = store.Get(ctx, raw.ID); err != nil {
-		return err
-	}
-	raw.Status, raw.Message = journal.Aborted, "aborted with the operation that ran it"
-	return store.Put(ctx, raw)
+	_, err = store.Close(ctx, raw.ID, journal.Aborted, "aborted with the operation that ran it")
+	return err
 }
 
 // restore puts back what the operation's steps that started changed, as

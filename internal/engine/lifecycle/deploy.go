@@ -415,14 +415,9 @@ func (r *runner) open(ctx context.Context, jstore *journal.Store, existing *Jour
 	if r.opts.Guard != nil {
 		op.Guard = r.opts.Guard.Spec()
 	}
-	raw, err := journal.Encode(op)
-	if err != nil {
+	if err := journal.Create(ctx, jstore, op); err != nil {
 		return err
 	}
-	if err := jstore.Create(ctx, raw); err != nil {
-		return err
-	}
-	op.Operation = raw.Operation
 	r.w = journal.NewWriter(jstore, op)
 	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/engine/operation"
-
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
@@ -17,6 +15,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/apply"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 

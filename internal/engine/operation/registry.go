@@ -7,10 +7,9 @@ import (
 	"slices"
 	"time"
 
-	"k8s.io/client-go/rest"
-
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
@@ -212,14 +211,5 @@ func undo(ctx context.Context, c Cluster, store *journal.Store, kind Kind, id st
 	if err := kind.Undo(ctx, c, op); err != nil {
 		return op, fmt.Errorf("aborting %s: %w", id, err)
 	}
-	if op, err = store.Get(ctx, id); err != nil {
-		return nil, err
-	}
-	w := journal.NewWriter(store, op)
-	err = w.Force(ctx, func(op *journal.Raw) {
-		op.Status = journal.Aborted
-		now := time.Now().UTC()
-		op.Finished = &now
-	})
-	return w.Snapshot(), err
+	return store.Close(ctx, id, journal.Aborted, "")
 }

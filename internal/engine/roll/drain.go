@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/kube/eviction"
-
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/kubectl/pkg/drain"
 
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
 	"github.com/hitless-dev/hitless/internal/kube/transient"
 )
 

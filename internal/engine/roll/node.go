@@ -8,10 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/engine/operation"
-
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/kube/transient"
 )
 

@@ -7,10 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/kube/eviction"
-
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
+
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 )
 
 // Kinds of drain blockers.

@@ -10,12 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/engine/operation"
-
-	"github.com/hitless-dev/hitless/internal/kube/eviction"
-
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -25,6 +19,9 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 )
 
 // Kind is the journal kind of a roll.
@@ -227,14 +224,9 @@ func (r *runner) create(ctx context.Context, id string, plan *Plan) error {
 	for _, n := range plan.Nodes {
 		op.Record.Nodes = append(op.Record.Nodes, Node{Name: n.Name, Batch: n.Batch, Phase: PhasePending})
 	}
-	raw, err := journal.Encode(op)
-	if err != nil {
+	if err := journal.Create(ctx, r.store, op); err != nil {
 		return err
 	}
-	if err := r.store.Create(ctx, raw); err != nil {
-		return err
-	}
-	op.Operation = raw.Operation
 	r.setPlan(plan)
 	r.w = journal.NewWriter(r.store, op)
 	return nil

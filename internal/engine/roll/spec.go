@@ -8,12 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hitless-dev/hitless/internal/engine/operation"
-
-	"github.com/hitless-dev/hitless/internal/kube/eviction"
-
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
 )
 
 // Orders of nodes in a roll.

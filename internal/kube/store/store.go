@@ -103,10 +103,26 @@ type Record[T any] struct {
 // Create stores v as a new record named by meta; it returns the record's
 // resource version.
 func (r *Records[T]) Create(ctx context.Context, meta metav1.ObjectMeta, v *T) (string, error) {
-	if err := r.store.EnsureNamespace(ctx); err != nil {
-		return "", err
+	var rv string
+	err := r.store.creating(ctx, func() (err error) {
+		rv, err = r.write(ctx, meta, v, false)
+		return err
+	})
+	return rv, err
+}
+
+// creating runs create, and when it fails because hitless-system does not
+// exist yet, creates the namespace and runs it again: the namespace is
+// read only when it is missing, not before every write.
+func (s *Store) creating(ctx context.Context, create func() error) error {
+	err := create()
+	if !apierrors.IsNotFound(err) {
+		return err
 	}
-	return r.write(ctx, meta, v, false)
+	if err := s.EnsureNamespace(ctx); err != nil {
+		return err
+	}
+	return create()
 }
 
 // Update replaces the record if nobody changed it since meta's resource
@@ -118,15 +134,12 @@ func (r *Records[T]) Update(ctx context.Context, meta metav1.ObjectMeta, v *T) (
 // Put creates or replaces the record, whoever wrote it last: for records
 // with a single writer. Transient errors are retried.
 func (r *Records[T]) Put(ctx context.Context, meta metav1.ObjectMeta, v *T) error {
-	if err := r.store.EnsureNamespace(ctx); err != nil {
-		return err
-	}
 	meta.ResourceVersion = ""
 	return transient.Retry(ctx, func() error {
 		for attempt := 0; ; attempt++ {
 			_, err := r.write(ctx, meta, v, true)
 			if apierrors.IsNotFound(err) {
-				_, err = r.write(ctx, meta, v, false)
+				_, err = r.Create(ctx, meta, v)
 			}
 			if !apierrors.IsAlreadyExists(err) || attempt >= 3 {
 				return err // created meanwhile by another writer: replace it
@@ -276,9 +289,6 @@ func Values[T any](recs []*Record[T]) []*T {
 // PutData creates or replaces the plain ConfigMap name holding data: a
 // small request many readers watch, with a single writer.
 func (s *Store) PutData(ctx context.Context, name string, data map[string]string) error {
-	if err := s.EnsureNamespace(ctx); err != nil {
-		return err
-	}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{LabelManagedBy: "hitless"}},
 		Data:       data,
@@ -286,7 +296,10 @@ func (s *Store) PutData(ctx context.Context, name string, data map[string]string
 	return transient.Retry(ctx, func() error {
 		_, err := s.ConfigMaps().Update(ctx, cm, metav1.UpdateOptions{})
 		if apierrors.IsNotFound(err) {
-			_, err = s.ConfigMaps().Create(ctx, cm, metav1.CreateOptions{})
+			err = s.creating(ctx, func() error {
+				_, err := s.ConfigMaps().Create(ctx, cm, metav1.CreateOptions{})
+				return err
+			})
 		}
 		if err != nil {
 			return fmt.Errorf("writing %s/%s: %w", Namespace, name, err)

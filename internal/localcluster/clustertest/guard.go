@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +15,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 )
 
 // Guard watches a roll from the outside and fails the test if a protected

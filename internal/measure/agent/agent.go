@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/check/profile"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster/lab"
 	"github.com/hitless-dev/hitless/internal/measure/probe"
