@@ -1,0 +1,301 @@
+package plan
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// The document's type.
+const (
+	APIVersion = "hitless.dev/v1alpha1"
+	Kind       = "MigrationPlan"
+)
+
+// Plan is a migration: parameters and ordered steps, each with a forward
+// action and a rollback (explicit, or the inverse the engine derives).
+type Plan struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	// Profile is the check profile whose preflight runs before the first
+	// step and whose postflight runs after the last.
+	Profile    string      `json:"profile,omitempty"`
+	Parameters []Parameter `json:"parameters,omitempty"`
+	// Gates hold before every step that does not skip them: a gate that
+	// fails pauses the plan before the step, naming the object.
+	Gates []Gate `json:"gates,omitempty"`
+	Steps []Step `json:"steps"`
+}
+
+// Metadata names and describes a plan.
+type Metadata struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Source is the procedure the plan follows (a seed, a document).
+	Source string `json:"source,omitempty"`
+}
+
+// Parameter types.
+const (
+	TypeString = "string"
+	TypeInt    = "int"
+	TypeBool   = "bool"
+)
+
+// Parameter is a value the user gives with --set name=value.
+type Parameter struct {
+	Name        string `json:"name"`
+	Type        string `json:"type,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Default is used when the user gives none; without one and not
+	// Required, the parameter is unset: a patch field whose whole value is
+	// an unset parameter is left out of the patch.
+	Default  any  `json:"default,omitempty"`
+	Required bool `json:"required,omitempty"`
+	// Validation is a CEL expression over params that must hold.
+	Validation string `json:"validation,omitempty"`
+	Message    string `json:"message,omitempty"`
+}
+
+// ObjectRef names one object (Name set) or every object of a kind,
+// optionally in a namespace and matching a label selector.
+type ObjectRef struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Selector   string `json:"selector,omitempty"`
+}
+
+// GVK is the ref's group, version and kind.
+func (r ObjectRef) GVK() schema.GroupVersionKind {
+	gv, _ := schema.ParseGroupVersion(r.APIVersion)
+	return gv.WithKind(r.Kind)
+}
+
+func (r ObjectRef) String() string {
+	s := r.Kind
+	if gv := r.GVK(); gv.Group != "" {
+		s += "." + gv.Group
+	}
+	switch {
+	case r.Name != "" && r.Namespace != "":
+		return s + " " + r.Namespace + "/" + r.Name
+	case r.Name != "":
+		return s + " " + r.Name
+	case r.Selector != "":
+		return "every " + s + " matching " + r.Selector
+	case r.Namespace != "":
+		return "every " + s + " in " + r.Namespace
+	}
+	return "every " + s
+}
+
+// Gate is a condition that must hold before a step starts.
+type Gate struct {
+	Name string    `json:"name"`
+	For  ObjectRef `json:"for"`
+	// Condition is CEL over object (and params) that every object must
+	// satisfy; Message, CEL giving a string, says why one does not.
+	Condition string `json:"condition"`
+	Message   string `json:"message,omitempty"`
+	// Within is how long a failing gate is watched before the plan
+	// pauses (default 30s): a condition that recovers on its own does not
+	// stop the plan.
+	Within string `json:"within,omitempty"`
+}
+
+// Step is one journaled step: exactly one action, and how to undo it.
+type Step struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// When is CEL over params: the step runs only when it is true.
+	When string `json:"when,omitempty"`
+	// SkipGates runs the step without the plan's gates, for steps during
+	// which the documented procedure expects operators to be unhealthy.
+	SkipGates bool `json:"skipGates,omitempty"`
+	Action    `json:",inline"`
+	// Rollback undoes the step; nil derives the inverse (a patch restores
+	// the fields it touched from the backup taken before it, a delete
+	// re-creates what it deleted, an install uninstalls); None says the
+	// step needs no undo.
+	Rollback *Rollback `json:"rollback,omitempty"`
+}
+
+// Rollback is a step's explicit undo.
+type Rollback struct {
+	// None: nothing to undo (a wait, a check) or nothing that can be.
+	None   bool `json:"none,omitempty"`
+	Action `json:",inline"`
+}
+
+// Action is what a step does: exactly one field is set.
+type Action struct {
+	Backup    *Backup    `json:"backup,omitempty"`
+	Patch     *Patch     `json:"patch,omitempty"`
+	Wait      *Wait      `json:"wait,omitempty"`
+	Check     *Check     `json:"check,omitempty"`
+	Roll      *Roll      `json:"roll,omitempty"`
+	Component *Component `json:"component,omitempty"`
+	Pause     *Pause     `json:"pause,omitempty"`
+	Delete    *Delete    `json:"delete,omitempty"`
+}
+
+// Type is the action's step type, "" when none is set.
+func (a Action) Type() string {
+	for _, t := range a.types() {
+		if t.set {
+			return t.name
+		}
+	}
+	return ""
+}
+
+type actionField struct {
+	name string
+	set  bool
+}
+
+func (a Action) types() []actionField {
+	return []actionField{
+		{"backup", a.Backup != nil}, {"patch", a.Patch != nil}, {"wait", a.Wait != nil},
+		{"check", a.Check != nil}, {"roll", a.Roll != nil}, {"component", a.Component != nil},
+		{"pause", a.Pause != nil}, {"delete", a.Delete != nil},
+	}
+}
+
+// StepTypes lists the step types.
+func StepTypes() []string {
+	var out []string
+	for _, t := range (Action{}).types() {
+		out = append(out, t.name)
+	}
+	return out
+}
+
+// Backup saves objects in the cluster before anything changes.
+type Backup struct {
+	Objects []ObjectRef `json:"objects"`
+}
+
+// Patch types.
+const (
+	PatchMerge = "merge"
+	PatchJSON  = "json"
+	PatchApply = "apply"
+)
+
+// Patch changes one object.
+type Patch struct {
+	Object ObjectRef `json:"object"`
+	// Type is merge (RFC 7386), json (RFC 6902) or apply (server-side).
+	Type string `json:"type,omitempty"`
+	// Patch is the patch document: an object (merge, apply) or a list of
+	// operations (json). Strings "${name}" are parameters.
+	Patch        any    `json:"patch"`
+	FieldManager string `json:"fieldManager,omitempty"`
+}
+
+// Timeout policies of a wait.
+const (
+	OnTimeoutFail  = "fail"
+	OnTimeoutPause = "pause"
+)
+
+// Wait waits until a CEL condition holds for an object, or for every
+// object of a kind.
+type Wait struct {
+	For       ObjectRef `json:"for"`
+	Condition string    `json:"condition"`
+	// Message is CEL giving a string: why an object is not there yet.
+	Message   string `json:"message,omitempty"`
+	Timeout   string `json:"timeout,omitempty"`
+	OnTimeout string `json:"onTimeout,omitempty"`
+	// AllowNone passes when no object matches; by default a wait over no
+	// object keeps waiting.
+	AllowNone bool `json:"allowNone,omitempty"`
+}
+
+// Check runs a check profile; a hard failure stops the plan.
+type Check struct {
+	Profile string `json:"profile"`
+	// Kind is preflight or postflight.
+	Kind string `json:"kind"`
+}
+
+// Roll rolls nodes group by group with per-node actions.
+type Roll struct {
+	// Groups are rolled in order; a node in two groups rolls with the
+	// first.
+	Groups  []RollGroup       `json:"groups"`
+	Actions []roll.ActionSpec `json:"actions,omitempty"`
+	// Drain evicts the node's pods first (default true).
+	Drain        *bool  `json:"drain,omitempty"`
+	DrainTimeout string `json:"drainTimeout,omitempty"`
+	// ActionTimeout bounds each node's actions and its return to Ready.
+	ActionTimeout string `json:"actionTimeout,omitempty"`
+	MaxFailures   int    `json:"maxFailures,omitempty"`
+}
+
+// RollGroup is one group of nodes and its batch.
+type RollGroup struct {
+	Name     string `json:"name,omitempty"`
+	Selector string `json:"selector"`
+	Batch    string `json:"batch,omitempty"`
+}
+
+// Component actions.
+const (
+	ComponentInstall   = "install"
+	ComponentUpgrade   = "upgrade"
+	ComponentUninstall = "uninstall"
+)
+
+// Component installs, upgrades or uninstalls a component through the
+// lifecycle engine; Source names a release the caller supplies.
+type Component struct {
+	Name   string `json:"name"`
+	Action string `json:"action"`
+	Source string `json:"source,omitempty"`
+}
+
+// Pause asks a person before going on (seed 003's "stop routing to
+// node X").
+type Pause struct {
+	Message string `json:"message"`
+}
+
+// Delete removes objects or namespaces, refusing a namespace that holds
+// what the plan does not own (claims, unmanaged pods) unless Force.
+type Delete struct {
+	Objects []ObjectRef `json:"objects"`
+	Force   bool        `json:"force,omitempty"`
+	// Timeout bounds the wait for the objects to go (finalizers).
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// Error is bad plan input: the file, the step (or "" for the plan) and
+// the field.
+type Error struct {
+	File  string
+	Step  string
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	s := e.File
+	if s == "" {
+		s = "plan"
+	}
+	if e.Step != "" {
+		s += fmt.Sprintf(": step %q", e.Step)
+	}
+	if e.Field != "" {
+		s += ": `" + e.Field + "`"
+	}
+	return s + ": " + e.Msg
+}

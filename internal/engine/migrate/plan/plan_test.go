@@ -1,0 +1,155 @@
+package plan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+const minimal = `apiVersion: hitless.dev/v1alpha1
+kind: MigrationPlan
+metadata: {name: small}
+parameters:
+- {name: port, type: int, validation: "!has(params.port) || params.port != 4789"}
+- {name: mode, default: fast}
+steps:
+- name: patch-it
+  patch:
+    object: {apiVersion: v1, kind: ConfigMap, namespace: default, name: cfg}
+    patch: {data: {port: "${port}", mode: "${mode}", text: "port ${mode}"}}
+`
+
+func TestBuiltinsParse(t *testing.T) {
+	names := BuiltinNames()
+	if len(names) == 0 {
+		t.Fatal("no built-in plans")
+	}
+	for _, n := range names {
+		t.Run(n, func(t *testing.T) {
+			p, err := Builtin(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Metadata.Name != n {
+				t.Errorf("plan in %s.yaml is named %q", n, p.Metadata.Name)
+			}
+			params, err := p.Params(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := p.Render(context.Background(), params); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestRender(t *testing.T) {
+	p, err := Parse("small.yaml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		set     map[string]string
+		want    string
+		wantErr string
+	}{
+		{name: "typed value", set: map[string]string{"port": "6081"}, want: `{"data":{"mode":"fast","port":6081,"text":"port fast"}}`},
+		{name: "unset optional is left out", want: `{"data":{"mode":"fast","text":"port fast"}}`},
+		{name: "validation", set: map[string]string{"port": "4789"}, wantErr: "port: must satisfy"},
+		{name: "not an int", set: map[string]string{"port": "x"}, wantErr: `"x": want an integer`},
+		{name: "unknown parameter", set: map[string]string{"prot": "1"}, wantErr: `"prot" is no parameter`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			params, err := p.Params(context.Background(), tc.set)
+			if err == nil {
+				var r *Plan
+				r, _, err = p.Render(context.Background(), params)
+				if err == nil {
+					got, _ := json.Marshal(r.Steps[0].Patch.Patch)
+					if string(got) != tc.want {
+						t.Errorf("patch = %s, want %s", got, tc.want)
+					}
+				}
+			}
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	head := "apiVersion: hitless.dev/v1alpha1\nkind: MigrationPlan\nmetadata: {name: bad}\n"
+	wait := "  wait: {for: {apiVersion: v1, kind: Node}, condition: \"true\"}\n"
+	tests := []struct {
+		name string
+		doc  string
+		step string
+		want string
+	}{
+		{name: "invalid YAML", doc: "a: [", want: "not valid YAML"},
+		{name: "empty", doc: "", want: "empty"},
+		{name: "wrong apiVersion", doc: "apiVersion: v1\nkind: MigrationPlan\nmetadata: {name: x}\nsteps: []", want: "`apiVersion`"},
+		{name: "no steps", doc: head + "steps: []", want: "`steps`: a plan has at least one step"},
+		{name: "unknown step type", doc: head + "steps:\n- name: r\n  reboot: {}\n", step: "r", want: "`reboot`: unknown field or step type"},
+		{name: "unknown nested field", doc: head + "steps:\n- name: p\n  patch: {objet: {}}\n", step: "p", want: "`patch.objet`: unknown field"},
+		{name: "two actions", doc: head + "steps:\n- name: two\n  pause: {message: hi}\n" + wait, step: "two", want: "one action per step"},
+		{name: "no action", doc: head + "steps:\n- name: none\n", step: "none", want: "no action"},
+		{name: "CEL syntax", doc: head + "steps:\n- name: w\n  wait: {for: {apiVersion: v1, kind: Node}, condition: \"object.x ==\"}\n", step: "w", want: "`wait.condition`"},
+		{name: "CEL not bool", doc: head + "steps:\n- name: w\n  wait: {for: {apiVersion: v1, kind: Node}, condition: \"'x'\"}\n", step: "w", want: "want bool"},
+		{name: "missing parameter", doc: head + "steps:\n- name: p\n  pause: {message: \"${nope}\"}\n", step: "p", want: "${nope} names no parameter"},
+		{name: "bad duration", doc: head + "steps:\n- name: w\n  wait: {for: {apiVersion: v1, kind: Node}, condition: \"true\", timeout: soon}\n", step: "w", want: "`wait.timeout`"},
+		{name: "bad patch type", doc: head + "steps:\n- name: p\n  patch: {object: {apiVersion: v1, kind: ConfigMap, name: x}, type: strategic, patch: {}}\n", step: "p", want: "`patch.type`"},
+		{name: "patch without name", doc: head + "steps:\n- name: p\n  patch: {object: {apiVersion: v1, kind: ConfigMap}, patch: {}}\n", step: "p", want: "`patch.object.name`"},
+		{name: "duplicate step", doc: head + "steps:\n- name: a\n  pause: {message: one}\n- name: a\n  pause: {message: two}\n", step: "a", want: "two steps"},
+		{name: "bad rollback", doc: head + "steps:\n- name: a\n  pause: {message: x}\n  rollback: {}\n", step: "a", want: "`rollback`"},
+		{name: "wrong type", doc: head + "steps:\n- name: a\n  roll: {groups: [{selector: x}], maxFailures: many}\n", step: "a", want: "`roll.maxFailures`"},
+		{name: "unknown profile", doc: head + "steps:\n- name: c\n  check: {profile: nope, kind: preflight}\n", step: "c", want: "`check.profile`"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(tc.doc))
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v, want a *plan.Error", err)
+			}
+			if pe.File != "bad.yaml" || pe.Step != tc.step {
+				t.Errorf("file %q step %q, want bad.yaml and %q", pe.File, pe.Step, tc.step)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	for _, n := range BuiltinNames() {
+		b, _ := builtinFS.ReadFile("builtin/" + n + ".yaml")
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		params, err := p.Params(context.Background(), nil)
+		if err != nil {
+			return
+		}
+		_, _, _ = p.Render(context.Background(), params)
+	})
+}
