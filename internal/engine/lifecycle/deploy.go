@@ -118,7 +118,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	if err != nil {
 		return res, err
 	}
-	defer r.lock.Close(ctx)
+	defer r.unlock(ctx)
 	r.applier, r.store, r.rev, r.prev, r.st = a, store, rev, prev, st
 	if err := r.open(ctx, jstore, existing, res.Operation, sp); err != nil {
 		return res, err
@@ -138,12 +138,12 @@ func start(ctx context.Context, c Cluster, action string, opts Options, existing
 			return nil, err
 		}
 	}
-	id, lk, err := lockFor(ctx, c, action, existing, opts.Command)
+	id, lk, unlock, err := lockFor(ctx, c, action, existing, opts)
 	if err != nil {
 		return nil, err
 	}
 	res.Operation = id
-	return &runner{c: c, opts: opts, lock: lk, res: res}, nil
+	return &runner{c: c, opts: opts, lock: lk, unlock: unlock, res: res}, nil
 }
 
 // recordPending records the revision, pending, before anything changes:
@@ -238,14 +238,21 @@ func abandon(ctx context.Context, store *release.Store, revs []*release.Revision
 }
 
 // lockFor takes the cluster lock for the operation resumed, or a new one
-// of kind, and returns its id.
-func lockFor(ctx context.Context, c Cluster, kind string, existing *Journal, command string) (string, *lock.Lock, error) {
+// of kind (or uses the caller's, Options.Lock), and returns its id and
+// how to let the lock go.
+func lockFor(ctx context.Context, c Cluster, kind string, existing *Journal, opts Options) (string, *lock.Lock, func(context.Context), error) {
 	id := journal.NewID(kind)
 	if existing != nil {
 		id = existing.ID
 	}
-	lk, err := lock.Acquire(ctx, c.Client, lock.Self(id, command))
-	return id, lk, err
+	if opts.Lock != nil {
+		return id, opts.Lock, func(context.Context) {}, nil
+	}
+	lk, err := lock.Acquire(ctx, c.Client, lock.Self(id, opts.Command))
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return id, lk, lk.Close, nil
 }
 
 func rollbackTarget(revs []*release.Revision, current *release.Revision, n int) (*release.Revision, error) {
@@ -392,6 +399,7 @@ type runner struct {
 	applier *apply.Applier
 	store   *release.Store
 	lock    *lock.Lock
+	unlock  func(context.Context)
 	w       *journal.Writer[state]
 	rev     *release.Revision
 	prev    *release.Revision

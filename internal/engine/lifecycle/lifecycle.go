@@ -15,6 +15,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/apply"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
@@ -75,6 +76,10 @@ type Options struct {
 	// rolls. Guards starts the journaled one again for a resume without.
 	Guard  operation.Guard
 	Guards operation.Guards
+	// Lock, when set, is the cluster lock the caller holds for the
+	// operation this one is part of (a migration); it is used instead of
+	// taking and releasing one.
+	Lock *lock.Lock
 	// RollProgress receives the rolls' node events. May be nil.
 	RollProgress func(roll.Event)
 	// Progress receives one line per step. May be nil.

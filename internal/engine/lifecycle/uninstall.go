@@ -91,11 +91,11 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	id, lk, err := lockFor(ctx, c, ActionUninstall, existing, opts.Command)
+	id, lk, unlock, err := lockFor(ctx, c, ActionUninstall, existing, opts)
 	if err != nil {
 		return res, err
 	}
-	defer lk.Close(ctx)
+	defer unlock(ctx)
 	rev := release.Find(revs, st.Revision)
 	if rev == nil {
 		rev = &release.Revision{Component: opts.Name, Number: release.Next(revs), Action: ActionUninstall, Command: opts.Command, Created: time.Now().UTC()}

@@ -117,6 +117,13 @@ func (a *Actions) Names() []string {
 	return out
 }
 
+// Validate checks that every action is registered and its parameters
+// are good, without running anything.
+func (a *Actions) Validate(specs []ActionSpec) error {
+	_, err := a.resolve(specs)
+	return err
+}
+
 // resolve builds the spec's actions; an unknown name or bad parameters
 // are a *operation.FieldError naming actions[i].
 func (a *Actions) resolve(specs []ActionSpec) ([]Action, error) {

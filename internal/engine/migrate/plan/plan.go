@@ -232,8 +232,6 @@ type Roll struct {
 	// first.
 	Groups  []RollGroup       `json:"groups"`
 	Actions []roll.ActionSpec `json:"actions,omitempty"`
-	// Drain evicts the node's pods first (default true).
-	Drain        *bool  `json:"drain,omitempty"`
 	DrainTimeout string `json:"drainTimeout,omitempty"`
 	// ActionTimeout bounds each node's actions and its return to Ready.
 	ActionTimeout string `json:"actionTimeout,omitempty"`

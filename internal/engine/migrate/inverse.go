@@ -1,0 +1,170 @@
+package migrate
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
+)
+
+// touched lists the field paths a patch sets or removes: every leaf of a
+// merge or apply patch (a list counts as one leaf), every operation's
+// path (and a move's source) of a JSON patch, cut at the first list index.
+func touched(p *plan.Patch) [][]string {
+	var out [][]string
+	if p.Type == plan.PatchJSON {
+		ops, _ := p.Patch.([]any)
+		for _, op := range ops {
+			m, _ := op.(map[string]any)
+			if m["op"] == "test" {
+				continue
+			}
+			for _, k := range []string{"path", "from"} {
+				if s, ok := m[k].(string); ok {
+					out = append(out, pointer(s))
+				}
+			}
+		}
+		return out
+	}
+	var walk func(prefix []string, v any)
+	walk = func(prefix []string, v any) {
+		m, ok := v.(map[string]any)
+		if !ok || len(m) == 0 {
+			out = append(out, append([]string(nil), prefix...))
+			return
+		}
+		for k, x := range m {
+			walk(append(prefix, k), x)
+		}
+	}
+	m, _ := p.Patch.(map[string]any)
+	for k, x := range m {
+		walk([]string{k}, x)
+	}
+	return out
+}
+
+// pointer splits a JSON pointer into fields, stopping before the first
+// list index ("-" or a number).
+func pointer(s string) []string {
+	var out []string
+	for _, part := range strings.Split(strings.TrimPrefix(s, "/"), "/") {
+		if _, err := strconv.Atoi(part); err == nil || part == "-" {
+			break
+		}
+		out = append(out, strings.NewReplacer("~1", "/", "~0", "~").Replace(part))
+	}
+	return out
+}
+
+// inversePatch is the merge patch that puts back, on every path the patch
+// touched, what the backup held there (null where it held nothing).
+func inversePatch(p *plan.Patch, backup *unstructured.Unstructured) map[string]any {
+	inv := map[string]any{}
+	for _, path := range touched(p) {
+		if len(path) == 0 {
+			continue
+		}
+		old, found, _ := unstructured.NestedFieldCopy(backup.Object, path...)
+		if !found {
+			old = nil
+		}
+		setPath(inv, path, old)
+	}
+	return inv
+}
+
+func setPath(m map[string]any, path []string, v any) {
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[k] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = v
+}
+
+// jsonPatchApplied tells whether cur already holds, on the paths the
+// patch touches, what the patch makes of the backup.
+func jsonPatchApplied(backup, cur *unstructured.Unstructured, patch []byte, paths [][]string) (bool, error) {
+	dec, err := jsonpatch.DecodePatch(patch)
+	if err != nil {
+		return false, fmt.Errorf("reading the JSON patch: %w", err)
+	}
+	b, err := backup.MarshalJSON()
+	if err != nil {
+		return false, err
+	}
+	want, err := dec.Apply(b)
+	if err != nil {
+		return false, nil // it does not apply to the backup: not applied yet
+	}
+	w := &unstructured.Unstructured{}
+	if err := w.UnmarshalJSON(want); err != nil {
+		return false, err
+	}
+	for _, path := range paths {
+		a, fa, _ := unstructured.NestedFieldNoCopy(w.Object, path...)
+		c, fc, _ := unstructured.NestedFieldNoCopy(cur.Object, path...)
+		ja, _ := json.Marshal(a)
+		jc, _ := json.Marshal(c)
+		if fa != fc || !bytes.Equal(ja, jc) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// describeRollback says how a step is undone.
+func describeRollback(s plan.Step) string {
+	if s.Rollback != nil {
+		if s.Rollback.None {
+			return "none"
+		}
+		return "explicit: " + describeAction(s.Rollback.Action)
+	}
+	switch {
+	case s.Patch != nil:
+		var paths []string
+		for _, p := range touched(s.Patch) {
+			paths = append(paths, strings.Join(p, "."))
+		}
+		slices.Sort(paths)
+		return fmt.Sprintf("restore %s of %s from the backup taken before the patch", strings.Join(paths, ", "), s.Patch.Object)
+	case s.Delete != nil:
+		return "re-create what it deleted from the backup taken before (a namespace's contents are not in it)"
+	case s.Component != nil:
+		switch s.Component.Action {
+		case plan.ComponentInstall:
+			return "uninstall " + s.Component.Name
+		case plan.ComponentUpgrade:
+			return "roll " + s.Component.Name + " back to the revision it replaced"
+		}
+		return "none: an uninstall is undone by installing again"
+	case s.Roll != nil:
+		return "none: nodes rolled stay rolled (a plan's rollback rolls them again)"
+	}
+	return "none"
+}
+
+func describeAction(a plan.Action) string {
+	switch {
+	case a.Patch != nil:
+		return fmt.Sprintf("patch %s (%s)", a.Patch.Object, patchType(a.Patch.Type))
+	case a.Delete != nil:
+		return fmt.Sprintf("delete %d object(s)", len(a.Delete.Objects))
+	case a.Wait != nil:
+		return "wait for " + a.Wait.For.String()
+	}
+	return a.Type()
+}

@@ -1,0 +1,298 @@
+package migrate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/kube/condition"
+)
+
+// Kind is the journal kind of a migration.
+const Kind = "migrate"
+
+// Options configure Run.
+type Options struct {
+	// Plan is the parsed plan (plan.Parse or plan.Builtin).
+	Plan *plan.Plan
+	// Set are the user's parameter values, as text.
+	Set map[string]string
+	// DryRun checks the plan against the cluster and stops.
+	DryRun  bool
+	Command string
+	// Approver answers the plan's pause steps and its rolls' questions.
+	Approver operation.Approver
+	// Progress receives one line per step and wait. May be nil.
+	Progress func(string)
+	// RollProgress receives the rolls' node events. May be nil.
+	RollProgress func(roll.Event)
+	// Guard, when set, watches the whole migration and gates every node
+	// of its rolls; Guards starts the journaled one again on a resume.
+	Guard  operation.Guard
+	Guards operation.Guards
+	// Actions is the per-node action registry of the roll steps (nil:
+	// roll.DefaultActions plus reboot).
+	Actions *roll.Actions
+	// Sources are the releases the component steps deploy, by the name
+	// a step's `source` gives.
+	Sources map[string]*component.Source
+	// OnBackup, when set, is given the objects a backup step saved and
+	// returns where it kept them (the CLI's 0600 file).
+	OnBackup func(ctx context.Context, step string, objs []*unstructured.Unstructured) (string, error)
+	// Poll is how often waits and gates read the cluster (default 1s).
+	Poll time.Duration
+}
+
+func (o *Options) progressf(format string, args ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// Result is what Run (or Rollback) did.
+type Result struct {
+	Operation string         `json:"operation,omitempty"`
+	Plan      *plan.Plan     `json:"plan"`
+	Params    map[string]any `json:"params"`
+	// Skipped are the steps whose `when` is false with these parameters.
+	Skipped []string `json:"skipped,omitempty"`
+	// Rollbacks say how each step is undone.
+	Rollbacks map[string]string `json:"rollbacks"`
+	// Warnings are what the check against the cluster could not verify.
+	Warnings []string       `json:"warnings,omitempty"`
+	Resumed  bool           `json:"resumed"`
+	DryRun   bool           `json:"dryRun"`
+	Steps    []journal.Step `json:"steps,omitempty"`
+}
+
+// PausedError stops a migration before a step, with the reason (a gate
+// that does not hold, a wait that timed out): fixing the cause and
+// running the same command again continues.
+type PausedError struct {
+	Step   string
+	Reason string
+}
+
+func (e *PausedError) Error() string {
+	return fmt.Sprintf("paused before step %s: %s (fix it and run the same command again to continue)", e.Step, e.Reason)
+}
+
+// Record is a migration's own part of its journal.
+type Record struct {
+	// Plan is the plan as given, so that a rollback needs no file.
+	Plan    *plan.Plan     `json:"plan"`
+	Params  map[string]any `json:"params"`
+	Skipped []string       `json:"skipped,omitempty"`
+	// Rolls are the roll operations a step started, by step.
+	Rolls map[string][]string `json:"rolls,omitempty"`
+	// Groups are the nodes of each group of a roll step, worked out once.
+	Groups map[string][][]string `json:"groups,omitempty"`
+	// Components are the revisions a component step replaced, by step.
+	Components map[string]componentRecord `json:"components,omitempty"`
+	// Undone are the steps a rollback has undone.
+	Undone []string `json:"undone,omitempty"`
+}
+
+type componentRecord struct {
+	Name     string `json:"name"`
+	Action   string `json:"action"`
+	Previous int    `json:"previous"`
+	Revision int    `json:"revision"`
+}
+
+// Journal is a migration's journal.
+type Journal = journal.Entry[Record]
+
+// spec identifies a migration for resume: the same plan document and
+// parameters resume the same operation.
+type spec struct {
+	Plan       string         `json:"plan"`
+	PlanDigest string         `json:"planDigest"`
+	Params     map[string]any `json:"params"`
+}
+
+// Run checks the plan against the cluster and, unless DryRun, runs it: a
+// new operation, or the unfinished one of the same plan and parameters.
+func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error) {
+	if opts.Plan == nil {
+		return nil, &plan.Error{Field: "plan", Msg: "no plan given"}
+	}
+	if opts.Poll == 0 {
+		opts.Poll = time.Second
+	}
+	params, err := opts.Plan.Params(ctx, opts.Set)
+	if err != nil {
+		return nil, err
+	}
+	rendered, skipped, err := opts.Plan.Render(ctx, params)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Plan: rendered, Params: params, Skipped: skipped, DryRun: opts.DryRun, Rollbacks: map[string]string{}}
+	for _, s := range rendered.Steps {
+		res.Rollbacks[s.Name] = describeRollback(s)
+	}
+	objs, err := newObjects(c)
+	if err != nil {
+		return nil, err
+	}
+	cel := condition.NewCompiler(condition.Discovery(c.Client.Discovery()))
+	if res.Warnings, err = checkPlan(ctx, objs, cel, rendered, opts); err != nil {
+		return res, err
+	}
+	if opts.DryRun {
+		return res, nil
+	}
+	sp := spec{Plan: opts.Plan.Metadata.Name, PlanDigest: operation.Hash(opts.Plan), Params: params}
+	r := &runner{c: c, opts: opts, objs: objs, res: res, plan: rendered, cel: cel}
+	if err := r.start(ctx, sp); err != nil {
+		return res, err
+	}
+	defer r.lock.Close(ctx)
+	runErr := r.run(ctx)
+	return res, r.close(ctx, runErr)
+}
+
+// runner is one process's run of a migration (or its rollback).
+type runner struct {
+	c     operation.Cluster
+	opts  Options
+	objs  *objects
+	res   *Result
+	plan  *plan.Plan // rendered
+	w     *journal.Writer[Record]
+	lock  *lock.Lock
+	store *journal.Store
+	cel   *condition.Compiler
+}
+
+func (r *runner) start(ctx context.Context, sp spec) error {
+	r.store = journal.NewStore(r.c.Client)
+	raw, err := r.store.Resumable(ctx, Kind, operation.Hash(sp))
+	if err != nil {
+		return err
+	}
+	var existing *Journal
+	if raw != nil {
+		if err := journal.Current(&raw.Operation); err != nil {
+			return err
+		}
+		if existing, err = journal.Decode[Record](raw); err != nil {
+			return err
+		}
+		if r.opts.Guard, err = operation.Attach(ctx, r.opts.Guard, existing.Guard, r.opts.Guards); err != nil {
+			return err
+		}
+	}
+	id := journal.NewID(Kind)
+	if existing != nil {
+		id = existing.ID
+	}
+	if r.lock, err = lock.Acquire(ctx, r.c.Client, lock.Self(id, r.opts.Command)); err != nil {
+		return err
+	}
+	r.res.Operation = id
+	if existing != nil {
+		r.res.Resumed = true
+		r.w = journal.NewWriter(r.store, existing)
+		return r.w.Update(ctx, func(op *Journal) {
+			op.Runs++
+			op.Status, op.Message = journal.Running, ""
+		})
+	}
+	specJSON, err := json.Marshal(sp)
+	if err != nil {
+		return fmt.Errorf("encoding the spec: %w", err)
+	}
+	op := &Journal{
+		Operation: journal.Operation{ID: id, Kind: Kind, Command: r.opts.Command, SpecHash: operation.Hash(sp), Spec: specJSON, Status: journal.Running, Started: time.Now().UTC(), Runs: 1},
+		Record:    Record{Plan: r.opts.Plan, Params: r.res.Params, Skipped: r.res.Skipped},
+	}
+	if r.opts.Guard != nil {
+		op.Guard = r.opts.Guard.Spec()
+	}
+	if err := journal.Create(ctx, r.store, op); err != nil {
+		r.lock.Close(ctx)
+		return err
+	}
+	r.w = journal.NewWriter(r.store, op)
+	return nil
+}
+
+// run runs the profile's preflight, the steps in order and the
+// postflight; each is skipped when an earlier run finished it.
+func (r *runner) run(ctx context.Context) error {
+	if p := r.plan.Profile; p != "" {
+		if err := r.step(ctx, "preflight", func(ctx context.Context) ([]string, error) {
+			return runCheck(ctx, r.c, plan.Check{Profile: p, Kind: "preflight"})
+		}); err != nil {
+			return err
+		}
+	}
+	for _, s := range r.plan.Steps {
+		if done := r.w.Snapshot().StepByName(s.Name); done != nil && done.Finished != nil && done.Error == "" {
+			r.opts.progressf("%-10s done before the restart", s.Name)
+			continue
+		}
+		if !s.SkipGates {
+			if err := r.gates(ctx, s.Name); err != nil {
+				return err
+			}
+		}
+		if err := r.step(ctx, s.Name, func(ctx context.Context) ([]string, error) {
+			return r.forward(ctx, s)
+		}); err != nil {
+			return err
+		}
+	}
+	if p := r.plan.Profile; p != "" {
+		return r.step(ctx, "postflight", func(ctx context.Context) ([]string, error) {
+			return runCheck(ctx, r.c, plan.Check{Profile: p, Kind: "postflight"})
+		})
+	}
+	return nil
+}
+
+func (r *runner) step(ctx context.Context, name string, fn func(ctx context.Context) ([]string, error)) error {
+	return operation.Step(ctx, r.w, name, r.opts.Progress, fn)
+}
+
+// close journals how the run ended: a pause is Paused (resumable), a
+// cancellation Interrupted.
+func (r *runner) close(ctx context.Context, runErr error) error {
+	status, msg := journal.Succeeded, ""
+	var paused *PausedError
+	if runErr != nil {
+		status, msg = journal.Failed, runErr.Error()
+		switch {
+		case errors.As(runErr, &paused):
+			status = journal.Paused
+		case errors.Is(runErr, context.Canceled):
+			status = journal.Interrupted
+		case errors.Is(runErr, journal.ErrAborted):
+			status = journal.Aborted
+		}
+	}
+	now := time.Now().UTC()
+	err := r.w.Force(context.WithoutCancel(ctx), func(op *Journal) {
+		op.Status, op.Message = status, msg
+		if status == journal.Succeeded {
+			op.Finished = &now
+		}
+	})
+	r.res.Steps = r.w.Snapshot().Steps
+	if runErr != nil {
+		return runErr
+	}
+	return err
+}

@@ -1,0 +1,190 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/migrate"
+	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
+)
+
+var env = clustertest.New(clustertest.Options{Workers: 2})
+
+func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
+
+// small is a plan over ConfigMaps and Nodes in namespace NS: a backup, a
+// gate, two patches, a typed wait and a delete.
+const small = `apiVersion: hitless.dev/v1alpha1
+kind: MigrationPlan
+metadata: {name: small}
+parameters:
+- {name: mode, default: fast}
+- {name: ns, required: true}
+gates:
+- name: gate-open
+  for: {apiVersion: v1, kind: ConfigMap, namespace: "NS", selector: role=gate}
+  condition: "object.data['open'] == 'true'"
+  message: "'gate ' + object.metadata.name + ' is closed'"
+  within: 1s
+steps:
+- name: save
+  backup:
+    objects: [{apiVersion: v1, kind: ConfigMap, namespace: "NS", name: cfg}]
+- name: set-mode
+  patch:
+    object: {apiVersion: v1, kind: ConfigMap, namespace: "NS", name: cfg}
+    patch: {data: {mode: "${mode}", added: "yes"}, metadata: {labels: {migrated: "true"}}}
+- name: json-append
+  patch:
+    object: {apiVersion: v1, kind: ConfigMap, namespace: "NS", name: cfg}
+    type: json
+    patch: [{op: add, path: /data/list, value: a}]
+- name: nodes-ready
+  wait:
+    for: {apiVersion: v1, kind: Node}
+    condition: "object.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')"
+    timeout: 1m
+- name: drop-other
+  delete:
+    objects: [{apiVersion: v1, kind: ConfigMap, namespace: "NS", name: other}]
+`
+
+func setup(t *testing.T) (operation.Cluster, kubernetes.Interface, string, *plan.Plan) {
+	t.Helper()
+	cs := env.Client(t)
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	for _, cm := range []*corev1.ConfigMap{
+		{ObjectMeta: metav1.ObjectMeta{Name: "cfg", Namespace: ns}, Data: map[string]string{"mode": "slow", "keep": "1"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: ns, Labels: map[string]string{"x": "y"}}, Data: map[string]string{"k": "v"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "gate", Namespace: ns, Labels: map[string]string{"role": "gate"}}, Data: map[string]string{"open": "true"}},
+	} {
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := plan.Parse("small.yaml", []byte(strings.ReplaceAll(small, `"NS"`, ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return operation.Cluster{Client: cs, Config: env.Config(t)}, cs, ns, p
+}
+
+func TestRunAndRollback(t *testing.T) {
+	c, cs, ns, p := setup(t)
+	ctx := context.Background()
+	before, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "cfg", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Set: map[string]string{"ns": ns}, Poll: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := cs.CoreV1().ConfigMaps(ns).Get(ctx, "cfg", metav1.GetOptions{})
+	if after.Data["mode"] != "fast" || after.Data["added"] != "yes" || after.Data["list"] != "a" || after.Labels["migrated"] != "true" {
+		t.Fatalf("cfg after the migration: data %v labels %v", after.Data, after.Labels)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("other was not deleted: %v", err)
+	}
+	rb, err := migrate.Rollback(ctx, c, res.Operation, migrate.RollbackOptions{Poll: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, _ := cs.CoreV1().ConfigMaps(ns).Get(ctx, "cfg", metav1.GetOptions{})
+	if fmt.Sprint(restored.Data) != fmt.Sprint(before.Data) || restored.Labels["migrated"] != "" {
+		t.Errorf("cfg after the rollback: data %v labels %v, want data %v and no label", restored.Data, restored.Labels, before.Data)
+	}
+	other, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{})
+	if err != nil || other.Data["k"] != "v" || other.Labels["x"] != "y" {
+		t.Errorf("other after the rollback: %v %v", other, err)
+	}
+	var names []string
+	for _, s := range rb.Steps {
+		if strings.HasPrefix(s.Name, "rollback-") {
+			names = append(names, s.Name)
+		}
+	}
+	want := "rollback-drop-other rollback-nodes-ready rollback-json-append rollback-set-mode rollback-save"
+	if strings.Join(names, " ") != want {
+		t.Errorf("rollback steps %v, want newest first: %s", names, want)
+	}
+	op, err := journal.NewStore(cs).Get(ctx, res.Operation)
+	if err != nil || op.Status != journal.Aborted {
+		t.Errorf("journal after the rollback: %v %v", op.Status, err)
+	}
+}
+
+func TestGatePausesAndRerunContinues(t *testing.T) {
+	c, cs, ns, p := setup(t)
+	ctx := context.Background()
+	if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, "gate", "application/merge-patch+json", []byte(`{"data":{"open":"false"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	opts := migrate.Options{Plan: p, Set: map[string]string{"ns": ns}, Poll: 100 * time.Millisecond}
+	res, err := migrate.Run(ctx, c, opts)
+	var paused *migrate.PausedError
+	if !errors.As(err, &paused) || paused.Step != "save" || !strings.Contains(paused.Reason, "gate gate is closed") {
+		t.Fatalf("err = %v, want a pause before save naming the gate", err)
+	}
+	op, _ := journal.NewStore(cs).Get(ctx, res.Operation)
+	if op.Status != journal.Paused {
+		t.Errorf("status %s, want Paused", op.Status)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, "gate", "application/merge-patch+json", []byte(`{"data":{"open":"true"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res2, err := migrate.Run(ctx, c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Operation != res.Operation || !res2.Resumed {
+		t.Errorf("re-run was operation %s (resumed %v), want %s resumed", res2.Operation, res2.Resumed, res.Operation)
+	}
+}
+
+func TestBadPlansChangeNothing(t *testing.T) {
+	c, cs, ns, _ := setup(t)
+	ctx := context.Background()
+	head := "apiVersion: hitless.dev/v1alpha1\nkind: MigrationPlan\nmetadata: {name: bad}\nsteps:\n"
+	tests := []struct {
+		name, steps, field string
+	}{
+		{name: "field the schema lacks", steps: "- name: w\n  wait: {for: {apiVersion: v1, kind: Node}, condition: \"object.status.readyness == 'x'\"}\n", field: "wait.condition"},
+		{name: "object that does not exist", steps: "- name: p\n  patch: {object: {apiVersion: v1, kind: ConfigMap, namespace: " + ns + ", name: nope}, patch: {data: {a: b}}}\n", field: "patch.object.name"},
+		{name: "kind not served", steps: "- name: b\n  backup: {objects: [{apiVersion: example.com/v1, kind: Widget, name: w}]}\n", field: "backup.objects[0].kind"},
+		{name: "unknown action", steps: "- name: r\n  roll: {groups: [{selector: x=y}], actions: [{name: explode}]}\n", field: "roll.actions"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := plan.Parse("bad.yaml", []byte(head+tc.steps))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, _ := journal.NewStore(cs).List(ctx)
+			_, err = migrate.Run(ctx, c, migrate.Options{Plan: p})
+			var pe *plan.Error
+			if !errors.As(err, &pe) || !strings.HasPrefix(pe.Field, tc.field) {
+				t.Fatalf("err = %v, want a plan error on %s", err, tc.field)
+			}
+			after, _ := journal.NewStore(cs).List(ctx)
+			if len(after) != len(before) {
+				t.Errorf("%d journals before, %d after: a bad plan must change nothing", len(before), len(after))
+			}
+		})
+	}
+}

@@ -1,0 +1,225 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/hitless-dev/hitless/internal/check/catalog"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// roll rolls the step's groups in order, each a roll under the
+// migration's lock. The nodes of each group are journaled before the
+// first roll starts, so a resumed step rolls the same nodes (a roll
+// resumes by its spec).
+func (r *runner) roll(ctx context.Context, step string, p *plan.Roll) ([]string, error) {
+	groups, err := r.groupNodes(ctx, step, p)
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for i, g := range p.Groups {
+		nodes := groups[i]
+		if len(nodes) == 0 {
+			lines = append(lines, fmt.Sprintf("group %s: no node", groupName(g, i)))
+			continue
+		}
+		spec := rollSpec(p, g, nodes)
+		r.opts.progressf("%-10s group %s: %d node(s), batch %s", step, groupName(g, i), len(nodes), batchOf(g))
+		res, err := roll.Run(ctx, r.c.Client, roll.Options{Spec: spec, Command: r.opts.Command, Approver: r.opts.Approver,
+			Progress: r.opts.RollProgress, Guard: r.opts.Guard, Guards: r.opts.Guards, Actions: r.actions(), Lock: r.lock})
+		if res != nil && res.Operation != nil {
+			if jerr := r.w.Update(ctx, func(op *Journal) {
+				if op.Record.Rolls == nil {
+					op.Record.Rolls = map[string][]string{}
+				}
+				if !contains(op.Record.Rolls[step], res.Operation.ID) {
+					op.Record.Rolls[step] = append(op.Record.Rolls[step], res.Operation.ID)
+				}
+			}); jerr != nil && err == nil {
+				err = jerr
+			}
+		}
+		if err != nil {
+			return lines, fmt.Errorf("group %s: %w", groupName(g, i), err)
+		}
+		lines = append(lines, fmt.Sprintf("group %s: %d node(s) rolled (%s)", groupName(g, i), len(nodes), res.Operation.ID))
+	}
+	return lines, nil
+}
+
+func rollSpec(p *plan.Roll, g plan.RollGroup, nodes []string) roll.Spec {
+	return roll.Spec{Nodes: nodes, Batch: g.Batch, Actions: p.Actions, MaxFailures: p.MaxFailures,
+		DrainTimeout: plan.Duration(p.DrainTimeout, 0), ActionTimeout: plan.Duration(p.ActionTimeout, 0)}
+}
+
+// undoRolls aborts the rolls of a step that did not finish (their nodes
+// in flight are uncordoned); rolled nodes stay rolled.
+func (r *runner) undoRolls(ctx context.Context, step string, p *plan.Roll) ([]string, error) {
+	groups := r.w.Snapshot().Record.Groups[step]
+	var lines []string
+	for i, nodes := range groups {
+		if i >= len(p.Groups) || len(nodes) == 0 {
+			continue
+		}
+		spec := rollSpec(p, p.Groups[i], nodes)
+		spec.Defaults()
+		raw, err := r.store.Resumable(ctx, roll.Kind, spec.Hash())
+		if err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			continue
+		}
+		if err := roll.OperationKind().Undo(ctx, r.c, raw); err != nil {
+			return nil, err
+		}
+		if _, err := r.store.Close(ctx, raw.ID, journal.Aborted, "aborted with migration "+r.res.Operation); err != nil {
+			return nil, err
+		}
+		lines = append(lines, "aborted roll "+raw.ID+" of group "+groupName(p.Groups[i], i))
+	}
+	if len(lines) == 0 {
+		lines = append(lines, "no roll in flight; rolled nodes stay rolled")
+	}
+	return lines, nil
+}
+
+// groupNodes returns the nodes of each group, worked out once and
+// journaled: a node in two groups rolls with the first.
+func (r *runner) groupNodes(ctx context.Context, step string, p *plan.Roll) ([][]string, error) {
+	if g, ok := r.w.Snapshot().Record.Groups[step]; ok {
+		return g, nil
+	}
+	seen := map[string]bool{}
+	out := make([][]string, len(p.Groups))
+	for i, g := range p.Groups {
+		l, err := r.c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: g.Selector})
+		if err != nil {
+			return nil, fmt.Errorf("listing the nodes of group %s: %w", groupName(g, i), err)
+		}
+		for _, n := range l.Items {
+			if !seen[n.Name] {
+				seen[n.Name] = true
+				out[i] = append(out[i], n.Name)
+			}
+		}
+	}
+	err := r.w.Update(ctx, func(op *Journal) {
+		if op.Record.Groups == nil {
+			op.Record.Groups = map[string][][]string{}
+		}
+		op.Record.Groups[step] = out
+	})
+	return out, err
+}
+
+func (r *runner) actions() *roll.Actions {
+	if r.opts.Actions != nil {
+		return r.opts.Actions
+	}
+	return Actions()
+}
+
+// Actions is roll.DefaultActions plus reboot.
+func Actions() *roll.Actions {
+	a := roll.DefaultActions()
+	_ = a.Register(RebootAction()) // a fresh registry has no reboot yet
+	return a
+}
+
+func groupName(g plan.RollGroup, i int) string {
+	if g.Name != "" {
+		return g.Name
+	}
+	return fmt.Sprintf("#%d (%s)", i+1, g.Selector)
+}
+
+func batchOf(g plan.RollGroup) string {
+	if g.Batch == "" {
+		return "1"
+	}
+	return g.Batch
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// component installs, upgrades or uninstalls through the lifecycle engine
+// under the migration's lock, recording the revision it replaced.
+func (r *runner) component(ctx context.Context, step string, p *plan.Component) ([]string, error) {
+	opts := lifecycle.Options{Name: p.Name, Command: r.opts.Command, Lock: r.lock, Guard: r.opts.Guard, Guards: r.opts.Guards,
+		RollProgress: r.opts.RollProgress}
+	if p.Source != "" {
+		src, ok := r.opts.Sources[p.Source]
+		if !ok {
+			return nil, &plan.Error{Step: step, Field: "component.source", Msg: fmt.Sprintf("no release %q was given", p.Source)}
+		}
+		opts.Source = src
+	}
+	var res *lifecycle.Result
+	var err error
+	switch p.Action {
+	case plan.ComponentInstall:
+		res, err = lifecycle.Install(ctx, r.c, opts)
+	case plan.ComponentUpgrade:
+		res, err = lifecycle.Upgrade(ctx, r.c, opts)
+	case plan.ComponentUninstall:
+		res, err = lifecycle.Uninstall(ctx, r.c, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", p.Action, p.Name, err)
+	}
+	rec := componentRecord{Name: p.Name, Action: p.Action, Previous: res.Previous, Revision: res.Revision}
+	if err := r.w.Update(ctx, func(op *Journal) {
+		if op.Record.Components == nil {
+			op.Record.Components = map[string]componentRecord{}
+		}
+		op.Record.Components[step] = rec
+	}); err != nil {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("%s %s: revision %d (operation %s)", p.Action, p.Name, res.Revision, res.Operation)}, nil
+}
+
+// runCheck runs a profile's checks (without asking the node agents);
+// a hard failure stops the plan.
+func runCheck(ctx context.Context, c operation.Cluster, chk plan.Check) ([]string, error) {
+	prep, err := catalog.Prepare(catalog.Options{Kind: chk.Kind, Profile: chk.Profile})
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		return nil, fmt.Errorf("creating a dynamic client: %w", err)
+	}
+	rep, err := prep.Run(ctx, c.Client, dyn)
+	if err != nil {
+		return nil, err
+	}
+	lines := []string{fmt.Sprintf("%s %s (%s): %d pass, %d warn, %d fail, %d skip", chk.Kind, chk.Profile, rep.ID, rep.Summary.Pass, rep.Summary.Warn, rep.Summary.Fail, rep.Summary.Skip)}
+	if !rep.Summary.OK {
+		var failed []string
+		for _, res := range rep.Results {
+			if res.Blocking() {
+				failed = append(failed, res.ID+": "+res.Message)
+			}
+		}
+		return lines, fmt.Errorf("%s %s failed: %s", chk.Kind, chk.Profile, strings.Join(failed, "; "))
+	}
+	return lines, nil
+}
