@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 )
 
 // Annotations of a reboot request. The node agent (or, on a local

@@ -230,9 +230,9 @@ type Check struct {
 type Roll struct {
 	// Groups are rolled in order; a node in two groups rolls with the
 	// first.
-	Groups  []RollGroup       `json:"groups"`
-	Actions []roll.ActionSpec `json:"actions,omitempty"`
-	DrainTimeout string `json:"drainTimeout,omitempty"`
+	Groups       []RollGroup       `json:"groups"`
+	Actions      []roll.ActionSpec `json:"actions,omitempty"`
+	DrainTimeout string            `json:"drainTimeout,omitempty"`
 	// ActionTimeout bounds each node's actions and its return to Ready.
 	ActionTimeout string `json:"actionTimeout,omitempty"`
 	MaxFailures   int    `json:"maxFailures,omitempty"`
