@@ -37,6 +37,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/upgrade"
 	"github.com/hitless-dev/hitless/internal/cli/version"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 	rollcore "github.com/hitless-dev/hitless/internal/engine/roll"
 )
@@ -101,7 +102,7 @@ func NewRoot(argv0 string, streams genericiooptions.IOStreams, opts Options) (*c
 	if opts.Actions == nil {
 		opts.Actions = rollcore.DefaultActions()
 	}
-	kinds, kindsErr := operation.NewRegistry(append(append([]operation.Kind{rollcore.OperationKind()}, lifecycle.OperationKinds()...), opts.Kinds...)...)
+	kinds, kindsErr := operation.NewRegistry(append(append([]operation.Kind{rollcore.OperationKind(), migrate.OperationKind()}, lifecycle.OperationKinds()...), opts.Kinds...)...)
 	rerun := func(ctx context.Context, args []string) error {
 		root, _ := NewRoot(argv0, streams, opts)
 		root.SetArgs(args)

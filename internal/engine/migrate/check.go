@@ -21,7 +21,7 @@ func checkPlan(ctx context.Context, objs *objects, cel *condition.Compiler, p *p
 	var warnings []string
 	installs := false // an earlier component step may bring kinds and objects
 	ref := func(step, field string, r plan.ObjectRef, mustExist bool) error {
-		if _, _, err := objs.resource(r); err != nil {
+		if _, err := objs.resource(r); err != nil {
 			if meta.IsNoMatchError(errors.Unwrap(err)) || meta.IsNoMatchError(err) {
 				if installs {
 					warnings = append(warnings, fmt.Sprintf("step %s: %s is not served yet; an earlier component step may bring it", step, r.Kind))

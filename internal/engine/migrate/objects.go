@@ -37,7 +37,7 @@ func newObjects(c operation.Cluster) (*objects, error) {
 
 // resource maps a ref to its resource; an unknown kind is read again
 // from discovery once (an earlier step may have created its CRD).
-func (o *objects) resource(ref plan.ObjectRef) (dynamic.ResourceInterface, *meta.RESTMapping, error) {
+func (o *objects) resource(ref plan.ObjectRef) (dynamic.ResourceInterface, error) {
 	gvk := ref.GVK()
 	m, err := o.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if meta.IsNoMatchError(err) {
@@ -45,17 +45,17 @@ func (o *objects) resource(ref plan.ObjectRef) (dynamic.ResourceInterface, *meta
 		m, err = o.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", ref, err)
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		return o.dyn.Resource(m.Resource).Namespace(ref.Namespace), m, nil
+		return o.dyn.Resource(m.Resource).Namespace(ref.Namespace), nil
 	}
-	return o.dyn.Resource(m.Resource), m, nil
+	return o.dyn.Resource(m.Resource), nil
 }
 
 // get reads the named object; nil when it does not exist.
 func (o *objects) get(ctx context.Context, ref plan.ObjectRef) (*unstructured.Unstructured, error) {
-	ri, _, err := o.resource(ref)
+	ri, err := o.resource(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (o *objects) list(ctx context.Context, ref plan.ObjectRef) ([]*unstructured
 		}
 		return []*unstructured.Unstructured{u}, nil
 	}
-	ri, _, err := o.resource(ref)
+	ri, err := o.resource(ref)
 	if err != nil {
 		return nil, err
 	}

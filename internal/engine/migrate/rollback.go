@@ -153,7 +153,7 @@ func (r *runner) inverse(ctx context.Context, s plan.Step) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		ri, _, err := r.objs.resource(s.Patch.Object)
+		ri, err := r.objs.resource(s.Patch.Object)
 		if err != nil {
 			return nil, err
 		}
@@ -196,7 +196,7 @@ func (r *runner) recreate(ctx context.Context, saved []*unstructured.Unstructure
 			{"metadata", "managedFields"}, {"metadata", "deletionTimestamp"}, {"metadata", "deletionGracePeriodSeconds"}, {"metadata", "generation"}, {"status"}} {
 			unstructured.RemoveNestedField(obj.Object, f...)
 		}
-		ri, _, err := r.objs.resource(ref)
+		ri, err := r.objs.resource(ref)
 		if err != nil {
 			return nil, err
 		}

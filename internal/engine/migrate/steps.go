@@ -74,7 +74,7 @@ func (r *runner) backup(ctx context.Context, step string, b *plan.Backup) ([]str
 }
 
 func (r *runner) patch(ctx context.Context, step string, p *plan.Patch) ([]string, error) {
-	ri, _, err := r.objs.resource(p.Object)
+	ri, err := r.objs.resource(p.Object)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +318,7 @@ func (r *runner) delete(ctx context.Context, step string, d *plan.Delete) ([]str
 	var lines []string
 	for _, u := range kept {
 		ref := refOf(u)
-		ri, _, err := r.objs.resource(ref)
+		ri, err := r.objs.resource(ref)
 		if err != nil {
 			return nil, err
 		}

@@ -115,7 +115,7 @@ func (s *Step) validate(cel *condition.Compiler, declared map[string]bool) *Erro
 			if r.Type() == "" {
 				return &Error{Field: "rollback", Msg: "give `none: true` or one action (" + strings.Join(StepTypes(), ", ") + ")"}
 			}
-			if err := r.Action.validate(cel, "rollback."); err != nil {
+			if err := r.validate(cel, "rollback."); err != nil {
 				return err
 			}
 		}
@@ -327,7 +327,7 @@ func checkDuration(s, field string) *Error {
 	return nil
 }
 
-// Durations of a step's fields, parsed; "" is def.
+// Duration parses a step's duration field, validated before; "" is def.
 func Duration(s string, def time.Duration) time.Duration {
 	if s == "" {
 		return def
