@@ -18,6 +18,8 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 
@@ -186,5 +188,86 @@ func TestBadPlansChangeNothing(t *testing.T) {
 				t.Errorf("%d journals before, %d after: a bad plan must change nothing", len(before), len(after))
 			}
 		})
+	}
+}
+
+func TestRebootRoll(t *testing.T) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	group := fmt.Sprintf("reboot-%d", time.Now().UnixNano()%100000)
+	nodes := env.AddNodes(t, 2, map[string]string{"reboot-group": group})
+	boots := map[string]string{}
+	for _, n := range nodes {
+		node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		boots[n] = node.Status.NodeInfo.BootID
+	}
+	doc := `apiVersion: hitless.dev/v1alpha1
+kind: MigrationPlan
+metadata: {name: reboots}
+steps:
+- name: reboot-nodes
+  roll:
+    groups: [{name: group, selector: reboot-group=` + group + `, batch: "1"}]
+    actions: [{name: reboot}]
+    actionTimeout: 1m
+`
+	p, err := plan.Parse("reboots.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := operation.Cluster{Client: cs, Config: env.Config(t)}
+	stop := make(chan struct{})
+	maxDown := make(chan int)
+	go func() { maxDown <- watchNotReady(cs, nodes, stop) }()
+	var downs []string
+	res, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Poll: 100 * time.Millisecond, RollProgress: func(e roll.Event) {
+		downs = append(downs, e.Node+" "+e.Phase)
+	}})
+	close(stop)
+	if most := <-maxDown; most != 1 {
+		t.Errorf("at most %d node(s) NotReady at once, want exactly 1 (batch 1, every node rebooted)", most)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Status.NodeInfo.BootID == boots[n] || node.Status.NodeInfo.BootID == "" {
+			t.Errorf("node %s boot ID %q, was %q: not rebooted", n, node.Status.NodeInfo.BootID, boots[n])
+		}
+		if node.Spec.Unschedulable {
+			t.Errorf("node %s left cordoned", n)
+		}
+	}
+	if len(res.Steps) == 0 || res.Steps[0].Error != "" {
+		t.Errorf("steps %+v", res.Steps)
+	}
+	t.Logf("events: %v", downs)
+}
+
+// watchNotReady polls the nodes until stop and returns the most that were
+// NotReady at once.
+func watchNotReady(cs kubernetes.Interface, nodes []string, stop chan struct{}) int {
+	most := 0
+	for {
+		select {
+		case <-stop:
+			return most
+		case <-time.After(100 * time.Millisecond):
+		}
+		down := 0
+		for _, n := range nodes {
+			node, err := cs.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
+			if err == nil && !knode.Ready(node) {
+				down++
+			}
+		}
+		most = max(most, down)
 	}
 }
