@@ -25,6 +25,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/history"
 	"github.com/hitless-dev/hitless/internal/cli/install"
+	migratecmd "github.com/hitless-dev/hitless/internal/cli/migrate"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/postflight"
 	"github.com/hitless-dev/hitless/internal/cli/preflight"
@@ -100,7 +101,7 @@ func RunWith(ctx context.Context, argv0 string, args []string, streams genericio
 // own code starts, which tells usage errors from failures.
 func NewRoot(argv0 string, streams genericiooptions.IOStreams, opts Options) (*cobra.Command, *bool) {
 	if opts.Actions == nil {
-		opts.Actions = rollcore.DefaultActions()
+		opts.Actions = migrate.Actions()
 	}
 	kinds, kindsErr := operation.NewRegistry(append(append([]operation.Kind{rollcore.OperationKind(), migrate.OperationKind()}, lifecycle.OperationKinds()...), opts.Kinds...)...)
 	rerun := func(ctx context.Context, args []string) error {
@@ -159,6 +160,7 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		rollback.NewCommand(streams, flags),
 		uninstall.NewCommand(streams, flags),
 		history.NewCommand(streams, flags),
+		migratecmd.NewCommand(streams, flags, opts.Actions),
 	)
 	return root, reached
 }

@@ -73,6 +73,32 @@ type Result struct {
 	Resumed  bool           `json:"resumed"`
 	DryRun   bool           `json:"dryRun"`
 	Steps    []journal.Step `json:"steps,omitempty"`
+	// RollJournals are the journals of the rolls this run ran, by step,
+	// for the guard's report.
+	RollJournals map[string][]*roll.Journal `json:"-"`
+}
+
+// Spans are the migration's steps and its rolls' node phases (named
+// step/phase), for tying measured loss to the step and node that caused
+// it.
+func (r *Result) Spans(now time.Time) []journal.Span {
+	var out []journal.Span
+	for _, s := range r.Steps {
+		end := now
+		if s.Finished != nil {
+			end = *s.Finished
+		}
+		out = append(out, journal.Span{Phase: s.Name, Start: s.Started, End: end})
+	}
+	for step, ops := range r.RollJournals {
+		for _, op := range ops {
+			for _, sp := range op.Record.Spans(now) {
+				sp.Phase = step + "/" + sp.Phase
+				out = append(out, sp)
+			}
+		}
+	}
+	return out
 }
 
 // PausedError stops a migration before a step, with the reason (a gate

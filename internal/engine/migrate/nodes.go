@@ -37,6 +37,10 @@ func (r *runner) roll(ctx context.Context, step string, p *plan.Roll) ([]string,
 		res, err := roll.Run(ctx, r.c.Client, roll.Options{Spec: spec, Command: r.opts.Command, Approver: r.opts.Approver,
 			Progress: r.opts.RollProgress, Guard: r.opts.Guard, Guards: r.opts.Guards, Actions: r.actions(), Lock: r.lock})
 		if res != nil && res.Operation != nil {
+			if r.res.RollJournals == nil {
+				r.res.RollJournals = map[string][]*roll.Journal{}
+			}
+			r.res.RollJournals[step] = append(r.res.RollJournals[step], res.Operation)
 			if jerr := r.w.Update(ctx, func(op *Journal) {
 				if op.Record.Rolls == nil {
 					op.Record.Rolls = map[string][]string{}

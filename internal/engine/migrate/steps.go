@@ -361,7 +361,7 @@ func (r *runner) namespaceDeletable(ctx context.Context, ns string) error {
 		return fmt.Errorf("reading namespace %s: %w", ns, err)
 	}
 	if len(pvcs.Items) > 0 {
-		return &RefusedError{Msg: fmt.Sprintf("namespace %s holds PersistentVolumeClaim %s, which the plan does not own (set `force` to delete it anyway)", ns, pvcs.Items[0].Name)}
+		return &RefusedError{Msg: fmt.Sprintf("namespace %s holds PersistentVolumeClaim %s, which the plan does not own (give the delete step force: true to delete it anyway)", ns, pvcs.Items[0].Name)}
 	}
 	pods, err := r.c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -369,7 +369,7 @@ func (r *runner) namespaceDeletable(ctx context.Context, ns string) error {
 	}
 	for _, p := range pods.Items {
 		if metav1.GetControllerOf(&p) == nil {
-			return &RefusedError{Msg: fmt.Sprintf("namespace %s holds pod %s, which no controller manages (set `force` to delete it anyway)", ns, p.Name)}
+			return &RefusedError{Msg: fmt.Sprintf("namespace %s holds pod %s, which no controller manages (give the delete step force: true to delete it anyway)", ns, p.Name)}
 		}
 	}
 	return nil

@@ -293,7 +293,7 @@ func (e *Error) Error() string {
 		s += fmt.Sprintf(": step %q", e.Step)
 	}
 	if e.Field != "" {
-		s += ": `" + e.Field + "`"
+		s += ": field " + e.Field
 	}
 	return s + ": " + e.Msg
 }

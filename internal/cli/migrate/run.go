@@ -1,0 +1,240 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/hitless-dev/hitless/internal/cli/opcmd"
+	"github.com/hitless-dev/hitless/internal/cli/output"
+	engine "github.com/hitless-dev/hitless/internal/engine/migrate"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/measure"
+)
+
+func newShow(streams genericiooptions.IOStreams) *cobra.Command {
+	var (
+		src    source
+		format output.Format
+	)
+	cmd := &cobra.Command{
+		Use:   "show NAME | -f FILE",
+		Short: "Show a plan: its parameters, gates, steps and the rollback of each step",
+		Example: `  hitless migrate show openshift-sdn-to-ovn
+  hitless migrate show -f my-plan.yaml -o yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			p, err := src.load(args)
+			if err != nil {
+				return err
+			}
+			return output.Print(streams.Out, format, p, func(w io.Writer) error {
+				return printPlan(w, p, nil, nil, nil)
+			})
+		},
+	}
+	src.addFlag(cmd)
+	output.AddFlag(cmd.Flags(), &format)
+	return cmd
+}
+
+type runFlags struct {
+	src       source
+	set       []string
+	dryRun    bool
+	yes       bool
+	backupDir string
+	format    output.Format
+	probing   opcmd.Probing
+}
+
+func newRun(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run NAME | -f FILE [--set name=value]...",
+		Short: "Run a plan: checked against the cluster first, every step journaled, resumed by running it again",
+		Long: `Checks the plan against the cluster (every kind served, every named object
+there or created by an earlier step, every CEL condition compiling against
+its kind's schema), then runs it step by step. A gate that does not hold or a
+wait that times out with onTimeout: pause stops the plan before the step,
+naming the object; fix it and run the same command again to continue.`,
+		Example: `  hitless migrate run openshift-sdn-to-ovn --dry-run
+  hitless migrate run openshift-sdn-to-ovn --set mtu=1400 --set workerBatch=25% --yes
+  hitless migrate run -f my-plan.yaml --probe --max-outage 2s --report migration.html`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd, streams, getter, actions, &f, args)
+		},
+	}
+	fs := cmd.Flags()
+	f.src.addFlag(cmd)
+	fs.StringArrayVar(&f.set, "set", nil, "A parameter's value, name=value (repeatable)")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "Check the plan against the cluster, print it with every step's rollback, change nothing")
+	fs.BoolVar(&f.yes, "yes", false, "Answer yes to the plan's pause steps and its rolls' questions")
+	fs.StringVar(&f.backupDir, "backup-dir", "", "Also write every backup to a file (mode 0600) in this directory")
+	opcmd.AddProbeFlags(fs, &f.probing)
+	output.AddFlag(fs, &f.format)
+	return cmd
+}
+
+func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions, f *runFlags, args []string) error {
+	ctx := cmd.Context()
+	p, err := f.src.load(args)
+	if err != nil {
+		return err
+	}
+	set, err := parseSet(f.set)
+	if err != nil {
+		return err
+	}
+	if err := f.probing.Validate(); err != nil {
+		return err
+	}
+	cfg, err := opcmd.Config(getter)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	opts := engine.Options{Plan: p, Set: set, DryRun: f.dryRun, Command: opcmd.CommandLine(cmd), Actions: actions,
+		Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, f.yes)}
+	if f.backupDir != "" {
+		dir := f.backupDir
+		opts.OnBackup = func(_ context.Context, step string, objs []*unstructured.Unstructured) (string, error) {
+			return writeBackup(dir, p.Metadata.Name, step, objs)
+		}
+	}
+	session := f.probing.Session(cs, f.dryRun)
+	if err := session.Start(ctx); err != nil {
+		return classify(err)
+	}
+	opts.Guard, opts.Guards = session.Guard(), session.Guards()
+	if f.format == output.Table {
+		progress := opcmd.NewProgress(streams.ErrOut)
+		defer progress.Close()
+		opts.RollProgress = progress.Event
+		opts.Progress = func(s string) { _, _ = fmt.Fprintf(streams.ErrOut, "%s %s\n", time.Now().Format("15:04:05.000"), s) }
+	}
+	res, runErr := engine.Run(ctx, operation.Cluster{Client: cs, Config: cfg}, opts)
+	var rep *measure.Report
+	if res != nil && !f.dryRun {
+		var err error
+		if rep, err = session.Finish(ctx, res.Operation, res); err == nil {
+			err = f.probing.WriteReport(rep)
+		}
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if res == nil {
+		return classify(runErr)
+	}
+	out := struct {
+		*engine.Result
+		Probe *measure.Report `json:"probe,omitempty"`
+	}{res, rep}
+	perr := output.Print(streams.Out, f.format, out, func(w io.Writer) error {
+		if f.dryRun || len(res.Steps) == 0 {
+			if err := printPlan(w, res.Plan, res.Rollbacks, res.Skipped, res.Params); err != nil {
+				return err
+			}
+			for _, warn := range res.Warnings {
+				_, _ = fmt.Fprintf(w, "warning: %s\n", warn)
+			}
+			if f.dryRun {
+				_, _ = fmt.Fprintln(w, "\nDry run: nothing was changed.")
+			}
+			return nil
+		}
+		printResult(w, res, "Migration")
+		if rep != nil {
+			_, _ = fmt.Fprintln(w)
+			measure.PrintTable(w, rep)
+		}
+		return nil
+	})
+	if runErr != nil {
+		return classify(runErr)
+	}
+	return perr
+}
+
+// writeBackup writes a step's backup as YAML with mode 0600.
+func writeBackup(dir, planName, step string, objs []*unstructured.Unstructured) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
+	}
+	var b []byte
+	for _, u := range objs {
+		y, err := yaml.Marshal(u.Object)
+		if err != nil {
+			return "", err
+		}
+		b = append(append(b, "---\n"...), y...)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.yaml", planName, step, time.Now().UTC().Format("20060102-150405")))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return path, nil
+}
+
+func newRollback(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
+	var (
+		yes    bool
+		format output.Format
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback ID",
+		Short: "Undo a migration's steps, newest first: explicit rollbacks, or the inverse derived from each step's backup",
+		Long: `Walks back the steps the migration started, newest first: a patch's fields
+are restored from the backup taken before it, deleted objects re-created, an
+installed component uninstalled, an upgraded one rolled back; rolls in flight
+are aborted (their nodes uncordoned). Each undo is journaled; running the
+command again continues where it stopped.`,
+		Example: `  hitless migrate rollback migrate-20261202-101500-3fa2`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := opcmd.Config(getter)
+			if err != nil {
+				return err
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("creating client: %w", err)
+			}
+			opts := engine.RollbackOptions{Command: opcmd.CommandLine(cmd), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes)}
+			if format == output.Table {
+				opts.Progress = func(s string) { _, _ = fmt.Fprintf(streams.ErrOut, "%s %s\n", time.Now().Format("15:04:05.000"), s) }
+			}
+			res, runErr := engine.Rollback(cmd.Context(), operation.Cluster{Client: cs, Config: cfg}, args[0], opts)
+			if res == nil {
+				return classify(runErr)
+			}
+			perr := output.Print(streams.Out, format, res, func(w io.Writer) error {
+				printResult(w, res, "Rollback of")
+				return nil
+			})
+			if runErr != nil {
+				return classify(runErr)
+			}
+			return perr
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "Answer yes to the rollback's pause steps")
+	output.AddFlag(cmd.Flags(), &format)
+	return cmd
+}
