@@ -175,15 +175,29 @@ func (r *runner) wait(ctx context.Context, step string, w *plan.Wait) ([]string,
 		return nil, err
 	}
 	timeout := plan.Duration(w.Timeout, 10*time.Minute)
+	hold := plan.Duration(w.HoldFor, 0)
 	deadline := time.Now().Add(timeout)
 	last := ""
+	var since time.Time // when the condition last started to hold
 	for {
 		n, why, err := r.evaluate(ctx, w.For, cond, msg, w.AllowNone)
 		if err != nil {
 			return nil, err
 		}
-		if why == "" {
-			return []string{fmt.Sprintf("%d object(s) of %s hold %s", n, w.For, oneLine(w.Condition))}, nil
+		if why == "" && since.IsZero() {
+			since = time.Now()
+		}
+		if why == "" && time.Since(since) >= hold {
+			line := fmt.Sprintf("%d object(s) of %s hold %s", n, w.For, oneLine(w.Condition))
+			if hold > 0 {
+				line += fmt.Sprintf(" (for %s)", hold)
+			}
+			return []string{line}, nil
+		}
+		if why != "" {
+			since = time.Time{}
+		} else {
+			why = fmt.Sprintf("holding for %s", hold)
 		}
 		if why != last {
 			r.opts.progressf("%-10s waiting: %s", step, why)

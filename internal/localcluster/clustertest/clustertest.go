@@ -31,6 +31,8 @@ import (
 type Options struct {
 	// Workers is the number of worker nodes (default 3).
 	Workers int
+	// ControlPlanes is the number of control-plane nodes (default 1).
+	ControlPlanes int
 	// NodeLabels are added to every worker.
 	NodeLabels map[string]string
 	// Lab "netns" gives every worker a network namespace (the lab);
@@ -55,6 +57,9 @@ type Env struct {
 func New(opts Options) *Env {
 	if opts.Workers == 0 {
 		opts.Workers = 3
+	}
+	if opts.ControlPlanes == 0 {
+		opts.ControlPlanes = 1
 	}
 	return &Env{opts: opts}
 }
@@ -83,7 +88,7 @@ func (e *Env) Run(m *testing.M) int {
 	c, err := localcluster.Up(ctx, localcluster.Options{
 		Name:              name,
 		Nodes:             e.opts.Workers,
-		ControlPlaneNodes: 1,
+		ControlPlaneNodes: e.opts.ControlPlanes,
 		Lab:               e.opts.Lab,
 		NodeLabels:        e.opts.NodeLabels,
 		Home:              home,

@@ -217,6 +217,10 @@ type Wait struct {
 	// AllowNone passes when no object matches; by default a wait over no
 	// object keeps waiting.
 	AllowNone bool `json:"allowNone,omitempty"`
+	// HoldFor is how long the condition must hold without a break: a wait
+	// that follows a change an operator reacts to does not pass on the
+	// state from before the operator noticed.
+	HoldFor string `json:"holdFor,omitempty"`
 }
 
 // Check runs a check profile; a hard failure stops the plan.

@@ -208,6 +208,9 @@ func (w *Wait) validate(cel *condition.Compiler) *Error {
 	if err := checkDuration(w.Timeout, "wait.timeout"); err != nil {
 		return err
 	}
+	if err := checkDuration(w.HoldFor, "wait.holdFor"); err != nil {
+		return err
+	}
 	switch w.OnTimeout {
 	case "", OnTimeoutFail, OnTimeoutPause:
 	default:
