@@ -66,20 +66,50 @@ func pointer(s string) []string {
 }
 
 // inversePatch is the merge patch that puts back, on every path the patch
-// touched, what the backup held there (null where it held nothing).
+// touched, what the backup held there. Where the backup held nothing, the
+// outermost field the patch brought is removed whole: the API server may
+// have defaulted fields inside it (a husk would stay otherwise).
 func inversePatch(p *plan.Patch, backup *unstructured.Unstructured) map[string]any {
 	inv := map[string]any{}
 	for _, path := range touched(p) {
 		if len(path) == 0 {
 			continue
 		}
-		old, found, _ := unstructured.NestedFieldCopy(backup.Object, path...)
-		if !found {
-			old = nil
+		restore := path
+		var old any
+		for k := 1; k <= len(path); k++ {
+			v, found, _ := unstructured.NestedFieldCopy(backup.Object, path[:k]...)
+			if !found {
+				restore, old = path[:k], nil
+				break
+			}
+			old = v
 		}
-		setPath(inv, path, old)
+		if !removedAbove(inv, restore) {
+			setPath(inv, restore, old)
+		}
 	}
 	return inv
+}
+
+// removedAbove tells whether inv already removes path or a field above it.
+func removedAbove(inv map[string]any, path []string) bool {
+	m := inv
+	for _, k := range path {
+		v, ok := m[k]
+		if !ok {
+			return false
+		}
+		if v == nil {
+			return true
+		}
+		next, isMap := v.(map[string]any)
+		if !isMap {
+			return false
+		}
+		m = next
+	}
+	return false
 }
 
 func setPath(m map[string]any, path []string, v any) {

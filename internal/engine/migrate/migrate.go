@@ -283,7 +283,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	if p := r.plan.Profile; p != "" {
 		return r.step(ctx, "postflight", func(ctx context.Context) ([]string, error) {
-			return runCheck(ctx, r.c, plan.Check{Profile: p, Kind: "postflight"})
+			return runCheck(ctx, r.c, plan.Check{Profile: p, Kind: "postflight", NetworkType: r.plan.NetworkType})
 		})
 	}
 	return nil

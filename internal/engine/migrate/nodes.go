@@ -203,7 +203,7 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 // runCheck runs a profile's checks (without asking the node agents);
 // a hard failure stops the plan.
 func runCheck(ctx context.Context, c operation.Cluster, chk plan.Check) ([]string, error) {
-	prep, err := catalog.Prepare(catalog.Options{Kind: chk.Kind, Profile: chk.Profile})
+	prep, err := catalog.Prepare(catalog.Options{Kind: chk.Kind, Profile: chk.Profile, NetworkType: chk.NetworkType})
 	if err != nil {
 		return nil, err
 	}

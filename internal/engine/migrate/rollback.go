@@ -137,7 +137,7 @@ func (r *runner) inverse(ctx context.Context, s plan.Step) ([]string, error) {
 		if s.Rollback.None {
 			return []string{"nothing to undo"}, nil
 		}
-		return r.act(ctx, "rollback-"+s.Name, s.Rollback.Action)
+		return r.act(ctx, "rollback-"+s.Name, s.Rollback.Action, false)
 	}
 	switch {
 	case s.Patch != nil:

@@ -25,17 +25,19 @@ const FieldManager = "hitless-migrate"
 
 // forward runs a step's action.
 func (r *runner) forward(ctx context.Context, s plan.Step) ([]string, error) {
-	return r.act(ctx, s.Name, s.Action)
+	return r.act(ctx, s.Name, s.Action, !s.SkipGates)
 }
 
-func (r *runner) act(ctx context.Context, step string, a plan.Action) ([]string, error) {
+// act runs an action; gated waits pause when a gate fails while they
+// wait (a pool degrading during a long roll).
+func (r *runner) act(ctx context.Context, step string, a plan.Action, gated bool) ([]string, error) {
 	switch {
 	case a.Backup != nil:
 		return r.backup(ctx, step, a.Backup)
 	case a.Patch != nil:
 		return r.patch(ctx, step, a.Patch)
 	case a.Wait != nil:
-		return r.wait(ctx, step, a.Wait)
+		return r.wait(ctx, step, a.Wait, gated)
 	case a.Check != nil:
 		return runCheck(ctx, r.c, *a.Check)
 	case a.Roll != nil:
@@ -169,7 +171,7 @@ func compact(b []byte) string {
 
 // wait polls until the condition holds for the object, or for every
 // object the ref selects.
-func (r *runner) wait(ctx context.Context, step string, w *plan.Wait) ([]string, error) {
+func (r *runner) wait(ctx context.Context, step string, w *plan.Wait, gated bool) ([]string, error) {
 	cond, msg, err := r.programs(w.For, w.Condition, w.Message)
 	if err != nil {
 		return nil, err
@@ -179,7 +181,13 @@ func (r *runner) wait(ctx context.Context, step string, w *plan.Wait) ([]string,
 	deadline := time.Now().Add(timeout)
 	last := ""
 	var since time.Time // when the condition last started to hold
+	var gates gateWatch
 	for {
+		if gated {
+			if _, err := gates.check(ctx, r, step); err != nil {
+				return nil, err
+			}
+		}
 		n, why, err := r.evaluate(ctx, w.For, cond, msg, w.AllowNone)
 		if err != nil {
 			return nil, err
@@ -268,32 +276,52 @@ func (r *runner) evaluate(ctx context.Context, ref plan.ObjectRef, cond, msg *co
 // gates checks the plan's gates before a step; one that fails for longer
 // than its `within` pauses the plan, naming the object.
 func (r *runner) gates(ctx context.Context, step string) error {
-	for _, g := range r.plan.Gates {
-		cond, msg, err := r.programs(g.For, g.Condition, g.Message)
-		if err != nil {
-			return fmt.Errorf("gate %s: %w", g.Name, err)
+	var g gateWatch
+	for {
+		done, err := g.check(ctx, r, step)
+		if done || err != nil {
+			return err
 		}
-		deadline := time.Now().Add(plan.Duration(g.Within, 30*time.Second))
-		for {
-			_, why, err := r.evaluate(ctx, g.For, cond, msg, true)
-			if err != nil {
-				return fmt.Errorf("gate %s: %w", g.Name, err)
-			}
-			if why == "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				return &PausedError{Step: step, Reason: "gate " + g.Name + ": " + why}
-			}
-			r.opts.progressf("%-10s gate %s: %s", step, g.Name, why)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(r.opts.Poll):
-			}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.opts.Poll):
 		}
 	}
-	return nil
+}
+
+// gateWatch follows the plan's gates across polls.
+type gateWatch struct {
+	failing string    // the gate failing now, "" when all hold
+	since   time.Time // when it started failing
+}
+
+// check evaluates every gate once: done when all hold, a PausedError once
+// one has failed for longer than its `within`.
+func (g *gateWatch) check(ctx context.Context, r *runner, step string) (bool, error) {
+	for _, gate := range r.plan.Gates {
+		cond, msg, err := r.programs(gate.For, gate.Condition, gate.Message)
+		if err != nil {
+			return false, fmt.Errorf("gate %s: %w", gate.Name, err)
+		}
+		_, why, err := r.evaluate(ctx, gate.For, cond, msg, true)
+		if err != nil {
+			return false, fmt.Errorf("gate %s: %w", gate.Name, err)
+		}
+		if why == "" {
+			continue
+		}
+		if g.failing != gate.Name {
+			g.failing, g.since = gate.Name, time.Now()
+			r.opts.progressf("%-10s gate %s: %s", step, gate.Name, why)
+		}
+		if time.Since(g.since) > plan.Duration(gate.Within, 30*time.Second) {
+			return false, &PausedError{Step: step, Reason: "gate " + gate.Name + ": " + why}
+		}
+		return false, nil
+	}
+	g.failing = ""
+	return true, nil
 }
 
 // pause asks the approver; a refusal pauses the plan before the step.

@@ -2,7 +2,9 @@ package openshift_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -77,12 +79,38 @@ func run(t *testing.T, c operation.Cluster, name string, progress func(string)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return migrate.Run(context.Background(), c, migrate.Options{Plan: p, Poll: 200 * time.Millisecond, Progress: progress,
-		Set: map[string]string{"operatorTimeout": "2m", "workerBatch": "2"}})
+	set := map[string]string{"operatorTimeout": "2m"}
+	for _, n := range p.ParamNames() {
+		switch n {
+		case "workerBatch":
+			set[n] = "2"
+		case "phaseTimeout":
+			set[n] = "5m"
+		}
+	}
+	return migrate.Run(context.Background(), c, migrate.Options{Plan: p, Poll: 200 * time.Millisecond, Progress: progress, Set: set})
 }
 
-func TestOfflineMigrationPausesOnDegradedOperatorThenFinishes(t *testing.T) {
+// TestMigrations runs the seed 002 procedures in order on one rehearsal
+// cluster: each starts where the previous one left the cluster.
+func TestMigrations(t *testing.T) {
 	c, dyn := rehearsal(t)
+	for _, step := range []struct {
+		name string
+		fn   func(t *testing.T, c operation.Cluster, dyn dynamic.Interface)
+	}{
+		{"rollback from the middle restores the spec byte for byte", rollbackFromMiddle},
+		{"offline migration pauses on a degraded operator, then finishes", offlineMigration},
+		{"the documented offline rollback to OpenShift SDN", offlineRollbackPlan},
+		{"live migration, then rollback ID from the end restores the spec byte for byte", liveMigrationAndRollback},
+	} {
+		if !t.Run(step.name, func(t *testing.T) { step.fn(t, c, dyn) }) {
+			t.FailNow()
+		}
+	}
+}
+
+func offlineMigration(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
 	ctx := context.Background()
 	if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
 		t.Fatalf("the rehearsal starts at %q, want OpenShiftSDN", got)
@@ -159,4 +187,138 @@ func setDegraded(t *testing.T, dyn dynamic.Interface, name string, degraded bool
 	}
 }
 
-var _ = pools
+
+// specs reads the spec of every object a migration backs up.
+func specs(t *testing.T, dyn dynamic.Interface) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, r := range []struct {
+		gvr  schema.GroupVersionResource
+		name string
+	}{{networkConfig, "cluster"}, {networkOperator, "cluster"}, {pools, "master"}, {pools, "worker"}} {
+		u, err := dyn.Resource(r.gvr).Get(context.Background(), r.name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(u.Object["spec"])
+		out[r.gvr.Resource+"/"+r.name] = string(b)
+	}
+	return out
+}
+
+func compareSpecs(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for k, v := range before {
+		if strings.HasPrefix(k, "machineconfigpools/") {
+			continue // the machine-config operator owns spec.configuration
+		}
+		if after[k] != v {
+			t.Errorf("%s spec after the rollback:\n%s\nwant, as backed up:\n%s", k, after[k], v)
+		}
+	}
+}
+
+// rollbackFromMiddle stops the offline migration after the pools rolled
+// and before the network type changes, then rolls it back.
+func rollbackFromMiddle(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
+	before := specs(t, dyn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := plan.Builtin("openshift-sdn-to-ovn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Poll: 200 * time.Millisecond, Set: map[string]string{"mtu": "1400"},
+		Progress: func(line string) {
+			if strings.HasPrefix(line, "nodes-configured") && strings.Contains(line, "done in") {
+				cancel()
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want the run stopped after nodes-configured", err)
+	}
+	if _, err := migrate.Rollback(context.Background(), c, res.Operation, migrate.RollbackOptions{Poll: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	compareSpecs(t, before, specs(t, dyn))
+	waitPools(t, dyn)
+}
+
+func offlineRollbackPlan(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
+	ctx := context.Background()
+	if _, err := run(t, c, "openshift-ovn-to-sdn", func(line string) { t.Log(line) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
+		t.Errorf("status.networkType %q after the rollback", got)
+	}
+	for _, name := range []string{"master", "worker"} {
+		u, err := dyn.Resource(pools).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if paused, _, _ := unstructured.NestedBool(u.Object, "spec", "paused"); paused {
+			t.Errorf("pool %s left paused", name)
+		}
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "openshift-ovn-kubernetes", metav1.GetOptions{}); err == nil {
+		t.Errorf("namespace openshift-ovn-kubernetes left")
+	}
+}
+
+// liveMigrationAndRollback runs the live migration, then rolls it back by
+// its id: the explicit rollback starts the live migration back to
+// OpenShift SDN, and once it is done the specs are what they were.
+func liveMigrationAndRollback(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
+	before := specs(t, dyn)
+	res, err := run(t, c, "openshift-sdn-to-ovn-live", func(line string) { t.Log(line) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := networkType(t, dyn); got != openshift.OVNKubernetes {
+		t.Fatalf("status.networkType %q after the live migration", got)
+	}
+	cfg, _ := dyn.Resource(networkConfig).Get(context.Background(), "cluster", metav1.GetOptions{})
+	if _, ok := cfg.GetAnnotations()[openshift.AnnotationLiveMigration]; ok {
+		t.Errorf("the migration annotation was left")
+	}
+	if _, err := migrate.Rollback(context.Background(), c, res.Operation, migrate.RollbackOptions{Poll: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 5*time.Minute, func() error {
+		if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
+			return fmt.Errorf("status.networkType %s", got)
+		}
+		return nil
+	})
+	after := specs(t, dyn)
+	compareSpecs(t, before, after)
+}
+
+func waitPools(t *testing.T, dyn dynamic.Interface) {
+	t.Helper()
+	var settled time.Time
+	clustertest.Eventually(t, 3*time.Minute, func() error {
+		for _, name := range []string{"master", "worker"} {
+			u, err := dyn.Resource(pools).Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			spec, _, _ := unstructured.NestedString(u.Object, "spec", "configuration", "name")
+			status, _, _ := unstructured.NestedString(u.Object, "status", "configuration", "name")
+			machines, _, _ := unstructured.NestedInt64(u.Object, "status", "machineCount")
+			updated, _, _ := unstructured.NestedInt64(u.Object, "status", "updatedMachineCount")
+			if spec != status || machines != updated {
+				settled = time.Time{}
+				return fmt.Errorf("pool %s: %d/%d machines on %s", name, updated, machines, spec)
+			}
+		}
+		if settled.IsZero() {
+			settled = time.Now()
+		}
+		if time.Since(settled) < 2*time.Second {
+			return fmt.Errorf("pools settled for %s", time.Since(settled))
+		}
+		return nil
+	})
+}

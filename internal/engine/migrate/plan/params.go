@@ -185,7 +185,7 @@ type omitted struct{}
 // parameter's typed value (or, unset, disappears with its key), a
 // reference inside text is formatted into it (and must be set).
 func (p *Plan) Render(ctx context.Context, params map[string]any) (rendered *Plan, skipped []string, err error) {
-	out := &Plan{APIVersion: p.APIVersion, Kind: p.Kind, Metadata: p.Metadata, Profile: p.Profile, Parameters: p.Parameters, Gates: p.Gates}
+	out := &Plan{APIVersion: p.APIVersion, Kind: p.Kind, Metadata: p.Metadata, Profile: p.Profile, NetworkType: p.NetworkType, Parameters: p.Parameters, Gates: p.Gates}
 	cel := condition.NewCompiler(nil)
 	for _, s := range p.Steps {
 		if s.When != "" {

@@ -18,13 +18,14 @@ const MaxSize = 1 << 20
 // rawPlan is a plan with its steps and gates still undecoded, so that an
 // error in one names it.
 type rawPlan struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Metadata   Metadata          `json:"metadata"`
-	Profile    string            `json:"profile,omitempty"`
-	Parameters []json.RawMessage `json:"parameters,omitempty"`
-	Gates      []json.RawMessage `json:"gates,omitempty"`
-	Steps      []json.RawMessage `json:"steps"`
+	APIVersion  string            `json:"apiVersion"`
+	Kind        string            `json:"kind"`
+	Metadata    Metadata          `json:"metadata"`
+	Profile     string            `json:"profile,omitempty"`
+	NetworkType string            `json:"networkType,omitempty"`
+	Parameters  []json.RawMessage `json:"parameters,omitempty"`
+	Gates       []json.RawMessage `json:"gates,omitempty"`
+	Steps       []json.RawMessage `json:"steps"`
 }
 
 // Parse reads a plan document (YAML or JSON) and checks what can be
@@ -50,7 +51,7 @@ func Parse(file string, data []byte) (*Plan, error) {
 		f, msg := fieldOf(err, false)
 		return nil, fail("", f, "%s", msg)
 	}
-	p := &Plan{APIVersion: raw.APIVersion, Kind: raw.Kind, Metadata: raw.Metadata, Profile: raw.Profile}
+	p := &Plan{APIVersion: raw.APIVersion, Kind: raw.Kind, Metadata: raw.Metadata, Profile: raw.Profile, NetworkType: raw.NetworkType}
 	for i, r := range raw.Parameters {
 		var par Parameter
 		if err := strict(r, &par); err != nil {

@@ -22,8 +22,11 @@ type Plan struct {
 	Metadata   Metadata `json:"metadata"`
 	// Profile is the check profile whose preflight runs before the first
 	// step and whose postflight runs after the last.
-	Profile    string      `json:"profile,omitempty"`
-	Parameters []Parameter `json:"parameters,omitempty"`
+	Profile string `json:"profile,omitempty"`
+	// NetworkType is the OpenShift network type the profile's checks
+	// expect at the end (default: the profile's own).
+	NetworkType string      `json:"networkType,omitempty"`
+	Parameters  []Parameter `json:"parameters,omitempty"`
 	// Gates hold before every step that does not skip them: a gate that
 	// fails pauses the plan before the step, naming the object.
 	Gates []Gate `json:"gates,omitempty"`
@@ -228,6 +231,9 @@ type Check struct {
 	Profile string `json:"profile"`
 	// Kind is preflight or postflight.
 	Kind string `json:"kind"`
+	// NetworkType is the OpenShift network type expected (default: the
+	// profile's).
+	NetworkType string `json:"networkType,omitempty"`
 }
 
 // Roll rolls nodes group by group with per-node actions.
