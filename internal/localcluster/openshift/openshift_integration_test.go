@@ -187,7 +187,6 @@ func setDegraded(t *testing.T, dyn dynamic.Interface, name string, degraded bool
 	}
 }
 
-
 // specs reads the spec of every object a migration backs up.
 func specs(t *testing.T, dyn dynamic.Interface) map[string]string {
 	t.Helper()

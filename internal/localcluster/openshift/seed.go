@@ -329,7 +329,7 @@ func (c *clients) ensureDaemonSet(ctx context.Context, ns, name string) error {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{HostNetwork: true, Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 					TerminationGracePeriodSeconds: ptr.To[int64](2),
-					Containers: []corev1.Container{{Name: name, Image: "quay.io/openshift/origin-" + name + ":4.16"}}},
+					Containers:                    []corev1.Container{{Name: name, Image: "quay.io/openshift/origin-" + name + ":4.16"}}},
 			},
 		},
 	}
