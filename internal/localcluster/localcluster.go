@@ -55,7 +55,18 @@ type Options struct {
 	// AgentBinary is the hitless binary the netns data plane runs one
 	// agent per worker with; "" runs none.
 	AgentBinary string
+	// Flavor is "" (plain Kubernetes) or "openshift": a rehearsal cluster
+	// with the OpenShift CRDs from OpenShiftCRDs, the objects of an
+	// OpenShift SDN cluster, and the simulator of its network and
+	// machine-config operators run by SimulatorBinary (the hitless
+	// binary, `cluster simulate`).
+	Flavor          string
+	OpenShiftCRDs   string
+	SimulatorBinary string
 }
+
+// FlavorOpenShift is the OpenShift rehearsal flavor.
+const FlavorOpenShift = "openshift"
 
 // Cluster is the recorded state of a local cluster.
 type Cluster struct {
@@ -73,6 +84,8 @@ type Cluster struct {
 	Attached bool `json:"attached,omitempty"`
 	// Lab is the netns data plane, when the cluster has one.
 	Lab *lab.Lab `json:"lab,omitempty"`
+	// Flavor is "" or openshift.
+	Flavor string `json:"flavor,omitempty"`
 }
 
 // Running reports whether every component process is alive.
@@ -131,6 +144,18 @@ func (o *Options) Validate() error {
 	}
 	if o.Lab == LabNetNS && o.Nodes+o.ControlPlaneNodes > 250 {
 		return &InvalidError{Field: "--nodes", Msg: fmt.Sprintf("%d nodes: the netns data plane takes at most 250", o.Nodes+o.ControlPlaneNodes)}
+	}
+	switch o.Flavor {
+	case "":
+	case FlavorOpenShift:
+		if o.OpenShiftCRDs == "" {
+			return &InvalidError{Field: "--openshift-crds", Msg: "the openshift flavor needs a directory of openshift/api's CRD manifests (ClusterOperator, Network config and operator, MachineConfigPool, MachineConfig)"}
+		}
+		if st, err := os.Stat(o.OpenShiftCRDs); err != nil || !st.IsDir() {
+			return &InvalidError{Field: "--openshift-crds", Msg: fmt.Sprintf("%q is not a directory", o.OpenShiftCRDs)}
+		}
+	default:
+		return &InvalidError{Field: "--flavor", Msg: fmt.Sprintf("%q: want openshift or nothing", o.Flavor)}
 	}
 	for k, v := range o.NodeLabels {
 		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {

@@ -85,6 +85,10 @@ func TestValidate(t *testing.T) {
 		{"uppercase name", Options{Name: "A", Nodes: 1, ControlPlaneNodes: 1}, "--name"},
 		{"empty name", Options{Name: "", Nodes: 1, ControlPlaneNodes: 1}, "--name"},
 		{"bad label value", Options{Name: "a", Nodes: 1, ControlPlaneNodes: 1, NodeLabels: map[string]string{"k": "has space"}}, "--node-labels"},
+		{"unknown flavor", Options{Name: "a", Nodes: 1, ControlPlaneNodes: 1, Flavor: "rancher"}, "--flavor"},
+		{"openshift without its CRDs", Options{Name: "a", Nodes: 1, ControlPlaneNodes: 1, Flavor: FlavorOpenShift}, "--openshift-crds"},
+		{"openshift CRDs that are not a directory", Options{Name: "a", Nodes: 1, ControlPlaneNodes: 1, Flavor: FlavorOpenShift, OpenShiftCRDs: "/nonexistent"}, "--openshift-crds"},
+		{"openshift", Options{Name: "a", Nodes: 1, ControlPlaneNodes: 1, Flavor: FlavorOpenShift, OpenShiftCRDs: "."}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

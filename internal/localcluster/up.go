@@ -152,6 +152,12 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, c.withLogs(err)
 		}
 	}
+	if opts.Flavor == FlavorOpenShift {
+		progress("making it an OpenShift SDN cluster: OpenShift CRDs, network and machine-config objects, the operators' simulator")
+		if err := c.startOpenShift(ctx, opts); err != nil {
+			return nil, c.withLogs(err)
+		}
+	}
 	if err := c.save(); err != nil {
 		return nil, err
 	}

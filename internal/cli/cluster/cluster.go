@@ -5,19 +5,25 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/output"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
+	"github.com/hitless-dev/hitless/internal/localcluster/openshift"
+	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
 
 // NewCommand returns the `cluster` command group.
@@ -40,7 +46,7 @@ ones. State lives under HITLESS_HOME (default ~/.local/state/hitless).`,
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams), newBinaries(streams), newFault(streams))
+	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams), newBinaries(streams), newFault(streams), newSimulate())
 	return cmd
 }
 
@@ -78,12 +84,20 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 			}
 			opts.NodeLabels = l
 			opts.Progress = streams.ErrOut
-			if opts.Lab == localcluster.LabNetNS {
+			if opts.Lab == localcluster.LabNetNS || opts.Flavor == localcluster.FlavorOpenShift {
 				exe, err := os.Executable()
 				if err != nil {
-					return fmt.Errorf("finding the hitless binary for the lab agents: %w", err)
+					return fmt.Errorf("finding the hitless binary for the lab agents and the simulator: %w", err)
 				}
-				opts.AgentBinary = exe
+				if opts.Lab == localcluster.LabNetNS {
+					opts.AgentBinary = exe
+				}
+				opts.SimulatorBinary = exe
+			}
+			if opts.Flavor == localcluster.FlavorOpenShift && opts.OpenShiftCRDs == "" {
+				if dir := os.Getenv(upstream.EnvDir); dir != "" {
+					opts.OpenShiftCRDs = filepath.Join(dir, "openshift")
+				}
 			}
 			start := time.Now()
 			c, err := localcluster.Up(cmd.Context(), opts)
@@ -103,7 +117,34 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().IntVar(&opts.ControlPlaneNodes, "control-plane-nodes", 1, "Number of control-plane nodes (tainted NoSchedule)")
 	cmd.Flags().StringVar(&labels, "node-labels", "", "Labels added to every worker node, as k=v,k2=v2")
 	cmd.Flags().StringVar(&opts.Lab, "dataplane", "", "netns: give each node a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
+	cmd.Flags().StringVar(&opts.Flavor, "flavor", "", "openshift: a rehearsal OpenShift SDN cluster (real OpenShift CRDs, its network objects, and a simulator, a model, of the network and machine-config operators) to rehearse migrations on")
+	cmd.Flags().StringVar(&opts.OpenShiftCRDs, "openshift-crds", "", "Directory of openshift/api's CRD manifests for --flavor openshift (default: $HITLESS_TESTDATA/openshift)")
 	output.AddFlag(cmd.Flags(), &format)
+	return cmd
+}
+
+// newSimulate runs the OpenShift operators' simulator of a rehearsal
+// cluster; cluster up starts it as one of the cluster's processes.
+func newSimulate() *cobra.Command {
+	var kubeconfig string
+	var poll time.Duration
+	cmd := &cobra.Command{
+		Use:    "simulate --kubeconfig FILE",
+		Short:  "Run the simulator (a model) of an OpenShift rehearsal cluster's network and machine-config operators",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+			if err != nil {
+				return exitcode.BadInput(fmt.Errorf("--kubeconfig: %w", err))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return openshift.Simulate(ctx, cfg, poll)
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "The rehearsal cluster's kubeconfig")
+	cmd.Flags().DurationVar(&poll, "poll", 250*time.Millisecond, "How often the simulator reads the cluster")
 	return cmd
 }
 

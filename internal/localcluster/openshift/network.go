@@ -37,9 +37,9 @@ func (c *clients) network(ctx context.Context, st *state) (string, error) {
 	case spec != current && migration == spec:
 		return migration, c.offline(ctx, st, spec, current)
 	case spec != current:
-		return current, c.operatorStatus(ctx, "network", true, true, fmt.Sprintf("spec.networkType %s waits for spec.migration.networkType (offline) or the %s annotation (live)", spec, AnnotationLiveMigration))
+		return current, c.operatorStatus(ctx, "network", true, fmt.Sprintf("spec.networkType %s waits for spec.migration.networkType (offline) or the %s annotation (live)", spec, AnnotationLiveMigration))
 	}
-	if err := c.operatorStatus(ctx, "network", true, false, ""); err != nil {
+	if err := c.operatorStatus(ctx, "network", false, ""); err != nil {
 		return "", err
 	}
 	if migration != "" {
@@ -71,7 +71,7 @@ func (c *clients) offline(ctx context.Context, st *state, target, original strin
 		if err := c.deploy(ctx, target); err != nil {
 			return err
 		}
-		return c.operatorStatus(ctx, "network", true, true, "the cluster network is changing: reboot every node")
+		return c.operatorStatus(ctx, "network", true, "the cluster network is changing: reboot every node")
 	}
 	waiting := 0
 	for _, nodes := range st.nodes {
@@ -82,7 +82,7 @@ func (c *clients) offline(ctx context.Context, st *state, target, original strin
 		}
 	}
 	if waiting > 0 {
-		return c.operatorStatus(ctx, "network", true, true, fmt.Sprintf("waiting for %d node(s) to reboot", waiting))
+		return c.operatorStatus(ctx, "network", true, fmt.Sprintf("waiting for %d node(s) to reboot", waiting))
 	}
 	if err := c.retire(ctx, original); err != nil {
 		return err
@@ -156,7 +156,7 @@ func (c *clients) liveStatus(ctx context.Context, cfg *unstructured.Unstructured
 	var list []any
 	for _, t := range []string{"NetworkTypeMigrationInProgress", "NetworkTypeMigrationMTUReady", "NetworkTypeMigrationTargetCNIAvailable",
 		"NetworkTypeMigrationTargetCNIInUse", "NetworkTypeMigrationOriginalCNIPurged", "NetworkTypeMigrationCompleted"} {
-		list = append(list, cond(t, conds[t], "", ""))
+		list = append(list, cond(t, conds[t], ""))
 	}
 	old, _, _ := unstructured.NestedSlice(cfg.Object, "status", "conditions")
 	list = keepTransitions(old, list).([]any)
@@ -179,7 +179,7 @@ func (c *clients) finish(ctx context.Context, st *state, target string, annotati
 	if _, err := c.merge(ctx, st.operator, map[string]any{"spec": map[string]any{"defaultNetwork": map[string]any{"type": target}}}); err != nil {
 		return err
 	}
-	return c.operatorStatus(ctx, "network", true, false, "")
+	return c.operatorStatus(ctx, "network", false, "")
 }
 
 // plugin is where a network type's DaemonSet lives.
@@ -226,20 +226,22 @@ func (c *clients) retire(ctx context.Context, original string) error {
 }
 
 // operatorStatus sets a managed ClusterOperator's conditions when they
-// change; Degraded is left as it is (a test or a person sets it).
-func (c *clients) operatorStatus(ctx context.Context, name string, available, progressing bool, msg string) error {
+// change: always Available (the model never takes an operator down),
+// Progressing as given; Degraded is left as it is (a test or a person
+// sets it).
+func (c *clients) operatorStatus(ctx context.Context, name string, progressing bool, msg string) error {
 	co, err := c.dyn.Resource(gvrClusterOperator()).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("reading ClusterOperator %s: %w", name, err)
 	}
 	old, _, _ := unstructured.NestedSlice(co.Object, "status", "conditions")
-	degraded := cond("Degraded", false, "", "")
+	degraded := cond("Degraded", false, "")
 	for _, o := range old {
 		if m, _ := o.(map[string]any); m["type"] == "Degraded" {
 			degraded = m
 		}
 	}
-	want := keepTransitions(old, []any{cond("Available", available, "", ""), cond("Progressing", progressing, "", msg), degraded}).([]any)
+	want := keepTransitions(old, []any{cond("Available", true, ""), cond("Progressing", progressing, msg), degraded}).([]any)
 	if sameJSON(old, want) {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
+	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 	"github.com/hitless-dev/hitless/internal/localcluster/openshift"
 	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
@@ -86,6 +87,8 @@ func run(t *testing.T, c operation.Cluster, name string, progress func(string)) 
 			set[n] = "2"
 		case "phaseTimeout":
 			set[n] = "5m"
+		case "settle":
+			set[n] = "5s"
 		}
 	}
 	return migrate.Run(context.Background(), c, migrate.Options{Plan: p, Poll: 200 * time.Millisecond, Progress: progress, Set: set})
@@ -115,6 +118,15 @@ func offlineMigration(t *testing.T, c operation.Cluster, dyn dynamic.Interface) 
 	if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
 		t.Fatalf("the rehearsal starts at %q, want OpenShiftSDN", got)
 	}
+	stop := make(chan struct{})
+	most := make(chan int)
+	go func() { most <- mastersDownAtOnce(c, stop) }()
+	defer func() {
+		close(stop)
+		if m := <-most; m > 1 {
+			t.Errorf("%d masters were NotReady at once", m)
+		}
+	}()
 	degraded := false
 	res, err := run(t, c, "openshift-sdn-to-ovn", func(line string) {
 		t.Log(line)
@@ -156,11 +168,45 @@ func offlineMigration(t *testing.T, c operation.Cluster, dyn dynamic.Interface) 
 			t.Errorf("postflight: %+v", s)
 		}
 	}
+	mcs := schema.GroupVersionResource{Group: "machineconfiguration.openshift.io", Version: "v1", Resource: "machineconfigs"}
 	nodes, _ := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	for _, n := range nodes.Items {
 		if n.Spec.Unschedulable {
 			t.Errorf("node %s left cordoned", n.Name)
 		}
+		mc, err := dyn.Resource(mcs).Get(ctx, n.Annotations["machineconfiguration.openshift.io/currentConfig"], metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("node %s: its current MachineConfig: %v", n.Name, err)
+			continue
+		}
+		b, _ := json.Marshal(mc.Object["spec"])
+		if !strings.Contains(string(b), "ExecStart=/usr/local/bin/configure-ovs.sh OVNKubernetes") {
+			t.Errorf("node %s runs MachineConfig %s without configure-ovs.sh OVNKubernetes", n.Name, mc.GetName())
+		}
+	}
+}
+
+// mastersDownAtOnce polls the masters until stop and returns the most
+// that were NotReady at the same time.
+func mastersDownAtOnce(c operation.Cluster, stop chan struct{}) int {
+	most := 0
+	for {
+		select {
+		case <-stop:
+			return most
+		case <-time.After(100 * time.Millisecond):
+		}
+		l, err := c.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: openshift.LabelMaster})
+		if err != nil {
+			continue
+		}
+		down := 0
+		for i := range l.Items {
+			if !knode.Ready(&l.Items[i]) {
+				down++
+			}
+		}
+		most = max(most, down)
 	}
 }
 
@@ -227,7 +273,7 @@ func rollbackFromMiddle(t *testing.T, c operation.Cluster, dyn dynamic.Interface
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Poll: 200 * time.Millisecond, Set: map[string]string{"mtu": "1400"},
+	res, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Poll: 200 * time.Millisecond, Set: map[string]string{"mtu": "1400", "settle": "5s"},
 		Progress: func(line string) {
 			if strings.HasPrefix(line, "nodes-configured") && strings.Contains(line, "done in") {
 				cancel()

@@ -251,21 +251,18 @@ func poolStatus(generation int64, current string, machines, updated, degraded in
 		"machineCount": int64(machines), "updatedMachineCount": int64(updated), "readyMachineCount": int64(updated),
 		"unavailableMachineCount": int64(machines - updated), "degradedMachineCount": int64(degraded),
 		"conditions": []any{
-			cond("Updated", done, "", ""), cond("Updating", updating, "", ""), cond("Degraded", degraded > 0, "", ""),
-			cond("NodeDegraded", degraded > 0, "", ""), cond("RenderDegraded", false, "", ""),
+			cond("Updated", done, ""), cond("Updating", updating, ""), cond("Degraded", degraded > 0, ""),
+			cond("NodeDegraded", degraded > 0, ""), cond("RenderDegraded", false, ""),
 		},
 	}
 }
 
-func cond(t string, status bool, reason, msg string) map[string]any {
+func cond(t string, status bool, msg string) map[string]any {
 	s := "False"
 	if status {
 		s = "True"
 	}
-	if reason == "" {
-		reason = "AsExpected"
-	}
-	return map[string]any{"type": t, "status": s, "reason": reason, "message": msg, "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}
+	return map[string]any{"type": t, "status": s, "reason": "AsExpected", "message": msg, "lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}
 }
 
 func (c *clients) createNetworks(ctx context.Context) error {
@@ -310,7 +307,7 @@ func (c *clients) createOperator(ctx context.Context, name string) error {
 
 func operatorStatus(available, progressing bool, msg string) map[string]any {
 	return map[string]any{"conditions": []any{
-		cond("Available", available, "", ""), cond("Progressing", progressing, "", msg), cond("Degraded", false, "", ""),
+		cond("Available", available, ""), cond("Progressing", progressing, msg), cond("Degraded", false, ""),
 	}}
 }
 

@@ -117,7 +117,7 @@ func (c *clients) reconcile(ctx context.Context) error {
 	if updating {
 		msg = "a MachineConfigPool is updating"
 	}
-	return c.operatorStatus(ctx, "machine-config", true, updating, msg)
+	return c.operatorStatus(ctx, "machine-config", updating, msg)
 }
 
 // machineConfig rolls one pool to the rendered configuration of mode,
@@ -229,8 +229,7 @@ func (c *clients) merge(ctx context.Context, u *unstructured.Unstructured, patch
 		return nil, err
 	}
 	gvr := gvrPool()
-	switch u.GetKind() {
-	case "Network":
+	if u.GetKind() == "Network" {
 		gvr = gvrNetworkConfig()
 		if strings.HasPrefix(u.GetAPIVersion(), "operator.") {
 			gvr = gvrNetworkOperator()
