@@ -95,7 +95,7 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 				opts.SimulatorBinary = exe
 			}
 			if opts.Flavor == localcluster.FlavorOpenShift && opts.OpenShiftCRDs == "" {
-				if dir := os.Getenv(upstream.EnvDir); dir != "" {
+				if dir, err := upstream.Find(); err == nil {
 					opts.OpenShiftCRDs = filepath.Join(dir, "openshift")
 				}
 			}
@@ -118,7 +118,7 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().StringVar(&labels, "node-labels", "", "Labels added to every worker node, as k=v,k2=v2")
 	cmd.Flags().StringVar(&opts.Lab, "dataplane", "", "netns: give each node a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
 	cmd.Flags().StringVar(&opts.Flavor, "flavor", "", "openshift: a rehearsal OpenShift SDN cluster (real OpenShift CRDs, its network objects, and a simulator, a model, of the network and machine-config operators) to rehearse migrations on")
-	cmd.Flags().StringVar(&opts.OpenShiftCRDs, "openshift-crds", "", "Directory of openshift/api's CRD manifests for --flavor openshift (default: $HITLESS_TESTDATA/openshift)")
+	cmd.Flags().StringVar(&opts.OpenShiftCRDs, "openshift-crds", "", "Directory of openshift/api's CRD manifests for --flavor openshift (default: $HITLESS_TESTDATA/openshift, or ../shared/testdata/openshift beside the source tree)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
 }

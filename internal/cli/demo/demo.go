@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,8 +56,62 @@ later runs take seconds.`,
 			})
 		},
 	}
+	cmd.AddCommand(newMigrate(streams))
 	cmd.Flags().StringVar(&opts.Cluster, "name", localcluster.DefaultName, "Name of the local cluster to use or create")
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "Worker nodes, when the cluster is created")
+	output.AddFlag(cmd.Flags(), &format)
+	return cmd
+}
+
+// newMigrate returns `demo migrate`: seed 002 rehearsed on an OpenShift
+// rehearsal cluster.
+func newMigrate(streams genericiooptions.IOStreams) *cobra.Command {
+	var (
+		opts   core.MigrateOptions
+		format output.Format
+	)
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Rehearse seed 002 on an OpenShift rehearsal cluster (its operators simulated): migrate to OVN-Kubernetes, pause, resume, roll back",
+		Long: `Starts (afresh) a local OpenShift SDN rehearsal cluster: the real OpenShift
+CRDs, its network objects, and a simulator (a model, not OpenShift) of the
+network and machine-config operators. Runs the built-in offline migration to
+OVN-Kubernetes; an operator degrades mid-way (planted) and the plan pauses
+before the next step naming it; once it is fixed the same command resumes
+the migration to the end; then the documented rollback plan takes the
+cluster back to OpenShift SDN. About three minutes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding the hitless binary for the simulator: %w", err)
+			}
+			opts.Binary = exe
+			opts.Progress = func(line string) { _, _ = fmt.Fprintln(streams.ErrOut, line) }
+			res, err := core.RunMigrate(cmd.Context(), opts)
+			var invalid *localcluster.InvalidError
+			if errors.As(err, &invalid) {
+				return exitcode.BadInput(err)
+			}
+			if err != nil {
+				return err
+			}
+			return output.Print(streams.Out, format, res, func(w io.Writer) error {
+				_, _ = fmt.Fprintln(w, "Seed 002 on a rehearsal cluster (the OpenShift operators are simulated: a model, not OpenShift)")
+				_, _ = fmt.Fprintln(w, "STEP\tRESULT\tTOOK")
+				for _, s := range res.Steps {
+					_, _ = fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, s.Detail, s.Duration.Round(100*time.Millisecond))
+				}
+				_, _ = fmt.Fprintln(w, "\nTry next:")
+				for _, n := range res.Next {
+					_, _ = fmt.Fprintf(w, "  %s\n", n)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&opts.Cluster, "name", "hitless-openshift", "Name of the rehearsal cluster (started afresh)")
+	cmd.Flags().StringVar(&opts.CRDs, "openshift-crds", "", "Directory of openshift/api's CRD manifests (default: $HITLESS_TESTDATA/openshift, or ../shared/testdata/openshift beside the source tree)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
 }

@@ -80,6 +80,11 @@ func checkPlan(ctx context.Context, objs *objects, cel *condition.Compiler, p *p
 			if err := checkAction(s.Name, "rollback.", r.Action, ref, compile, map[string]bool{}, opts); err != nil {
 				return warnings, err
 			}
+			for i, a := range r.Then {
+				if err := checkAction(s.Name, fmt.Sprintf("rollback.then[%d].", i), a, ref, compile, map[string]bool{}, opts); err != nil {
+					return warnings, err
+				}
+			}
 		}
 		if s.Component != nil && s.Component.Action != plan.ComponentUninstall {
 			installs = true

@@ -161,7 +161,11 @@ func describeRollback(s plan.Step) string {
 		if s.Rollback.None {
 			return "none"
 		}
-		return "explicit: " + describeAction(s.Rollback.Action)
+		out := "explicit: " + describeAction(s.Rollback.Action)
+		for _, a := range s.Rollback.Then {
+			out += ", then " + describeAction(a)
+		}
+		return out
 	}
 	switch {
 	case s.Patch != nil:

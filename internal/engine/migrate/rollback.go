@@ -137,7 +137,13 @@ func (r *runner) inverse(ctx context.Context, s plan.Step) ([]string, error) {
 		if s.Rollback.None {
 			return []string{"nothing to undo"}, nil
 		}
-		return r.act(ctx, "rollback-"+s.Name, s.Rollback.Action, false)
+		lines, err := r.act(ctx, "rollback-"+s.Name, s.Rollback.Action, false)
+		for i := 0; err == nil && i < len(s.Rollback.Then); i++ {
+			var more []string
+			more, err = r.act(ctx, "rollback-"+s.Name, s.Rollback.Then[i], false)
+			lines = append(lines, more...)
+		}
+		return lines, err
 	}
 	switch {
 	case s.Patch != nil:

@@ -1,13 +1,18 @@
 package openshift_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,10 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/hitless-dev/hitless/internal/cli/app"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 	knode "github.com/hitless-dev/hitless/internal/kube/node"
+	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 	"github.com/hitless-dev/hitless/internal/localcluster/openshift"
 	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
@@ -27,7 +36,16 @@ import (
 
 var env = clustertest.New(clustertest.Options{Workers: 3, ControlPlanes: 3})
 
-func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
+// envRunCLI makes the test binary act as the hitless CLI, so the chaos
+// test can SIGKILL real `hitless migrate run` processes.
+const envRunCLI = "HITLESS_TEST_RUN_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunCLI) == "1" {
+		os.Exit(app.Main())
+	}
+	os.Exit(env.Run(m))
+}
 
 var (
 	networkConfig   = schema.GroupVersionResource{Group: "config.openshift.io", Version: "v1", Resource: "networks"}
@@ -106,6 +124,7 @@ func TestMigrations(t *testing.T) {
 		{"offline migration pauses on a degraded operator, then finishes", offlineMigration},
 		{"the documented offline rollback to OpenShift SDN", offlineRollbackPlan},
 		{"live migration, then rollback ID from the end restores the spec byte for byte", liveMigrationAndRollback},
+		{"offline migration through the CLI survives ten SIGKILLs", chaos},
 	} {
 		if !t.Run(step.name, func(t *testing.T) { step.fn(t, c, dyn) }) {
 			t.FailNow()
@@ -246,7 +265,7 @@ func specs(t *testing.T, dyn dynamic.Interface) map[string]string {
 			t.Fatal(err)
 		}
 		b, _ := json.Marshal(u.Object["spec"])
-		out[r.gvr.Resource+"/"+r.name] = string(b)
+		out[r.gvr.Resource+"."+r.gvr.Group+"/"+r.name] = string(b)
 	}
 	return out
 }
@@ -254,7 +273,7 @@ func specs(t *testing.T, dyn dynamic.Interface) map[string]string {
 func compareSpecs(t *testing.T, before, after map[string]string) {
 	t.Helper()
 	for k, v := range before {
-		if strings.HasPrefix(k, "machineconfigpools/") {
+		if strings.HasPrefix(k, "machineconfigpools.") {
 			continue // the machine-config operator owns spec.configuration
 		}
 		if after[k] != v {
@@ -330,12 +349,14 @@ func liveMigrationAndRollback(t *testing.T, c operation.Cluster, dyn dynamic.Int
 	if _, err := migrate.Rollback(context.Background(), c, res.Operation, migrate.RollbackOptions{Poll: 200 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	clustertest.Eventually(t, 5*time.Minute, func() error {
-		if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
-			return fmt.Errorf("status.networkType %s", got)
-		}
-		return nil
-	})
+	if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
+		t.Errorf("status.networkType %s after the rollback", got)
+	}
+	cfg, _ = dyn.Resource(networkConfig).Get(context.Background(), "cluster", metav1.GetOptions{})
+	if _, ok := cfg.GetAnnotations()[openshift.AnnotationLiveMigration]; ok {
+		t.Errorf("the rollback left the migration annotation")
+	}
+	waitPools(t, dyn)
 	after := specs(t, dyn)
 	compareSpecs(t, before, after)
 }
@@ -366,4 +387,133 @@ func waitPools(t *testing.T, dyn dynamic.Interface) {
 		}
 		return nil
 	})
+}
+
+// chaos runs the offline migration as real CLI processes, SIGKILLs ten of
+// them at random moments and runs the same command again each time.
+func chaos(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
+	ctx := context.Background()
+	before := specs(t, dyn)
+	stop := make(chan struct{})
+	boots := make(chan map[string]int)
+	most := make(chan int)
+	go func() { boots <- bootChanges(c, stop) }()
+	go func() { most <- mastersDownAtOnce(c, stop) }()
+	args := []string{"--kubeconfig", env.Kubeconfig(t), "migrate", "run", "openshift-sdn-to-ovn", "--set", "workerBatch=2", "--set", "settle=5s", "--set", "operatorTimeout=2m"}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+	kills := 0
+	var out bytes.Buffer
+	for run := 0; ; run++ {
+		out.Reset()
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), envRunCLI+"=1")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		limit := time.Duration(2000+rng.IntN(10000)) * time.Millisecond
+		if kills == 10 {
+			limit = 10 * time.Minute
+		}
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("run %d: %v\n%s", run, err, out.String())
+			}
+		case <-time.After(limit):
+			if kills < 10 {
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				<-exited
+				kills++
+				continue
+			}
+			_ = cmd.Process.Kill()
+			t.Fatalf("the last run did not finish:\n%s", out.String())
+		}
+		break
+	}
+	close(stop)
+	if m := <-most; m > 1 {
+		t.Errorf("%d masters were NotReady at once", m)
+	}
+	changes := <-boots
+	for node, n := range changes {
+		// One reboot by the machine-config operator's pool roll, one by
+		// the plan's reboot step: a third would be a step run twice.
+		if n != 2 {
+			t.Errorf("node %s rebooted %d times, want 2", node, n)
+		}
+	}
+	if got := networkType(t, dyn); got != openshift.OVNKubernetes {
+		t.Errorf("status.networkType %q after the migration", got)
+	}
+	id := regexp.MustCompile(`migrate-\d{8}-\d{6}-[0-9a-f]{4}`).FindString(out.String())
+	raw, err := journal.NewStore(c.Client).Get(ctx, id)
+	if err != nil {
+		t.Fatalf("the journal of %q: %v\n%s", id, err, out.String())
+	}
+	if raw.Status != journal.Succeeded || raw.Runs != kills+1 {
+		t.Errorf("journal %s: %s after %d runs, want Succeeded after %d", id, raw.Status, raw.Runs, kills+1)
+	}
+	// The first backup wins: the one the first run took of the operator's
+	// configuration is the configuration before the migration.
+	saved := backupOf(t, c, id, "clear-migration")
+	if b, _ := json.Marshal(saved["spec"]); string(b) != before["networks.operator.openshift.io/cluster"] {
+		t.Errorf("backup of clear-migration:\n%s\nwant the configuration before the migration:\n%s", b, before["networks.operator.openshift.io/cluster"])
+	}
+	nodes, _ := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable {
+			t.Errorf("node %s left cordoned", n.Name)
+		}
+	}
+	if h, err := lock.Current(ctx, c.Client); err != nil || h != nil {
+		t.Errorf("lock still held: %v %v", h, err)
+	}
+	t.Logf("%d kills, %d runs", kills, raw.Runs)
+}
+
+// bootChanges polls the nodes until stop and counts each node's boot ID
+// changes.
+func bootChanges(c operation.Cluster, stop chan struct{}) map[string]int {
+	last, changes := map[string]string{}, map[string]int{}
+	for {
+		l, err := c.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		if err == nil {
+			for _, n := range l.Items {
+				id := n.Status.NodeInfo.BootID
+				if prev, ok := last[n.Name]; ok && prev != id {
+					changes[n.Name]++
+				}
+				last[n.Name] = id
+				if _, ok := changes[n.Name]; !ok {
+					changes[n.Name] = 0
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return changes
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// backupOf reads the object a step of migration id backed up.
+func backupOf(t *testing.T, c operation.Cluster, id, step string) map[string]any {
+	t.Helper()
+	sec, err := c.Client.CoreV1().Secrets("hitless-system").Get(context.Background(), "hitless-mbak-"+id, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all map[string][]map[string]any
+	if err := store.Unpack(sec.Data["backup"], &all); err != nil {
+		t.Fatal(err)
+	}
+	if len(all[step]) != 1 {
+		t.Fatalf("backup of step %s holds %d objects", step, len(all[step]))
+	}
+	return all[step][0]
 }

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,23 +14,33 @@ const EnvDir = "HITLESS_TESTDATA"
 // missing: CI always has it, so its absence is a broken setup, not a skip.
 func Dir(t testing.TB) string {
 	t.Helper()
+	d, err := Find()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Find returns the shared test data directory: HITLESS_TESTDATA, or
+// ../shared/testdata beside the module that holds the working directory.
+func Find() (string, error) {
 	if d := os.Getenv(EnvDir); d != "" {
-		return d
+		return d, nil
 	}
 	wd, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for dir := wd; ; dir = filepath.Dir(dir) {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 			d := filepath.Join(dir, "..", "shared", "testdata")
 			if _, err := os.Stat(d); err != nil {
-				t.Fatalf("shared test data not found at %s; set %s", d, EnvDir)
+				return "", fmt.Errorf("shared test data not found at %s; set %s", d, EnvDir)
 			}
-			return d
+			return d, nil
 		}
 		if filepath.Dir(dir) == dir {
-			t.Fatalf("no go.mod above %s; set %s", wd, EnvDir)
+			return "", fmt.Errorf("no go.mod above %s; set %s", wd, EnvDir)
 		}
 	}
 }

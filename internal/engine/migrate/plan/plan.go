@@ -128,11 +128,13 @@ type Step struct {
 	Rollback *Rollback `json:"rollback,omitempty"`
 }
 
-// Rollback is a step's explicit undo.
+// Rollback is a step's explicit undo: an action, then more in order
+// (a patch, the wait for what it starts, a clean-up).
 type Rollback struct {
 	// None: nothing to undo (a wait, a check) or nothing that can be.
 	None   bool `json:"none,omitempty"`
 	Action `json:",inline"`
+	Then   []Action `json:"then,omitempty"`
 }
 
 // Action is what a step does: exactly one field is set.

@@ -108,7 +108,7 @@ func (s *Step) validate(cel *condition.Compiler, declared map[string]bool) *Erro
 		return err
 	}
 	if r := s.Rollback; r != nil {
-		if r.None && r.Type() != "" {
+		if r.None && (r.Type() != "" || len(r.Then) > 0) {
 			return &Error{Field: "rollback", Msg: "give `none` or an action, not both"}
 		}
 		if !r.None {
@@ -117,6 +117,11 @@ func (s *Step) validate(cel *condition.Compiler, declared map[string]bool) *Erro
 			}
 			if err := r.validate(cel, "rollback."); err != nil {
 				return err
+			}
+			for i := range r.Then {
+				if err := r.Then[i].validate(cel, fmt.Sprintf("rollback.then[%d].", i)); err != nil {
+					return err
+				}
 			}
 		}
 	}
