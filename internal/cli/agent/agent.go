@@ -14,7 +14,11 @@ import (
 
 // NewCommand returns the `agent` command.
 func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
-	var opts core.Options
+	var (
+		opts          core.Options
+		allowReboot   bool
+		rebootCommand []string
+	)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: node checks, peer probes, API server and DNS reachability",
@@ -38,6 +42,9 @@ to every other agent, the API server and cluster DNS.
 			if err != nil {
 				return err
 			}
+			if allowReboot {
+				opts.Rebooter = core.CommandRebooter{Command: rebootCommand}
+			}
 			return core.Run(cmd.Context(), cs, opts)
 		},
 	}
@@ -50,6 +57,8 @@ to every other agent, the API server and cluster DNS.
 	fs.StringVar(&opts.Advertise, "advertise", "", "Address peers reach this agent at (default the node's InternalIP)")
 	fs.BoolVar(&opts.FollowDataPlane, "follow-data-plane", false, "Lab only: take the node's link down while its data-plane pod (DaemonSet annotated hitless.dev/data-plane=true) is not Ready")
 	fs.StringVar(&opts.NetNS, "netns", "", "Network namespace (path) the agent's sockets live in; the API server is reached from the agent's own")
+	fs.BoolVar(&allowReboot, "allow-reboot", false, "Reboot the host when hitless's reboot action asks (hitless.dev/reboot-request on the node, not yet rebooted since)")
+	fs.StringSliceVar(&rebootCommand, "reboot-command", core.DefaultRebootCommand(), "Command that reboots the host (with --allow-reboot)")
 
 	var image string
 	manifest := &cobra.Command{

@@ -48,6 +48,10 @@ type Options struct {
 	// Ready, when set, is closed once the agent has published its first
 	// report.
 	Ready chan<- struct{}
+	// Rebooter, when set, reboots the host when hitless's reboot action
+	// asks (the node annotated hitless.dev/reboot-request); nil ignores
+	// the requests (the lab, an agent run by hand).
+	Rebooter Rebooter
 }
 
 // Agent is a running agent.
@@ -130,6 +134,9 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 	defer a.deregister(log)
 	if opts.FollowDataPlane && opts.NetNS != "" {
 		go a.followDataPlane(ctx)
+	}
+	if opts.Rebooter != nil {
+		go honourReboots(ctx, cs, opts.Node, opts.Rebooter, 2*time.Second)
 	}
 	go a.follow(ctx, ProbeRequestName, func(cm *corev1.ConfigMap) { a.onProbeRequest(ctx, probeRequestOf(cm)) })
 	a.follow(ctx, RequestName, func(cm *corev1.ConfigMap) {
