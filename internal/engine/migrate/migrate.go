@@ -185,7 +185,19 @@ func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error
 		return res, err
 	}
 	defer r.lock.Close(ctx)
-	runErr := r.run(ctx)
+	// An abort (hitless abort ID) marks the journal Aborting: the run
+	// stops wherever it is, even inside a long wait.
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go r.store.WatchStatus(runCtx, res.Operation, func(s journal.Status) {
+		if s == journal.Aborting {
+			cancel(journal.ErrAborted)
+		}
+	})
+	runErr := r.run(runCtx)
+	if errors.Is(context.Cause(runCtx), journal.ErrAborted) {
+		runErr = journal.ErrAborted
+	}
 	return res, r.close(ctx, runErr)
 }
 
@@ -306,7 +318,11 @@ func (r *runner) close(ctx context.Context, runErr error) error {
 		case errors.Is(runErr, context.Canceled):
 			status = journal.Interrupted
 		case errors.Is(runErr, journal.ErrAborted):
-			status = journal.Aborted
+			// Someone asked for an abort: stop here and leave it Aborting;
+			// the abort takes the lock once it is free and undoes the
+			// steps (the kind's Undo).
+			r.res.Steps = r.w.Snapshot().Steps
+			return runErr
 		}
 	}
 	now := time.Now().UTC()

@@ -242,7 +242,7 @@ func (r *runner) undoComponent(ctx context.Context, s plan.Step) ([]string, erro
 func OperationKind() operation.Kind {
 	return operation.Kind{Name: Kind, Describe: operation.DescribeSteps,
 		Undo: func(ctx context.Context, c operation.Cluster, raw *journal.Raw) error {
-			_, err := undoSteps(ctx, c, journal.NewStore(c.Client), raw, nil, RollbackOptions{Command: raw.Command})
+			_, err := undoSteps(ctx, c, journal.NewStore(c.Client), raw, c.Lock, RollbackOptions{Command: raw.Command})
 			return err
 		}}
 }

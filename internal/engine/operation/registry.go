@@ -19,6 +19,9 @@ import (
 type Cluster struct {
 	Client kubernetes.Interface
 	Config *rest.Config
+	// Lock, during an abort, is the cluster lock taken for the operation
+	// being undone, for the engines its undo drives to use.
+	Lock *lock.Lock
 }
 
 // Kind is one kind of operation as resume, abort and status know it. A
@@ -208,6 +211,7 @@ func undo(ctx context.Context, c Cluster, store *journal.Store, kind Kind, id st
 	if err != nil {
 		return nil, err
 	}
+	c.Lock = lk
 	if err := kind.Undo(ctx, c, op); err != nil {
 		return op, fmt.Errorf("aborting %s: %w", id, err)
 	}
