@@ -77,16 +77,25 @@ func BenchmarkOfflineMigration500Nodes(b *testing.B) {
 		total := time.Since(start)
 		nodes := float64(masters + workers)
 		fmt.Printf("\n%-24s %10s\n", "STEP", "WALL")
+		// The reboot step cannot be shorter than its batches' reboots:
+		// masters one at a time, workers 10% at a time.
+		rebootFloor := time.Duration(masters+(workers+workers/10-1)/(workers/10)) * downtime
 		var waits time.Duration
+		fmt.Printf("%-24s %10s %12s\n", "", "", "UNAVOIDABLE")
 		for _, s := range res.Steps {
 			d := s.Finished.Sub(s.Started)
-			fmt.Printf("%-24s %10s\n", s.Name, d.Round(10*time.Millisecond))
-			if unavoidable(s.Name) {
-				waits += d
+			floor := time.Duration(0)
+			switch {
+			case s.Name == "reboot-nodes":
+				floor = rebootFloor
+			case unavoidable(s.Name):
+				floor = d
 			}
+			waits += floor
+			fmt.Printf("%-24s %10s %12s\n", s.Name, d.Round(10*time.Millisecond), floor.Round(10*time.Millisecond))
 		}
-		fmt.Printf("%-24s %10s\n%-24s %10s (pools rolled by the operator, the Multus rollout, the settle holds, the reboots)\n%-24s %10s\n%-24s %10.1f\n",
-			"total", total.Round(10*time.Millisecond), "operator-bound steps", waits.Round(10*time.Millisecond),
+		fmt.Printf("%-24s %10s %12s (the operators' rolls, the Multus rollout, the settle holds, the reboots themselves)\n%-24s %10s\n%-24s %10.1f\n",
+			"total", total.Round(10*time.Millisecond), waits.Round(10*time.Millisecond),
 			"hitless's own", (total - waits).Round(10*time.Millisecond), "requests/node", float64(requests.Load())/nodes)
 		b.ReportMetric(total.Seconds(), "s-total")
 		b.ReportMetric((total - waits).Seconds(), "s-hitless")
@@ -94,10 +103,10 @@ func BenchmarkOfflineMigration500Nodes(b *testing.B) {
 	}
 }
 
-// unavoidable are the steps whose time is the operators' and the nodes':
-// the pools' roll, the Multus rollout, the reboots, the namespace going.
+// unavoidable are the steps whose whole time is the operators': the
+// pools' roll, the Multus rollout, the namespace going.
 func unavoidable(step string) bool {
-	for _, s := range []string{"pools-updated", "multus-rolled-out", "reboot-nodes", "delete-sdn-namespace", "verify-network-type"} {
+	for _, s := range []string{"pools-updated", "multus-rolled-out", "delete-sdn-namespace", "verify-network-type"} {
 		if strings.HasPrefix(step, s) {
 			return true
 		}
