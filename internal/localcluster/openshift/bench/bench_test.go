@@ -66,7 +66,7 @@ func BenchmarkOfflineMigration500Nodes(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for b.Loop() {
+	for range b.N {
 		requests.Store(0)
 		start := time.Now()
 		res, err := migrate.Run(ctx, operation.Cluster{Client: ccs, Config: counted}, migrate.Options{Plan: p, Poll: 500 * time.Millisecond,
