@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -166,7 +167,7 @@ func (r *runner) inverse(ctx context.Context, s plan.Step) ([]string, error) {
 		if _, err := ri.Patch(ctx, s.Patch.Object.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
 			return nil, fmt.Errorf("restoring %s: %w", s.Patch.Object, err)
 		}
-		return []string{fmt.Sprintf("restored %s: %s", s.Patch.Object, compact(body))}, nil
+		return []string{strings.Replace(describePatch(s.Patch, body), "patched", "restored", 1)}, nil
 	case s.Delete != nil:
 		saved, err := r.saved(ctx, s.Name)
 		if err != nil {

@@ -109,7 +109,17 @@ func (r *runner) patch(ctx context.Context, step string, p *plan.Patch) ([]strin
 	if err := send(ctx, ri, p, body); err != nil {
 		return nil, err
 	}
-	return []string{fmt.Sprintf("patched %s (%s): %s", p.Object, patchType(p.Type), compact(body))}, nil
+	return []string{describePatch(p, body)}, nil
+}
+
+// describePatch is the journal's line for a patch; a Secret's values never
+// appear in it.
+func describePatch(p *plan.Patch, body []byte) string {
+	shown := compact(body)
+	if p.Object.Kind == "Secret" && p.Object.GVK().Group == "" {
+		shown = "(a Secret: values not shown)"
+	}
+	return fmt.Sprintf("patched %s (%s): %s", p.Object, patchType(p.Type), shown)
 }
 
 func send(ctx context.Context, ri dynamic.ResourceInterface, p *plan.Patch, body []byte) error {
