@@ -51,7 +51,7 @@ func RunMigrate(ctx context.Context, opts MigrateOptions) (*Result, error) {
 	if opts.CRDs == "" {
 		dir, err := upstream.Find()
 		if err != nil {
-			return nil, fmt.Errorf("the OpenShift CRDs: %w", err)
+			return nil, &localcluster.InvalidError{Field: "--openshift-crds", Msg: "the OpenShift CRDs are needed: " + err.Error()}
 		}
 		opts.CRDs = filepath.Join(dir, "openshift")
 	}
