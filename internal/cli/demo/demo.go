@@ -44,14 +44,7 @@ later runs take seconds.`,
 				return err
 			}
 			return output.Print(streams.Out, format, res, func(w io.Writer) error {
-				_, _ = fmt.Fprintln(w, "STEP\tRESULT\tTOOK")
-				for _, s := range res.Steps {
-					_, _ = fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, s.Detail, s.Duration.Round(100*time.Millisecond))
-				}
-				_, _ = fmt.Fprintln(w, "\nTry next:")
-				for _, n := range res.Next {
-					_, _ = fmt.Fprintf(w, "  %s\n", n)
-				}
+				printResult(w, res)
 				return nil
 			})
 		},
@@ -98,14 +91,7 @@ cluster back to OpenShift SDN. About three minutes.`,
 			}
 			return output.Print(streams.Out, format, res, func(w io.Writer) error {
 				_, _ = fmt.Fprintln(w, "Seed 002 on a rehearsal cluster (the OpenShift operators are simulated: a model, not OpenShift)")
-				_, _ = fmt.Fprintln(w, "STEP\tRESULT\tTOOK")
-				for _, s := range res.Steps {
-					_, _ = fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, s.Detail, s.Duration.Round(100*time.Millisecond))
-				}
-				_, _ = fmt.Fprintln(w, "\nTry next:")
-				for _, n := range res.Next {
-					_, _ = fmt.Fprintf(w, "  %s\n", n)
-				}
+				printResult(w, res)
 				return nil
 			})
 		},
@@ -114,4 +100,16 @@ cluster back to OpenShift SDN. About three minutes.`,
 	cmd.Flags().StringVar(&opts.CRDs, "openshift-crds", "", "Directory of openshift/api's CRD manifests (default: $HITLESS_TESTDATA/openshift, or ../shared/testdata/openshift beside the source tree)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
+}
+
+// printResult prints a demo's steps and what to try next.
+func printResult(w io.Writer, res *core.Result) {
+	_, _ = fmt.Fprintln(w, "STEP\tRESULT\tTOOK")
+	for _, s := range res.Steps {
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, s.Detail, s.Duration.Round(100*time.Millisecond))
+	}
+	_, _ = fmt.Fprintln(w, "\nTry next:")
+	for _, n := range res.Next {
+		_, _ = fmt.Fprintf(w, "  %s\n", n)
+	}
 }

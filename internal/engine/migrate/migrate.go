@@ -212,6 +212,8 @@ type runner struct {
 	lock  *lock.Lock
 	store *journal.Store
 	cel   *condition.Compiler
+	// compiled are the conditions compiled so far, by kind and text.
+	compiled map[string][2]*condition.Program
 }
 
 func (r *runner) start(ctx context.Context, sp spec) error {

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,7 +46,7 @@ func (r *runner) roll(ctx context.Context, step string, p *plan.Roll) ([]string,
 				if op.Record.Rolls == nil {
 					op.Record.Rolls = map[string][]string{}
 				}
-				if !contains(op.Record.Rolls[step], res.Operation.ID) {
+				if !slices.Contains(op.Record.Rolls[step], res.Operation.ID) {
 					op.Record.Rolls[step] = append(op.Record.Rolls[step], res.Operation.ID)
 				}
 			}); jerr != nil && err == nil {
@@ -152,15 +153,6 @@ func batchOf(g plan.RollGroup) string {
 		return "1"
 	}
 	return g.Batch
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // component installs, upgrades or uninstalls through the lifecycle engine

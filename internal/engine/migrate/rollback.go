@@ -122,7 +122,7 @@ func (r *runner) undo(ctx context.Context) error {
 			return err
 		}
 		if err := r.w.Update(ctx, func(op *Journal) {
-			if !contains(op.Record.Undone, s.Name) {
+			if !slices.Contains(op.Record.Undone, s.Name) {
 				op.Record.Undone = append(op.Record.Undone, s.Name)
 			}
 		}); err != nil {

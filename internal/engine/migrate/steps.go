@@ -239,18 +239,27 @@ func (r *runner) wait(ctx context.Context, step string, w *plan.Wait, gated bool
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // programs compiles a condition and its message against the kind's schema.
+// programs compiles a condition and its message against the kind's
+// schema, once per run: gates are evaluated at every poll of every wait.
 func (r *runner) programs(ref plan.ObjectRef, cond, msg string) (*condition.Program, *condition.Program, error) {
-	c := r.cel
-	p, err := c.Bool(ref.GVK(), cond)
+	key := ref.GVK().String() + "\x00" + cond + "\x00" + msg
+	if p, ok := r.compiled[key]; ok {
+		return p[0], p[1], nil
+	}
+	p, err := r.cel.Bool(ref.GVK(), cond)
 	if err != nil {
 		return nil, nil, err
 	}
 	var m *condition.Program
 	if msg != "" {
-		if m, err = c.String(ref.GVK(), msg); err != nil {
+		if m, err = r.cel.String(ref.GVK(), msg); err != nil {
 			return nil, nil, err
 		}
 	}
+	if r.compiled == nil {
+		r.compiled = map[string][2]*condition.Program{}
+	}
+	r.compiled[key] = [2]*condition.Program{p, m}
 	return p, m, nil
 }
 

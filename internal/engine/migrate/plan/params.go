@@ -257,11 +257,8 @@ func substitute(v any, params map[string]any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, gone := r.(omitted); gone {
+			if dropped(x, r) {
 				continue
-			}
-			if m, ok := r.(map[string]any); ok && len(m) == 0 && !isEmptyMap(x) {
-				continue // every field was an unset parameter
 			}
 			out[k] = r
 		}
@@ -273,10 +270,7 @@ func substitute(v any, params map[string]any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, gone := r.(omitted); gone {
-				continue
-			}
-			if m, ok := r.(map[string]any); ok && len(m) == 0 && !isEmptyMap(x) {
+			if dropped(x, r) {
 				continue
 			}
 			out = append(out, r)
@@ -287,6 +281,16 @@ func substitute(v any, params map[string]any) (any, error) {
 		return out, nil
 	}
 	return v, nil
+}
+
+// dropped tells whether x, substituted as r, leaves the document: it was
+// an unset parameter, or an object all of whose fields were.
+func dropped(x, r any) bool {
+	if _, gone := r.(omitted); gone {
+		return true
+	}
+	m, ok := r.(map[string]any)
+	return ok && len(m) == 0 && !isEmptyMap(x)
 }
 
 func isEmptyMap(v any) bool {
