@@ -60,7 +60,10 @@ type Options struct {
 	Kind        string // profile.Preflight or profile.Postflight
 	Profile     string
 	NetworkFile string // -f: network parameters
-	MatrixFile  string // --matrix: compatibility matrix
+	// Network are network parameters given in memory (a plan's); not
+	// with NetworkFile.
+	Network    *params.Network
+	MatrixFile string // --matrix: compatibility matrix
 	// AgentTimeout bounds the wait for the agents' fresh results; 0 does
 	// not ask them.
 	AgentTimeout time.Duration
@@ -98,7 +101,10 @@ func Prepare(opts Options) (*Prepared, error) {
 	if opts.AgentTimeout < 0 {
 		return nil, &OptionError{Flag: "agent-timeout", Msg: "must not be negative"}
 	}
-	prep := &Prepared{opts: opts, profile: p}
+	prep := &Prepared{opts: opts, profile: p, network: opts.Network}
+	if opts.NetworkFile != "" && opts.Network != nil {
+		return nil, &OptionError{Flag: "filename", Msg: "network parameters are given twice"}
+	}
 	if opts.NetworkFile != "" {
 		if prep.network, err = params.ReadNetwork(opts.NetworkFile); err != nil {
 			return nil, err

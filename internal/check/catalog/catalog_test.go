@@ -183,3 +183,38 @@ func TestSplitImage(t *testing.T) {
 		}
 	}
 }
+
+func TestReservedRanges(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		nodeIP  string
+		status  check.Status
+		msg     string
+		objects []string
+	}{
+		{"unused", goodNet, "", check.Pass, "OVN transit switch subnet 100.88.0.0/16 unused; OVN masquerade subnet 169.254.169.0/29 unused", nil},
+		{"a node in the transit switch subnet", "", "100.88.4.7", check.Fail,
+			"OVN transit switch subnet 100.88.0.0/16 contains node w3's address 100.88.4.7", []string{"Node/w3"}},
+		{"the cluster network over the masquerade subnet", "clusterNetwork: [{cidr: 169.254.0.0/16, hostPrefix: 23}]\n", "", check.Fail,
+			"OVN masquerade subnet 169.254.169.0/29 overlaps clusterNetwork[0] 169.254.0.0/16", []string{"Parameter/clusterNetwork[0]"}},
+		{"the machine network over the transit switch", "machineNetwork: [100.88.0.0/24]\n", "", check.Fail,
+			"overlaps machineNetwork[0] 100.88.0.0/24", []string{"Parameter/machineNetwork[0]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := netInput(t, tt.yaml)
+			in.Profile, _ = profile.Get("openshift-ovn-migration")
+			if tt.nodeIP != "" {
+				in.Snap.Nodes = append(in.Snap.Nodes, node("w3", tt.nodeIP, "10.128.4.0/23"))
+			}
+			out := internalSubnet(context.Background(), in)
+			if out.Status != tt.status || !strings.Contains(out.Message, tt.msg) {
+				t.Fatalf("got %s %q, want %s containing %q", out.Status, out.Message, tt.status, tt.msg)
+			}
+			if tt.objects != nil && !slices.Equal(dedupe(out.Objects), tt.objects) {
+				t.Fatalf("objects %v, want %v", out.Objects, tt.objects)
+			}
+		})
+	}
+}

@@ -28,7 +28,7 @@ func networkChecks() []check.Check[*Input] {
 		check.Func[*Input]{Name: "network.cluster-name", Heading: "The cluster name is a lower-case DNS-1123 label", Fn: clusterName},
 		check.Func[*Input]{Name: "network.mtu", Heading: "The overlay MTU fits the nodes' MTU minus the encapsulation", Fn: mtu},
 		check.Func[*Input]{Name: "network.ports", Heading: "Geneve and VXLAN ports valid and distinct", Fn: ports},
-		check.Func[*Input]{Name: "network.internal-subnet", Heading: "The internal (join) subnet is large enough for the nodes", Fn: internalSubnet},
+		check.Func[*Input]{Name: "network.internal-subnet", Heading: "The internal (join) subnet is large enough; it and the plugin's reserved ranges are unused", Fn: internalSubnet},
 	}
 }
 
@@ -331,37 +331,80 @@ func ports(_ context.Context, in *Input) check.Outcome {
 
 func internalSubnet(_ context.Context, in *Input) check.Outcome {
 	c := in.internalCIDR()
-	if c == "" {
+	if c == "" && len(in.Profile.Reserved) == 0 {
 		return check.Skipped("no internal subnet for this profile or in the parameters")
 	}
-	p := netip.MustParsePrefix(c)
-	// One address per node, plus the network and gateway addresses.
-	need := big.NewInt(int64(len(in.Snap.Nodes) + 2))
-	have := subnets(p.Bits(), p.Addr().BitLen())
-	var bad, objs []string
-	if have.Cmp(need) < 0 {
-		bad = append(bad, fmt.Sprintf("internal subnet %s has %s addresses, %s needed for %d nodes", p, have, need, len(in.Snap.Nodes)))
-		objs = append(objs, param("internalSubnet"))
+	var bad, objs, ok []string
+	if c != "" {
+		p := netip.MustParsePrefix(c)
+		// One address per node, plus the network and gateway addresses.
+		need := big.NewInt(int64(len(in.Snap.Nodes) + 2))
+		have := subnets(p.Bits(), p.Addr().BitLen())
+		if have.Cmp(need) < 0 {
+			bad = append(bad, fmt.Sprintf("internal subnet %s has %s addresses, %s needed for %d nodes", p, have, need, len(in.Snap.Nodes)))
+			objs = append(objs, param("internalSubnet"))
+		}
+		b, o := unused(in, p, "internal subnet "+p.String())
+		bad, objs = append(bad, b...), append(objs, o...)
+		ok = append(ok, fmt.Sprintf("internal subnet %s: %s addresses for %d nodes", p, have, len(in.Snap.Nodes)))
 	}
+	for _, r := range in.Profile.Reserved {
+		p := netip.MustParsePrefix(r.CIDR)
+		name := fmt.Sprintf("%s %s", r.Use, p)
+		b, o := unused(in, p, name)
+		bad, objs = append(bad, b...), append(objs, o...)
+		if in.Network != nil {
+			for i, cn := range in.Network.ClusterNetwork {
+				if netip.MustParsePrefix(cn.CIDR).Overlaps(p) {
+					bad = append(bad, fmt.Sprintf("%s overlaps clusterNetwork[%d] %s", name, i, cn.CIDR))
+					objs = append(objs, param(fmt.Sprintf("clusterNetwork[%d]", i)))
+				}
+			}
+			for _, l := range []struct {
+				field string
+				cidrs []string
+			}{{"serviceNetwork", in.Network.ServiceNetwork}, {"machineNetwork", in.Network.MachineNetwork}} {
+				for i, cn := range l.cidrs {
+					if netip.MustParsePrefix(cn).Overlaps(p) {
+						bad = append(bad, fmt.Sprintf("%s overlaps %s[%d] %s", name, l.field, i, cn))
+						objs = append(objs, param(fmt.Sprintf("%s[%d]", l.field, i)))
+					}
+				}
+			}
+		}
+		ok = append(ok, name+" unused")
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return check.Outcome{Status: check.Fail, Message: summarize(bad), Objects: dedupe(objs),
+			Remediation: "choose an internal subnet (OVN: internalJoinSubnet) large enough and disjoint from every network the nodes use; move the plugin's reserved ranges (OVN: ipv4.internalTransitSwitchSubnet, gatewayConfig.ipv4.internalMasqueradeSubnet) off the networks in use"}
+	}
+	return check.Passed("%s", strings.Join(ok, "; "))
+}
+
+// unused lists what in the cluster already uses p: a node's pod CIDR,
+// a node's address or the kubernetes Service's IP.
+func unused(in *Input, p netip.Prefix, name string) (bad, objs []string) {
 	byNode, _ := podCIDRs(in.Snap.Nodes)
 	for n, ps := range byNode {
 		for _, pc := range ps {
 			if pc.Overlaps(p) {
-				bad = append(bad, fmt.Sprintf("internal subnet %s overlaps node %s's pod CIDR %s", p, n, pc))
+				bad = append(bad, fmt.Sprintf("%s overlaps node %s's pod CIDR %s", name, n, pc))
 				objs = append(objs, nodeRef(n))
 			}
 		}
 	}
 	for ip, n := range nodeAddresses(in.Snap.Nodes) {
 		if p.Contains(ip) {
-			bad = append(bad, fmt.Sprintf("internal subnet %s contains node %s's address %s", p, n, ip))
+			bad = append(bad, fmt.Sprintf("%s contains node %s's address %s", name, n, ip))
 			objs = append(objs, nodeRef(n))
 		}
 	}
-	if len(bad) > 0 {
-		slices.Sort(bad)
-		return check.Outcome{Status: check.Fail, Message: summarize(bad), Objects: dedupe(objs),
-			Remediation: "choose an internal subnet (OVN: internalJoinSubnet) large enough and disjoint from every network the nodes use"}
+	if svc := in.Snap.KubernetesService; svc != nil {
+		if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil && p.Contains(ip) {
+			bad = append(bad, fmt.Sprintf("%s contains the kubernetes Service's IP %s", name, ip))
+			objs = append(objs, "Service/default/kubernetes")
+		}
 	}
-	return check.Passed("internal subnet %s: %s addresses for %d nodes", p, have, len(in.Snap.Nodes))
+	return bad, objs
 }

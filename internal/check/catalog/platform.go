@@ -14,6 +14,7 @@ func platformChecks() []check.Check[*Input] {
 	return []check.Check[*Input]{
 		check.Func[*Input]{Name: "platform.readyz", Heading: "The API server is ready (/readyz)", Fn: readyz},
 		check.Func[*Input]{Name: "platform.apiservices", Heading: "Every APIService is Available", Fn: apiServices},
+		check.Func[*Input]{Name: "platform.webhooks", Heading: "Admission webhooks are served and cannot stall the operation", Fn: webhooks},
 		check.Func[*Input]{Name: "openshift.clusteroperators", Heading: "Every ClusterOperator Available, not Progressing, not Degraded", Fn: clusterOperators},
 		check.Func[*Input]{Name: "openshift.machineconfigpools", Heading: "Every MachineConfigPool Updated and not Degraded", Fn: machineConfigPools},
 		check.Func[*Input]{Name: "openshift.network-type", Heading: "The cluster network type is the expected one", Fn: networkType},

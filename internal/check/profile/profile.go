@@ -32,6 +32,9 @@ type Profile struct {
 	Encapsulation string `json:"encapsulation"`
 	// InternalSubnet is the default internal (join) subnet, "" for none.
 	InternalSubnet string `json:"internalSubnet,omitempty"`
+	// Reserved are ranges the plugin takes for itself: nodes, pods and
+	// the declared networks must not use them.
+	Reserved []Reserved `json:"reserved,omitempty"`
 	// NetworkType is what postflight expects in OpenShift's
 	// Network.config.openshift.io status.networkType, "" for any.
 	NetworkType string `json:"networkType,omitempty"`
@@ -56,6 +59,12 @@ type Node struct {
 type Module struct {
 	Name   string `json:"name"`
 	Config string `json:"config"`
+}
+
+// Reserved is a range the network plugin uses internally.
+type Reserved struct {
+	CIDR string `json:"cidr"`
+	Use  string `json:"use"`
 }
 
 // Port must be free on every node before the install.
@@ -120,7 +129,7 @@ func basePre() map[string]check.Severity {
 		"capacity.pod-slots": h, "capacity.drain-fit": h,
 		"drain.unmanaged-pods": h, "drain.pinned-pods": h, "drain.pdb": h, "drain.single-replica": s, "drain.dry-run": h,
 		"workloads.pods": s, "workloads.rollouts": s,
-		"platform.readyz": h, "platform.apiservices": h,
+		"platform.readyz": h, "platform.apiservices": h, "platform.webhooks": h,
 		"openshift.clusteroperators": h, "openshift.machineconfigpools": h,
 		"network.cidrs": h, "network.overlap": h, "network.host-prefix": h, "network.vips": h,
 		"network.cluster-name": h, "network.mtu": h, "network.ports": h, "network.internal-subnet": h,
@@ -177,6 +186,9 @@ func openshiftOVN() *Profile {
 	p.Seed = "002: OpenShift limited live migration to OVN-Kubernetes (ClusterOperators, MCPs, MTU, Geneve port, internal subnets)"
 	p.Encapsulation = "geneve"
 	p.InternalSubnet = "100.64.0.0/16"
+	// OVN-Kubernetes' defaults (ovnKubernetesConfig): the transit switch
+	// of interconnect zones (4.14 and later) and the masquerade subnet.
+	p.Reserved = []Reserved{{"100.88.0.0/16", "OVN transit switch subnet"}, {"169.254.169.0/29", "OVN masquerade subnet"}}
 	p.NetworkType = "OVNKubernetes"
 	p.Pre["workloads.rollouts"] = h
 	p.Node = Node{

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -53,6 +54,10 @@ type Snapshot struct {
 	DNSService        *corev1.Service
 
 	APIServices []unstructured.Unstructured
+	// Admission webhooks: what every write the operation makes passes
+	// through.
+	ValidatingWebhooks []admissionv1.ValidatingWebhookConfiguration
+	MutatingWebhooks   []admissionv1.MutatingWebhookConfiguration
 	// OpenShift lists are nil when the API does not exist.
 	ClusterOperators   []unstructured.Unstructured
 	MachineConfigPools []unstructured.Unstructured
@@ -151,6 +156,18 @@ func Take(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) (
 			return nil
 		}
 		s.DNSService = dns
+		return err
+	})
+	read("webhooks", func() (err error) {
+		s.ValidatingWebhooks, err = list[admissionv1.ValidatingWebhookConfiguration](ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, o)
+		})
+		if err != nil {
+			return err
+		}
+		s.MutatingWebhooks, err = list[admissionv1.MutatingWebhookConfiguration](ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return cs.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, o)
+		})
 		return err
 	})
 	read("apiservices", func() (err error) {

@@ -65,6 +65,10 @@ func TestBadInputExitsTwo(t *testing.T) {
 		{name: "bad --set", args: func(t *testing.T) []string { return []string{"-f", writePlan(t, head+cm), "--set", "value"} }, want: "want name=value"},
 		{name: "unknown built-in", args: func(*testing.T) []string { return []string{"no-such-plan"} }, want: "is no built-in plan"},
 		{name: "missing file", args: func(*testing.T) []string { return []string{"-f", "/nonexistent/plan.yaml"} }, want: "/nonexistent/plan.yaml"},
+		{name: "a network parameter the checks cannot read", args: func(*testing.T) []string {
+			return []string{"openshift-sdn-to-ovn", "--set", "v4InternalSubnet=100.64.0.1/16"}
+		}, want: `field network.internalSubnet: "100.64.0.1/16" has host bits set`},
+		{name: "negative --agent-timeout", args: func(t *testing.T) []string { return []string{"-f", writePlan(t, head+cm), "--agent-timeout", "-1s"} }, want: "--agent-timeout: must not be negative"},
 	}
 	cs := env.Client(t)
 	for _, tc := range tests {

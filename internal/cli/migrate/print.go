@@ -80,15 +80,7 @@ func rollbackOf(s plan.Step, rollbacks map[string]string) string {
 	if r, ok := rollbacks[s.Name]; ok {
 		return r
 	}
-	switch {
-	case s.Rollback != nil && s.Rollback.None:
-		return "none"
-	case s.Rollback != nil:
-		return "explicit " + s.Rollback.Type()
-	case s.Patch != nil, s.Delete != nil, s.Component != nil:
-		return "derived from the backup"
-	}
-	return "none"
+	return engine.DescribeRollback(s)
 }
 
 func typeOf(par plan.Parameter) string {

@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
 	engine "github.com/hitless-dev/hitless/internal/engine/migrate"
@@ -55,6 +57,7 @@ type runFlags struct {
 	dryRun    bool
 	yes       bool
 	backupDir string
+	agents    time.Duration
 	format    output.Format
 	probing   opcmd.Probing
 }
@@ -83,6 +86,7 @@ naming the object; fix it and run the same command again to continue.`,
 	fs.BoolVar(&f.dryRun, "dry-run", false, "Check the plan against the cluster, print it with every step's rollback, change nothing")
 	fs.BoolVar(&f.yes, "yes", false, "Answer yes to the plan's pause steps and its rolls' questions")
 	fs.StringVar(&f.backupDir, "backup-dir", "", "Also write every backup to a file (mode 0600) in this directory")
+	fs.DurationVar(&f.agents, "agent-timeout", 20*time.Second, "How long the plan's preflight and postflight wait for the node agents' fresh results (node MTU, kernel, connectivity); 0 runs them without")
 	opcmd.AddProbeFlags(fs, &f.probing)
 	output.AddFlag(fs, &f.format)
 	return cmd
@@ -109,7 +113,10 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
-	opts := engine.Options{Plan: p, Set: set, DryRun: f.dryRun, Command: opcmd.CommandLine(cmd), Actions: actions,
+	if f.agents < 0 {
+		return exitcode.BadInput(errors.New("--agent-timeout: must not be negative"))
+	}
+	opts := engine.Options{Plan: p, Set: set, DryRun: f.dryRun, Command: opcmd.CommandLine(cmd), Actions: actions, AgentTimeout: f.agents,
 		Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, f.yes)}
 	if f.backupDir != "" {
 		dir := f.backupDir

@@ -77,8 +77,15 @@ func checkPlan(ctx context.Context, objs *objects, cel *condition.Compiler, p *p
 			return warnings, err
 		}
 		if r := s.Rollback; r != nil && !r.None {
-			if err := checkAction(s.Name, "rollback.", r.Action, ref, compile, map[string]bool{}, opts); err != nil {
-				return warnings, err
+			if r.Type() != "" {
+				if err := checkAction(s.Name, "rollback.", r.Action, ref, compile, map[string]bool{}, opts); err != nil {
+					return warnings, err
+				}
+			}
+			for i, a := range r.Before {
+				if err := checkAction(s.Name, fmt.Sprintf("rollback.before[%d].", i), a, ref, compile, map[string]bool{}, opts); err != nil {
+					return warnings, err
+				}
 			}
 			for i, a := range r.Then {
 				if err := checkAction(s.Name, fmt.Sprintf("rollback.then[%d].", i), a, ref, compile, map[string]bool{}, opts); err != nil {

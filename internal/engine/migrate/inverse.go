@@ -155,18 +155,32 @@ func jsonPatchApplied(backup, cur *unstructured.Unstructured, patch []byte, path
 	return true, nil
 }
 
-// describeRollback says how a step is undone.
-func describeRollback(s plan.Step) string {
-	if s.Rollback != nil {
-		if s.Rollback.None {
-			return "none"
-		}
-		out := "explicit: " + describeAction(s.Rollback.Action)
-		for _, a := range s.Rollback.Then {
-			out += ", then " + describeAction(a)
-		}
-		return out
+// DescribeRollback says how a step is undone.
+func DescribeRollback(s plan.Step) string {
+	rb := s.Rollback
+	switch {
+	case rb == nil:
+		return describeDerived(s)
+	case rb.None:
+		return "none"
 	}
+	var parts []string
+	for _, a := range rb.Before {
+		parts = append(parts, describeAction(a))
+	}
+	if rb.Derived() {
+		parts = append(parts, describeDerived(s))
+	} else {
+		parts = append(parts, describeAction(rb.Action))
+	}
+	for _, a := range rb.Then {
+		parts = append(parts, describeAction(a))
+	}
+	return "explicit: " + strings.Join(parts, ", then ")
+}
+
+// describeDerived says what the derived inverse of a step does.
+func describeDerived(s plan.Step) string {
 	switch {
 	case s.Patch != nil:
 		var paths []string
@@ -199,6 +213,15 @@ func describeAction(a plan.Action) string {
 		return fmt.Sprintf("delete %d object(s)", len(a.Delete.Objects))
 	case a.Wait != nil:
 		return "wait for " + a.Wait.For.String()
+	case a.Roll != nil:
+		var groups, actions []string
+		for i, g := range a.Roll.Groups {
+			groups = append(groups, groupName(g, i))
+		}
+		for _, x := range a.Roll.Actions {
+			actions = append(actions, x.Name)
+		}
+		return fmt.Sprintf("roll %s (%s)", strings.Join(groups, ", "), strings.Join(actions, ", "))
 	}
 	return a.Type()
 }

@@ -49,6 +49,10 @@ type Options struct {
 	// OnBackup, when set, is given the objects a backup step saved and
 	// returns where it kept them (the CLI's 0600 file).
 	OnBackup func(ctx context.Context, step string, objs []*unstructured.Unstructured) (string, error)
+	// AgentTimeout is how long the profile's checks wait for the node
+	// agents' fresh results (MTU, kernel, ports, connectivity); 0 runs
+	// them without the agents.
+	AgentTimeout time.Duration
 	// Poll is how often waits and gates read the cluster (default 1s).
 	Poll time.Duration
 }
@@ -166,7 +170,7 @@ func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error
 	}
 	res := &Result{Plan: rendered, Params: params, Skipped: skipped, DryRun: opts.DryRun, Rollbacks: map[string]string{}}
 	for _, s := range rendered.Steps {
-		res.Rollbacks[s.Name] = describeRollback(s)
+		res.Rollbacks[s.Name] = DescribeRollback(s)
 	}
 	objs, err := newObjects(c)
 	if err != nil {
@@ -274,7 +278,7 @@ func (r *runner) start(ctx context.Context, sp spec) error {
 func (r *runner) run(ctx context.Context) error {
 	if p := r.plan.Profile; p != "" {
 		if err := r.step(ctx, "preflight", func(ctx context.Context) ([]string, error) {
-			return runCheck(ctx, r.c, plan.Check{Profile: p, Kind: "preflight"})
+			return r.runCheck(ctx, plan.Check{Profile: p, Kind: "preflight"})
 		}); err != nil {
 			return err
 		}
@@ -297,7 +301,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	if p := r.plan.Profile; p != "" {
 		return r.step(ctx, "postflight", func(ctx context.Context) ([]string, error) {
-			return runCheck(ctx, r.c, plan.Check{Profile: p, Kind: "postflight", NetworkType: r.plan.NetworkType})
+			return r.runCheck(ctx, plan.Check{Profile: p, Kind: "postflight", NetworkType: r.plan.NetworkType})
 		})
 	}
 	return nil

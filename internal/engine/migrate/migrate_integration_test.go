@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -270,4 +271,114 @@ func watchNotReady(cs kubernetes.Interface, nodes []string, stop chan struct{}) 
 		}
 		most = max(most, down)
 	}
+}
+
+// The plan's network parameters go to its profile's preflight: a value
+// the cluster cannot take stops the plan before its first step, naming
+// the parameter and what it collides with.
+func TestPlanPrechecksStopBeforeAnyChange(t *testing.T) {
+	c, cs, ns, _ := setup(t)
+	ctx := context.Background()
+	doc := `apiVersion: hitless.dev/v1alpha1
+kind: MigrationPlan
+metadata: {name: prechecked}
+profile: generic
+network: {encapsulation: geneve, machineMTU: 1500, mtu: "${mtu}", internalSubnet: "${subnet}"}
+parameters:
+- {name: mtu, type: int, default: 1400}
+- {name: subnet}
+steps:
+- name: set-mode
+  patch:
+    object: {apiVersion: v1, kind: ConfigMap, namespace: NS, name: cfg}
+    patch: {data: {mode: migrated}}
+`
+	p, err := plan.Parse("prechecked.yaml", []byte(strings.ReplaceAll(doc, "NS", ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("nodes: %v", err)
+	}
+	first := nodes.Items[0]
+	var ip string
+	for _, a := range first.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			ip = a.Address
+		}
+	}
+	onNode := strings.Join(strings.Split(ip, ".")[:3], ".") + ".0/24"
+	hook := "hitless-test-" + ns
+	tests := []struct {
+		name    string
+		set     map[string]string
+		webhook bool
+		want    string
+	}{
+		{name: "overlay MTU over the nodes' less Geneve", set: map[string]string{"mtu": "1450"},
+			want: "network.mtu: overlay mtu 1450 is larger than 1400: the smallest node MTU 1500 (machineMTU) minus 100 bytes of geneve overhead"},
+		{name: "internal subnet over a node", set: map[string]string{"subnet": onNode},
+			want: fmt.Sprintf("network.internal-subnet: internal subnet %s contains node %s's address %s", onNode, first.Name, ip)},
+		{name: "a fail-closed webhook nobody serves", webhook: true,
+			want: fmt.Sprintf("platform.webhooks: ValidatingWebhookConfiguration %s (webhook nothing.hitless.test) fails closed and its service %s/gone does not exist", hook, ns)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.webhook {
+				createWebhook(t, cs, hook, ns)
+			}
+			_, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Set: tc.set, Poll: 100 * time.Millisecond})
+			if err == nil || !strings.Contains(err.Error(), "preflight generic failed") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want the preflight to fail with %q", err, tc.want)
+			}
+			cfg, _ := cs.CoreV1().ConfigMaps(ns).Get(ctx, "cfg", metav1.GetOptions{})
+			if cfg.Data["mode"] != "slow" {
+				t.Errorf("cfg mode %q after a failed preflight: the first step ran", cfg.Data["mode"])
+			}
+		})
+	}
+	t.Run("values the cluster takes", func(t *testing.T) {
+		res, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Set: map[string]string{"subnet": "100.64.0.0/16"}, Poll: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pre := stepLines(res, "preflight"); !strings.Contains(pre, "0 fail") {
+			t.Errorf("preflight: %s", pre)
+		}
+		cfg, _ := cs.CoreV1().ConfigMaps(ns).Get(ctx, "cfg", metav1.GetOptions{})
+		if cfg.Data["mode"] != "migrated" {
+			t.Errorf("cfg mode %q, want migrated", cfg.Data["mode"])
+		}
+	})
+}
+
+func stepLines(res *migrate.Result, name string) string {
+	for _, s := range res.Steps {
+		if s.Name == name {
+			return strings.Join(s.Detail, "; ")
+		}
+	}
+	return ""
+}
+
+// createWebhook registers a fail-closed webhook whose service does not
+// exist, on a resource nothing writes, for the length of the test.
+func createWebhook(t *testing.T, cs kubernetes.Interface, name, ns string) {
+	t.Helper()
+	fail, none, timeout := admissionv1.Fail, admissionv1.SideEffectClassNone, int32(5)
+	cfg := &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks: []admissionv1.ValidatingWebhook{{
+			Name: "nothing.hitless.test", FailurePolicy: &fail, SideEffects: &none, TimeoutSeconds: &timeout,
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: ns, Name: "gone"}},
+			Rules: []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create},
+				Rule: admissionv1.Rule{APIGroups: []string{"hitless.test"}, APIVersions: []string{"v1"}, Resources: []string{"nothings"}}}},
+		}}}
+	if _, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(context.Background(), cfg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
-	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
@@ -192,18 +191,24 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 	return []string{fmt.Sprintf("%s %s: revision %d (operation %s)", p.Action, p.Name, res.Revision, res.Operation)}, nil
 }
 
-// runCheck runs a profile's checks (without asking the node agents);
-// a hard failure stops the plan.
-func runCheck(ctx context.Context, c operation.Cluster, chk plan.Check) ([]string, error) {
-	prep, err := catalog.Prepare(catalog.Options{Kind: chk.Kind, Profile: chk.Profile, NetworkType: chk.NetworkType})
+// runCheck runs a profile's checks with the plan's network parameters,
+// asking the node agents when the options say so; a hard failure stops
+// the plan.
+func (r *runner) runCheck(ctx context.Context, chk plan.Check) ([]string, error) {
+	network, err := r.plan.NetworkParams()
 	if err != nil {
 		return nil, err
 	}
-	dyn, err := dynamic.NewForConfig(c.Config)
+	prep, err := catalog.Prepare(catalog.Options{Kind: chk.Kind, Profile: chk.Profile, NetworkType: chk.NetworkType,
+		Network: network, AgentTimeout: r.opts.AgentTimeout})
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(r.c.Config)
 	if err != nil {
 		return nil, fmt.Errorf("creating a dynamic client: %w", err)
 	}
-	rep, err := prep.Run(ctx, c.Client, dyn)
+	rep, err := prep.Run(ctx, r.c.Client, dyn)
 	if err != nil {
 		return nil, err
 	}

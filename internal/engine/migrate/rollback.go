@@ -114,7 +114,7 @@ func (r *runner) undo(ctx context.Context) error {
 		if js == nil {
 			continue // never started
 		}
-		r.res.Rollbacks[s.Name] = describeRollback(s)
+		r.res.Rollbacks[s.Name] = DescribeRollback(s)
 		name := "rollback-" + s.Name
 		if err := r.step(ctx, name, func(ctx context.Context) ([]string, error) {
 			return r.inverse(ctx, s)
@@ -132,20 +132,46 @@ func (r *runner) undo(ctx context.Context) error {
 	return nil
 }
 
-// inverse undoes one step.
+// inverse undoes one step: its rollback's actions before, its action or
+// the derived inverse, and its actions after.
 func (r *runner) inverse(ctx context.Context, s plan.Step) ([]string, error) {
-	if s.Rollback != nil {
-		if s.Rollback.None {
-			return []string{"nothing to undo"}, nil
+	rb := s.Rollback
+	if rb != nil && rb.None {
+		return []string{"nothing to undo"}, nil
+	}
+	if rb == nil {
+		return r.derived(ctx, s)
+	}
+	var lines []string
+	do := func(a plan.Action) error {
+		more, err := r.act(ctx, "rollback-"+s.Name, a, false)
+		lines = append(lines, more...)
+		return err
+	}
+	for _, a := range rb.Before {
+		if err := do(a); err != nil {
+			return lines, err
 		}
-		lines, err := r.act(ctx, "rollback-"+s.Name, s.Rollback.Action, false)
-		for i := 0; err == nil && i < len(s.Rollback.Then); i++ {
-			var more []string
-			more, err = r.act(ctx, "rollback-"+s.Name, s.Rollback.Then[i], false)
-			lines = append(lines, more...)
+	}
+	if rb.Derived() {
+		more, err := r.derived(ctx, s)
+		lines = append(lines, more...)
+		if err != nil {
+			return lines, err
 		}
+	} else if err := do(rb.Action); err != nil {
 		return lines, err
 	}
+	for _, a := range rb.Then {
+		if err := do(a); err != nil {
+			return lines, err
+		}
+	}
+	return lines, nil
+}
+
+// derived undoes a step by the inverse the engine works out.
+func (r *runner) derived(ctx context.Context, s plan.Step) ([]string, error) {
 	switch {
 	case s.Patch != nil:
 		saved, err := r.saved(ctx, s.Name)

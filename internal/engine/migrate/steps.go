@@ -39,7 +39,7 @@ func (r *runner) act(ctx context.Context, step string, a plan.Action, gated bool
 	case a.Wait != nil:
 		return r.wait(ctx, step, a.Wait, gated)
 	case a.Check != nil:
-		return runCheck(ctx, r.c, *a.Check)
+		return r.runCheck(ctx, *a.Check)
 	case a.Roll != nil:
 		return r.roll(ctx, step, a.Roll)
 	case a.Component != nil:

@@ -116,6 +116,9 @@ func run(t *testing.T, c operation.Cluster, name string, progress func(string)) 
 // cluster: each starts where the previous one left the cluster.
 func TestMigrations(t *testing.T) {
 	c, dyn := rehearsal(t)
+	// The offline migration the CLI finished, and the specs before it.
+	var offlineID string
+	var offlineBefore map[string]string
 	for _, step := range []struct {
 		name string
 		fn   func(t *testing.T, c operation.Cluster, dyn dynamic.Interface)
@@ -124,7 +127,12 @@ func TestMigrations(t *testing.T) {
 		{"offline migration pauses on a degraded operator, then finishes", offlineMigration},
 		{"the documented offline rollback to OpenShift SDN", offlineRollbackPlan},
 		{"live migration, then rollback ID from the end restores the spec byte for byte", liveMigrationAndRollback},
-		{"offline migration through the CLI survives ten SIGKILLs", chaos},
+		{"offline migration through the CLI survives ten SIGKILLs", func(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
+			offlineID, offlineBefore = chaos(t, c, dyn)
+		}},
+		{"migrate rollback ID from the end of the offline migration restores the spec byte for byte", func(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
+			rollbackFromEnd(t, c, dyn, offlineID, offlineBefore)
+		}},
 	} {
 		if !t.Run(step.name, func(t *testing.T) { step.fn(t, c, dyn) }) {
 			t.FailNow()
@@ -391,7 +399,9 @@ func waitPools(t *testing.T, dyn dynamic.Interface) {
 
 // chaos runs the offline migration as real CLI processes, SIGKILLs ten of
 // them at random moments and runs the same command again each time.
-func chaos(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
+// chaos runs the offline migration through the CLI, killed ten times;
+// it returns the migration's id and the specs before it.
+func chaos(t *testing.T, c operation.Cluster, dyn dynamic.Interface) (string, map[string]string) {
 	ctx := context.Background()
 	before := specs(t, dyn)
 	stop := make(chan struct{})
@@ -473,6 +483,72 @@ func chaos(t *testing.T, c operation.Cluster, dyn dynamic.Interface) {
 		t.Errorf("lock still held: %v %v", h, err)
 	}
 	t.Logf("%d kills, %d runs", kills, raw.Runs)
+	return id, before
+}
+
+// rollbackFromEnd walks a finished offline migration back through the
+// CLI: the network type change is undone by the documented offline
+// rollback (pools paused, every node rebooted, pools resumed), every other
+// step by its derived inverse, newest first.
+func rollbackFromEnd(t *testing.T, c operation.Cluster, dyn dynamic.Interface, id string, before map[string]string) {
+	ctx := context.Background()
+	if id == "" {
+		t.Fatal("no finished offline migration to roll back")
+	}
+	stop := make(chan struct{})
+	boots := make(chan map[string]int)
+	most := make(chan int)
+	go func() { boots <- bootChanges(c, stop) }()
+	go func() { most <- mastersDownAtOnce(c, stop) }()
+	cmd := exec.Command(os.Args[0], "--kubeconfig", env.Kubeconfig(t), "migrate", "rollback", id, "--yes")
+	cmd.Env = append(os.Environ(), envRunCLI+"=1")
+	out, err := cmd.CombinedOutput()
+	close(stop)
+	if err != nil {
+		t.Fatalf("hitless migrate rollback %s: %v\n%s", id, err, out)
+	}
+	t.Logf("%s", out)
+	if m := <-most; m > 1 {
+		t.Errorf("%d masters were NotReady at once", m)
+	}
+	for node, n := range <-boots {
+		if n < 1 {
+			t.Errorf("node %s did not reboot during the rollback", node)
+		}
+	}
+	if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
+		t.Errorf("status.networkType %q after the rollback", got)
+	}
+	waitPools(t, dyn)
+	compareSpecs(t, before, specs(t, dyn))
+	for _, name := range []string{"master", "worker"} {
+		u, err := dyn.Resource(pools).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if paused, _, _ := unstructured.NestedBool(u.Object, "spec", "paused"); paused {
+			t.Errorf("pool %s left paused", name)
+		}
+	}
+	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "openshift-sdn", metav1.GetOptions{}); err != nil {
+		t.Errorf("namespace openshift-sdn: %v", err)
+	}
+	nodes, _ := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable {
+			t.Errorf("node %s left cordoned", n.Name)
+		}
+	}
+	if raw, err := journal.NewStore(c.Client).Get(ctx, id); err != nil {
+		t.Error(err)
+	} else if raw.Status != journal.Aborted {
+		t.Errorf("journal %s after the rollback: %s, want Aborted", id, raw.Status)
+	}
+	for _, want := range []string{"rollback-delete-sdn-namespace", "rollback-network-type", "rollback-clear-migration"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the rollback's output names no step %s", want)
+		}
+	}
 }
 
 // bootChanges polls the nodes until stop and counts each node's boot ID

@@ -186,6 +186,15 @@ type omitted struct{}
 // reference inside text is formatted into it (and must be set).
 func (p *Plan) Render(ctx context.Context, params map[string]any) (rendered *Plan, skipped []string, err error) {
 	out := &Plan{APIVersion: p.APIVersion, Kind: p.Kind, Metadata: p.Metadata, Profile: p.Profile, NetworkType: p.NetworkType, Parameters: p.Parameters, Gates: p.Gates}
+	if p.Network != nil {
+		tree, err := substitute(toTree(p.Network), params)
+		if err != nil {
+			return nil, nil, &Error{Field: "network", Msg: err.Error()}
+		}
+		if m, ok := tree.(map[string]any); ok && len(m) > 0 {
+			out.Network = m
+		}
+	}
 	cel := condition.NewCompiler(nil)
 	for _, s := range p.Steps {
 		if s.When != "" {

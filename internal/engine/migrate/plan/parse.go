@@ -23,6 +23,7 @@ type rawPlan struct {
 	Metadata    Metadata          `json:"metadata"`
 	Profile     string            `json:"profile,omitempty"`
 	NetworkType string            `json:"networkType,omitempty"`
+	Network     map[string]any    `json:"network,omitempty"`
 	Parameters  []json.RawMessage `json:"parameters,omitempty"`
 	Gates       []json.RawMessage `json:"gates,omitempty"`
 	Steps       []json.RawMessage `json:"steps"`
@@ -51,7 +52,7 @@ func Parse(file string, data []byte) (*Plan, error) {
 		f, msg := fieldOf(err, false)
 		return nil, fail("", f, "%s", msg)
 	}
-	p := &Plan{APIVersion: raw.APIVersion, Kind: raw.Kind, Metadata: raw.Metadata, Profile: raw.Profile, NetworkType: raw.NetworkType}
+	p := &Plan{APIVersion: raw.APIVersion, Kind: raw.Kind, Metadata: raw.Metadata, Profile: raw.Profile, NetworkType: raw.NetworkType, Network: raw.Network}
 	for i, r := range raw.Parameters {
 		var par Parameter
 		if err := strict(r, &par); err != nil {

@@ -25,8 +25,12 @@ type Plan struct {
 	Profile string `json:"profile,omitempty"`
 	// NetworkType is the OpenShift network type the profile's checks
 	// expect at the end (default: the profile's own).
-	NetworkType string      `json:"networkType,omitempty"`
-	Parameters  []Parameter `json:"parameters,omitempty"`
+	NetworkType string `json:"networkType,omitempty"`
+	// Network are the network parameters the profile's checks verify
+	// (the fields of a preflight's -f file: mtu, genevePort,
+	// internalSubnet, clusterNetwork, ...), usually from parameters.
+	Network    map[string]any `json:"network,omitempty"`
+	Parameters []Parameter    `json:"parameters,omitempty"`
 	// Gates hold before every step that does not skip them: a gate that
 	// fails pauses the plan before the step, naming the object.
 	Gates []Gate `json:"gates,omitempty"`
@@ -132,10 +136,17 @@ type Step struct {
 // (a patch, the wait for what it starts, a clean-up).
 type Rollback struct {
 	// None: nothing to undo (a wait, a check) or nothing that can be.
-	None   bool `json:"none,omitempty"`
+	None bool `json:"none,omitempty"`
+	// Before run first; then the action, or without one the inverse the
+	// engine derives (a patch's fields restored from its backup); then
+	// Then. A procedure around a derived restore keeps the restore exact.
+	Before []Action `json:"before,omitempty"`
 	Action `json:",inline"`
 	Then   []Action `json:"then,omitempty"`
 }
+
+// Derived tells whether the rollback runs the derived inverse.
+func (r *Rollback) Derived() bool { return r == nil || (!r.None && r.Type() == "") }
 
 // Action is what a step does: exactly one field is set.
 type Action struct {

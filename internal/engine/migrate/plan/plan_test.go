@@ -86,6 +86,59 @@ func TestRender(t *testing.T) {
 	}
 }
 
+func TestNetworkParams(t *testing.T) {
+	doc := `apiVersion: hitless.dev/v1alpha1
+kind: MigrationPlan
+metadata: {name: net}
+network: {encapsulation: geneve, mtu: "${mtu}", genevePort: "${port}", internalSubnet: "${subnet}"}
+parameters:
+- {name: mtu, type: int}
+- {name: port, type: int, default: 6081}
+- {name: subnet}
+steps:
+- name: a
+  pause: {message: x}
+`
+	p, err := Parse("net.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		set     map[string]string
+		want    string
+		wantErr string
+	}{
+		{name: "unset parameters leave their fields out", want: `{"encapsulation":"geneve","genevePort":6081}`},
+		{name: "set", set: map[string]string{"mtu": "1400", "subnet": "100.66.0.0/16"},
+			want: `{"mtu":1400,"encapsulation":"geneve","genevePort":6081,"internalSubnet":"100.66.0.0/16"}`},
+		{name: "a value the checks cannot read", set: map[string]string{"subnet": "100.66.0.1/16"}, wantErr: `field network.internalSubnet: "100.66.0.1/16" has host bits set`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			params, err := p.Params(context.Background(), tc.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _, err := p.Render(context.Background(), params)
+			if err == nil {
+				var n any
+				if n, err = r.NetworkParams(); err == nil {
+					if got, _ := json.Marshal(n); string(got) != tc.want {
+						t.Errorf("network = %s, want %s", got, tc.want)
+					}
+				}
+			}
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	head := "apiVersion: hitless.dev/v1alpha1\nkind: MigrationPlan\nmetadata: {name: bad}\n"
 	wait := "  wait: {for: {apiVersion: v1, kind: Node}, condition: \"true\"}\n"
@@ -113,6 +166,9 @@ func TestParseErrors(t *testing.T) {
 		{name: "bad rollback", doc: head + "steps:\n- name: a\n  pause: {message: x}\n  rollback: {}\n", step: "a", want: "field rollback"},
 		{name: "wrong type", doc: head + "steps:\n- name: a\n  roll: {groups: [{selector: x}], maxFailures: many}\n", step: "a", want: "field roll.maxFailures"},
 		{name: "unknown profile", doc: head + "steps:\n- name: c\n  check: {profile: nope, kind: preflight}\n", step: "c", want: "field check.profile"},
+		{name: "unknown network field", doc: head + "network: {mtuu: 1400}\nsteps:\n- name: a\n  pause: {message: x}\n", want: "bad.yaml: field network.mtuu: unknown field"},
+		{name: "bad network value", doc: head + "network: {internalSubnet: 100.64.0.1/16}\nsteps:\n- name: a\n  pause: {message: x}\n", want: "field network.internalSubnet: \"100.64.0.1/16\" has host bits set"},
+		{name: "network names no parameter", doc: head + "network: {mtu: \"${mtu}\"}\nsteps:\n- name: a\n  pause: {message: x}\n", want: "field network: ${mtu} names no parameter"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/hitless-dev/hitless/internal/check/params"
 	"github.com/hitless-dev/hitless/internal/check/profile"
 	"github.com/hitless-dev/hitless/internal/kube/condition"
 )
@@ -61,6 +64,9 @@ func (p *Plan) validate() error {
 			}
 		}
 	}
+	if err := p.validateNetwork(declared); err != nil {
+		return err
+	}
 	for i, g := range p.Gates {
 		field := fmt.Sprintf("gates[%d]", i)
 		if err := checkRef(g.For, false, field+".for"); err != nil {
@@ -108,15 +114,22 @@ func (s *Step) validate(cel *condition.Compiler, declared map[string]bool) *Erro
 		return err
 	}
 	if r := s.Rollback; r != nil {
-		if r.None && (r.Type() != "" || len(r.Then) > 0) {
-			return &Error{Field: "rollback", Msg: "give `none` or an action, not both"}
+		if r.None && (r.Type() != "" || len(r.Then) > 0 || len(r.Before) > 0) {
+			return &Error{Field: "rollback", Msg: "give `none` or actions, not both"}
 		}
 		if !r.None {
-			if r.Type() == "" {
-				return &Error{Field: "rollback", Msg: "give `none: true` or one action (" + strings.Join(StepTypes(), ", ") + ")"}
+			if r.Type() == "" && len(r.Before) == 0 && len(r.Then) == 0 {
+				return &Error{Field: "rollback", Msg: "give `none: true`, one action (" + strings.Join(StepTypes(), ", ") + "), or `before`/`then` actions around the derived inverse"}
 			}
-			if err := r.validate(cel, "rollback."); err != nil {
-				return err
+			if r.Type() != "" {
+				if err := r.validate(cel, "rollback."); err != nil {
+					return err
+				}
+			}
+			for i := range r.Before {
+				if err := r.Before[i].validate(cel, fmt.Sprintf("rollback.before[%d].", i)); err != nil {
+					return err
+				}
 			}
 			for i := range r.Then {
 				if err := r.Then[i].validate(cel, fmt.Sprintf("rollback.then[%d].", i)); err != nil {
@@ -350,12 +363,100 @@ func Duration(s string, def time.Duration) time.Duration {
 // Validate checks a rendered plan: every field that held a parameter now
 // holds its value.
 func (p *Plan) Validate() error {
+	var left []string
+	walk(p.Network, func(s string) {
+		if hasRef(s) {
+			left = append(left, s)
+		}
+	})
+	if len(left) > 0 {
+		return &Error{Field: "network", Msg: "unrendered parameters " + strings.Join(left, ", ")}
+	}
 	for _, s := range p.Steps {
 		if refs := references(&s); len(refs) > 0 {
 			return &Error{Step: s.Name, Msg: "unrendered parameters " + strings.Join(refs, ", ")}
 		}
 	}
 	return p.validate()
+}
+
+// validateNetwork checks the network parameters: every reference names
+// a parameter, and what is not a reference is a valid field and value (a
+// rendered plan's are checked whole).
+func (p *Plan) validateNetwork(declared map[string]bool) *Error {
+	if p.Network == nil {
+		return nil
+	}
+	var undeclared []string
+	walk(p.Network, func(s string) {
+		for _, m := range reference.FindAllStringSubmatch(s, -1) {
+			if !declared[m[1]] && !slices.Contains(undeclared, m[1]) {
+				undeclared = append(undeclared, m[1])
+			}
+		}
+	})
+	if len(undeclared) > 0 {
+		return &Error{Field: "network", Msg: fmt.Sprintf("${%s} names no parameter of the plan", strings.Join(undeclared, "}, ${"))}
+	}
+	_, err := networkOf(withoutRefs(p.Network))
+	return err
+}
+
+// withoutRefs leaves out every value that holds a parameter reference.
+func withoutRefs(v any) any {
+	switch t := v.(type) {
+	case string:
+		if hasRef(t) {
+			return omitted{}
+		}
+	case map[string]any:
+		out := map[string]any{}
+		for k, x := range t {
+			if r := withoutRefs(x); !dropped(x, r) {
+				out[k] = r
+			}
+		}
+		return out
+	case []any:
+		out := []any{}
+		for _, x := range t {
+			if r := withoutRefs(x); !dropped(x, r) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	return v
+}
+
+// networkOf decodes network parameters as the checks read them.
+func networkOf(tree any) (*params.Network, *Error) {
+	b, err := json.Marshal(tree)
+	if err != nil {
+		return nil, &Error{Field: "network", Msg: err.Error()}
+	}
+	n, err := params.ParseNetwork("", b)
+	if err != nil {
+		var pe *params.Error
+		if errors.As(err, &pe) && pe.Field != "" {
+			return nil, &Error{Field: "network." + pe.Field, Msg: pe.Msg}
+		}
+		return nil, &Error{Field: "network", Msg: strings.TrimPrefix(err.Error(), ": ")}
+	}
+	return n, nil
+}
+
+// NetworkParams returns a rendered plan's network parameters, nil when
+// it gives none.
+func (p *Plan) NetworkParams() (*params.Network, error) {
+	if p.Network == nil {
+		return nil, nil
+	}
+	n, err := networkOf(p.Network)
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // ParamNames lists the declared parameters.
