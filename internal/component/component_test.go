@@ -2,6 +2,7 @@ package component
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,7 +116,7 @@ func TestValidateProblems(t *testing.T) {
 		{"mixed versions", []string{ns, strings.Replace(strings.Replace(deploy, "%s", "net", 1), "%s", "1.0", 1),
 			strings.Replace(strings.Replace(strings.Replace(deploy, "%s", "net", 1), "%s", "1.1", 1), "name: ctl,", "name: agent,", 1),
 			strings.Replace(strings.Replace(strings.Replace(deploy, "%s", "net", 1), "%s", "1.0", 1), "name: ctl,", "name: cfg,", 1)},
-			Checks{}, []string{"(Deployment/net/agent): field spec.template.spec.containers[0].image: image registry.example.com/ctl:1.1 is at 1.1, the other images at 1.0"}},
+			Checks{}, []string{"(Deployment/net/agent): field spec.template.spec.containers[0].image: image registry.example.com/ctl is at 1.1, and at 1.0 in Deployment/net/ctl (spec.template.spec.containers[0].image): one repository, two versions"}},
 		{"mixed versions allowed", []string{ns, strings.Replace(strings.Replace(deploy, "%s", "net", 1), "%s", "1.0", 1),
 			strings.Replace(strings.Replace(strings.Replace(deploy, "%s", "net", 1), "%s", "1.1", 1), "name: ctl,", "name: agent,", 1)},
 			Checks{MixedVersions: true}, nil},
@@ -204,4 +205,74 @@ func FuzzLoadValidate(f *testing.F) {
 			t.Fatalf("error does not name the file: %v", err)
 		}
 	})
+}
+
+// The version rule fits real releases: images of other projects at their
+// own versions pass, one repository at two tags and an image of the
+// release's own project left behind on its version line do not, and one
+// release (a profile's choice) refuses any other tag.
+func TestVersionRule(t *testing.T) {
+	pod := func(images ...string) string {
+		var b strings.Builder
+		b.WriteString("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent, namespace: net}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: a}}\n    spec:\n      initContainers:\n      - {name: install, image: \"" + images[0] + "\"}\n      containers:\n")
+		for i, img := range images[1:] {
+			fmt.Fprintf(&b, "      - {name: c%d, image: %q}\n", i, img)
+		}
+		return b.String()
+	}
+	ns := "apiVersion: v1\nkind: Namespace\nmetadata: {name: net}\n"
+	flannel := pod("docker.io/flannel/flannel-cni-plugin:v1.6.2-flannel1", "docker.io/flannel/flannel:v0.26.7", "docker.io/flannel/flannel:v0.26.7")
+	tests := []struct {
+		name    string
+		doc     string
+		checks  Checks
+		want    string // "" for valid
+		release string
+	}{
+		{"another project's installer at its own version", flannel, Checks{}, "", "v0.26.7"},
+		{"the same, one release asked for", flannel, Checks{OneRelease: true},
+			"image docker.io/flannel/flannel-cni-plugin:v1.6.2-flannel1 is at v1.6.2-flannel1, the other images at v0.26.7 (the profile asks for one release", "v0.26.7"},
+		{"an envoy of the same organisation on another version line", pod("quay.io/cilium/cilium:v1.16.5", "quay.io/cilium/cilium:v1.16.5",
+			"quay.io/cilium/operator-generic:v1.16.5", "quay.io/cilium/cilium-envoy:v1.30.8-1733837904-eaae5aca0fb988583e5617170a65ac5aa51c0aa8"), Checks{}, "", "v1.16.5"},
+		{"an image left behind on the release's line", pod("docker.io/calico/cni:v3.28.1", "docker.io/calico/node:v3.28.1", "docker.io/calico/kube-controllers:v3.28.0"), Checks{},
+			"image docker.io/calico/kube-controllers:v3.28.0 is at v3.28.0, the release at v3.28.1: an image of the release's own project (docker.io/calico) and version line (3.28) left behind", "v3.28.1"},
+		{"one repository at two tags", pod("example.com/net/agent:2.0", "example.com/net/agent:2.1", "example.com/net/agent:2.1"), Checks{},
+			"image example.com/net/agent is at 2.0, and at 2.1 in", "2.1"},
+		{"anything allowed", pod("example.com/net/agent:2.0", "example.com/net/agent:2.1", "example.com/net/agent:2.1"), Checks{MixedVersions: true}, "", "2.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src, err := Load(write(t, t.TempDir(), "c.yaml", ns+"---\n"+tt.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Validate(src, cluster, tt.checks)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			if v := ImageVersions(src); v.Release != tt.release {
+				t.Errorf("release %q, want %q (%v)", v.Release, tt.release, v.Images)
+			}
+		})
+	}
+}
+
+func TestImageVersionsListTheReleaseFirst(t *testing.T) {
+	doc := "apiVersion: v1\nkind: Namespace\nmetadata: {name: net}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: net}\nspec:\n  containers:\n" +
+		"  - {name: a, image: quay.io/x/envoy:v1.30.0}\n  - {name: b, image: quay.io/x/agent:v2.0.1}\n  - {name: c, image: quay.io/x/ctl:v2.0.1}\n  - {name: d, image: busybox}\n"
+	src, err := Load(write(t, t.TempDir(), "c.yaml", doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range ImageVersions(src).Images {
+		got = append(got, fmt.Sprintf("%s@%v", v, v.AtRelease))
+	}
+	want := "quay.io/x/agent v2.0.1@true quay.io/x/ctl v2.0.1@true busybox (untagged)@false quay.io/x/envoy v1.30.0@false"
+	if strings.Join(got, " ") != want {
+		t.Errorf("images %q, want %q", strings.Join(got, " "), want)
+	}
 }

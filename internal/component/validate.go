@@ -24,21 +24,25 @@ type Scope interface {
 
 // Checks tune validation.
 type Checks struct {
-	// MixedVersions allows images at more than one release.
+	// MixedVersions allows images at any versions.
 	MixedVersions bool
+	// OneRelease refuses every image not at the source's release (a
+	// profile asks for it); otherwise images of other projects may be at
+	// their own versions.
+	OneRelease bool
 }
 
 // Validate checks a source before anything changes: every kind known (or
 // defined by a CRD in the source), every namespaced object with a
-// namespace that exists or is in the source, no object twice, and every
-// image at one release. It returns an InvalidError listing all problems.
+// namespace that exists or is in the source, no object twice, and the
+// images at one release as the checks define it. It returns an InvalidError listing all problems.
 // A namespace on a cluster-scoped object is dropped with a warning.
 func Validate(src *Source, scope Scope, checks Checks) error {
 	var ps []Problem
 	ps = append(ps, namespaces(src, scope)...)
 	ps = append(ps, duplicates(src)...)
 	if !checks.MixedVersions {
-		ps = append(ps, releases(src)...)
+		ps = append(ps, releases(src, checks.OneRelease)...)
 	}
 	if len(ps) == 0 {
 		return nil
@@ -174,33 +178,4 @@ func SplitImage(image string) (repo, tag string) {
 func imageTag(image string) string {
 	_, t := SplitImage(image)
 	return t
-}
-
-// releases checks that every tagged image is at the same tag (seed 000:
-// every manifest refers to the same software version). Untagged images
-// carry no version to compare and are left to the caller to report.
-func releases(src *Source) []Problem {
-	count := map[string]int{}
-	for _, img := range Images(src) {
-		if img.Tag != "" {
-			count[img.Tag]++
-		}
-	}
-	if len(count) <= 1 {
-		return nil
-	}
-	// The release is the most common tag; the others are the problems.
-	best := ""
-	for t, n := range count {
-		if n > count[best] || (n == count[best] && t < best) {
-			best = t
-		}
-	}
-	var ps []Problem
-	for _, img := range Images(src) {
-		if img.Tag != "" && img.Tag != best {
-			ps = append(ps, problem(img.Object, img.Field, "image %s is at %s, the other images at %s (allow with `allowMixedVersions`)", img.Image, img.Tag, best))
-		}
-	}
-	return ps
 }

@@ -35,6 +35,9 @@ type Profile struct {
 	// Reserved are ranges the plugin takes for itself: nodes, pods and
 	// the declared networks must not use them.
 	Reserved []Reserved `json:"reserved,omitempty"`
+	// OneRelease refuses a component whose images are not all at one tag
+	// (install, upgrade, diff with this profile).
+	OneRelease bool `json:"oneRelease,omitempty"`
 	// NetworkType is what postflight expects in OpenShift's
 	// Network.config.openshift.io status.networkType, "" for any.
 	NetworkType string `json:"networkType,omitempty"`
@@ -166,6 +169,8 @@ func cn2() *Profile {
 	p.Name, p.Title = "cn2", "Juniper CN2 install and upgrade"
 	p.Seed = "000: CN2 23.1 preflight/postflight (ContrailReadiness) and upgrade (a free pod slot per node)"
 	p.Encapsulation = "vxlan"
+	// Seed 000: every manifest refers to the same software version.
+	p.OneRelease = true
 	p.Node = Node{
 		KernelConfig: []string{"VXLAN", "BRIDGE", "VETH", "NETFILTER_XT_MATCH_COMMENT"},
 		Modules:      []Module{{"vxlan", "VXLAN"}},

@@ -30,7 +30,7 @@ values are never printed. Nothing changes.`,
 	fs.StringVarP(&f.Source, "filename", "f", "", "The release's manifests: a file, a directory of YAML or a kustomization directory")
 	fs.StringVar(&f.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
 	fs.StringArrayVar(&f.Options.DataPlane, "data-plane", nil, "DaemonSet NAMESPACE/NAME updated node by node (repeatable)")
-	fs.BoolVar(&f.Options.MixedVersions, "allow-mixed-versions", false, "Accept images at more than one release")
+	opcmd.AddVersionFlags(fs, &f)
 	opcmd.AddComponentFlags(fs, &f, false)
 	opcmd.AddPreferFlag(fs, &f)
 	return cmd

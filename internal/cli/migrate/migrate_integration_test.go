@@ -141,3 +141,49 @@ func TestPlansListsBuiltins(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, out)
 	}
 }
+
+// A migration paused on a gate is continued by `hitless resume ID`, which
+// needs neither the plan file nor the parameters: the journal holds both.
+func TestResumeByID(t *testing.T) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	for _, cm := range []*corev1.ConfigMap{
+		{ObjectMeta: metav1.ObjectMeta{Name: "cfg", Namespace: ns}, Data: map[string]string{"a": "old"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "gate", Namespace: ns}, Data: map[string]string{"open": "false"}},
+	} {
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := head + "- name: set-a\n  patch: {object: {apiVersion: v1, kind: ConfigMap, namespace: " + ns + ", name: cfg}, patch: {data: {a: \"${value}\"}}}\n" +
+		"gates:\n- name: gate-open\n  for: {apiVersion: v1, kind: ConfigMap, namespace: " + ns + ", name: gate}\n  condition: \"object.data['open'] == 'true'\"\n  within: 1s\n"
+	path := writePlan(t, plan)
+	code, out, stderr := hitless(t, "migrate", "run", "-f", path, "--set", "value=resumed")
+	if code == 0 || !strings.Contains(stderr, "paused before step set-a") {
+		t.Fatalf("run: exit %d, want a pause before set-a\n%s\n%s", code, out, stderr)
+	}
+	id := regexp.MustCompile(`migrate-\d{8}-\d{6}-[0-9a-f]{4}`).FindString(out + stderr)
+	if id == "" {
+		t.Fatalf("no operation id in\n%s\n%s", out, stderr)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Patch(ctx, "gate", "application/merge-patch+json", []byte(`{"data":{"open":"true"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = hitless(t, "resume", id)
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if cm, _ := cs.CoreV1().ConfigMaps(ns).Get(ctx, "cfg", metav1.GetOptions{}); cm.Data["a"] != "resumed" {
+		t.Errorf("cfg after the resume: %v, want a=resumed", cm.Data)
+	}
+	if raw, err := journal.NewStore(cs).Get(ctx, id); err != nil || raw.Status != journal.Succeeded || raw.Runs != 2 {
+		t.Errorf("journal after the resume: %v, want Succeeded after 2 runs", err)
+		if raw != nil {
+			t.Errorf("status %s, runs %d", raw.Status, raw.Runs)
+		}
+	}
+}

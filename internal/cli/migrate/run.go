@@ -19,6 +19,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
 	engine "github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
@@ -124,6 +125,45 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 			return writeBackup(dir, p.Metadata.Name, step, objs)
 		}
 	}
+	return execute(ctx, streams, operation.Cluster{Client: cs, Config: cfg}, opts, f)
+}
+
+// FromSpec resumes a migration from its journal, as `hitless resume`
+// does: the plan and parameters the journal holds (the plan file may be
+// gone or changed since), the journaled guard, and this invocation's
+// --yes and -o.
+func FromSpec(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) func(cmd *cobra.Command, op *journal.Raw, yes bool, format output.Format) error {
+	return func(cmd *cobra.Command, op *journal.Raw, yes bool, format output.Format) error {
+		j, err := journal.Decode[engine.Record](op)
+		if err != nil {
+			return exitcode.BadInput(err)
+		}
+		if j.Record.Plan == nil {
+			return exitcode.BadInput(fmt.Errorf("operation %s: its journal holds no plan", op.ID))
+		}
+		cfg, err := opcmd.Config(getter)
+		if err != nil {
+			return err
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("creating client: %w", err)
+		}
+		set := map[string]string{}
+		for k, v := range j.Record.Params {
+			set[k] = fmt.Sprint(v)
+		}
+		f := &runFlags{yes: yes, format: format, agents: 20 * time.Second, probing: opcmd.Probing{OnBudget: "pause"}}
+		opts := engine.Options{Plan: j.Record.Plan, Set: set, Command: opcmd.CommandLine(cmd), Actions: actions, AgentTimeout: f.agents,
+			Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes)}
+		return execute(cmd.Context(), streams, operation.Cluster{Client: cs, Config: cfg}, opts, f)
+	}
+}
+
+// execute runs a migration with the probe session of the flags, progress
+// on streams.ErrOut, and prints what it did.
+func execute(ctx context.Context, streams genericiooptions.IOStreams, c operation.Cluster, opts engine.Options, f *runFlags) error {
+	cs := c.Client
 	session := f.probing.Session(cs, f.dryRun)
 	if err := session.Start(ctx); err != nil {
 		return classify(err)
@@ -135,7 +175,7 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 		opts.RollProgress = progress.Event
 		opts.Progress = func(s string) { _, _ = fmt.Fprintf(streams.ErrOut, "%s %s\n", time.Now().Format("15:04:05.000"), s) }
 	}
-	res, runErr := engine.Run(ctx, operation.Cluster{Client: cs, Config: cfg}, opts)
+	res, runErr := engine.Run(ctx, c, opts)
 	var rep *measure.Report
 	if res != nil && !f.dryRun {
 		var err error
@@ -154,7 +194,7 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 		Probe *measure.Report `json:"probe,omitempty"`
 	}{res, rep}
 	perr := output.Print(streams.Out, f.format, out, func(w io.Writer) error {
-		if f.dryRun || len(res.Steps) == 0 {
+		if f.dryRun || res.Operation == "" {
 			if err := printPlan(w, res.Plan, res.Rollbacks, res.Skipped, res.Params); err != nil {
 				return err
 			}
@@ -167,6 +207,9 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 			return nil
 		}
 		printResult(w, res, "Migration")
+		if runErr != nil {
+			_, _ = fmt.Fprintf(w, "\nContinue with the same command or `hitless resume %s`; undo the started steps with `hitless migrate rollback %s`.\n", res.Operation, res.Operation)
+		}
 		if rep != nil {
 			_, _ = fmt.Fprintln(w)
 			measure.PrintTable(w, rep)

@@ -50,8 +50,14 @@ func AddComponentFlags(fs *pflag.FlagSet, f *ComponentFlags, deploy bool) {
 	fs.StringVar(&f.Options.Batch, "batch", "1", "Nodes whose data plane is replaced at once: a count or a percentage")
 	fs.StringVar(&f.BackupDir, "backup-dir", "", "Also write the objects backed up before the change to a 0600 file in this directory")
 	fs.DurationVar(&f.Options.Wait, "wait", 5*time.Minute, "How long each stage may wait for its objects to be ready")
-	fs.BoolVar(&f.Options.MixedVersions, "allow-mixed-versions", false, "Accept images at more than one release")
+	AddVersionFlags(fs, f)
 	AddProbeFlags(fs, &f.Probing)
+}
+
+// AddVersionFlags registers the version rule's flags.
+func AddVersionFlags(fs *pflag.FlagSet, f *ComponentFlags) {
+	fs.BoolVar(&f.Options.MixedVersions, "allow-mixed-versions", false, "Accept images at any versions (by default one repository is at one tag, and the release's own images on its version line are at the release)")
+	fs.StringVar(&f.Options.Profile, "profile", "generic", "Check profile of the component's procedure; cn2 asks for every image at one release")
 }
 
 // AddPreferFlag registers --prefer.
@@ -201,6 +207,20 @@ func PrintComponent(w io.Writer, r *lifecycle.Result) {
 				_, _ = fmt.Fprint(w, indent(d.Diff))
 			}
 		}
+	}
+	if r.Images != nil && len(r.Images.Images) > 0 {
+		var at, other []string
+		for _, v := range r.Images.Images {
+			if v.AtRelease {
+				at = append(at, v.Repository)
+			} else {
+				other = append(other, fmt.Sprintf("%s (%s)", v, strings.Join(v.Objects, ", ")))
+			}
+		}
+		if len(at) > 0 {
+			_, _ = fmt.Fprintf(w, "IMAGES at release %s (%d): %s\n", r.Images.Release, len(at), strings.Join(at, ", "))
+		}
+		section(w, "IMAGES at other versions", other, func(s string) string { return s })
 	}
 	section(w, "CUSTOMIZATIONS CARRIED", r.Carried, func(c component.Change) string { return c.String() })
 	section(w, "CONFLICTS", r.Conflicts, func(c component.Conflict) string { return c.String() })

@@ -26,12 +26,22 @@ type Rerun func(ctx context.Context, args []string) error
 // holds no command line to run again.
 type FromSpec func(cmd *cobra.Command, op *journal.Raw, yes bool, format output.Format) error
 
-// NewCommand returns the `resume` command. Whatever the kind of the
-// operation, resuming it is running its journaled command again (which
-// finds the operation by its spec and continues it), with this
-// invocation's connection flags and, where the command takes them, its
-// --yes and -o.
-func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, kinds *operation.Registry, rerun Rerun, fromSpec map[string]FromSpec) *cobra.Command {
+// Resumer is how one kind resumes from its journal.
+type Resumer struct {
+	FromSpec FromSpec
+	// Always resumes from the journal even when a command line was
+	// journaled: the kind's journal holds all its input, and the command
+	// may name files changed or gone since (a migration's plan).
+	Always bool
+}
+
+// NewCommand returns the `resume` command. Resuming an operation is
+// running its journaled command again (which finds the operation by its
+// spec and continues it), with this invocation's connection flags and,
+// where the command takes them, its --yes and -o; a kind whose Resumer
+// says Always (or an operation a library started) resumes from its
+// journal instead.
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, kinds *operation.Registry, rerun Rerun, fromSpec map[string]Resumer) *cobra.Command {
 	var (
 		format output.Format
 		yes    bool
@@ -59,11 +69,12 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 				return exitcode.BadInput(fmt.Errorf("operation %s is %s: nothing to resume", op.ID, op.Status))
 			}
 			line, err := opcmd.SplitCommand(op.Command)
+			resumer, journaled := fromSpec[op.Kind]
+			if journaled && (resumer.Always || err != nil || len(line) < 2 || line[0] != "hitless") {
+				_, _ = fmt.Fprintf(streams.ErrOut, "Resuming %s %s from its journaled spec\n", op.Kind, op.ID)
+				return resumer.FromSpec(cmd, op, yes, format)
+			}
 			if err != nil || len(line) < 2 || line[0] != "hitless" {
-				if resume, ok := fromSpec[op.Kind]; ok {
-					_, _ = fmt.Fprintf(streams.ErrOut, "Resuming %s %s from its journaled spec\n", op.Kind, op.ID)
-					return resume(cmd, op, yes, format)
-				}
 				return exitcode.BadInput(fmt.Errorf("operation %s: its journaled command %q is not a hitless command line to run again: %w", op.ID, op.Command, errors.Join(err, errors.New("started by a library"))))
 			}
 			again := append(slices.Clone(line[1:]), extraFlags(cmd, line[1:], yes, format)...)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
+	"github.com/hitless-dev/hitless/internal/check/profile"
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/apply"
 	"github.com/hitless-dev/hitless/internal/component/release"
@@ -75,6 +76,10 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		rev = release.Find(revs, st.Revision)
 	}
 	res := &Result{Component: opts.Name, Action: action, DryRun: opts.DryRun}
+	if opts.Source != nil {
+		v := component.ImageVersions(opts.Source)
+		res.Images = &v
+	}
 	a, err := apply.New(c.Config)
 	if err != nil {
 		return nil, err
@@ -199,7 +204,11 @@ func sources(ctx context.Context, c Cluster, action string, opts Options, revs [
 		if opts.Source == nil {
 			return nil, &InputError{Field: "source", Msg: "required: the component's manifests (file, directory or kustomization)"}
 		}
-		if in.vendor, err = load(ctx, c.Client, opts.Source, opts.MixedVersions); err != nil {
+		p, err := profile.Get(opts.Profile)
+		if err != nil {
+			return nil, &InputError{Field: "profile", Msg: err.Error()}
+		}
+		if in.vendor, err = load(ctx, c.Client, opts.Source, component.Checks{MixedVersions: opts.MixedVersions, OneRelease: p.OneRelease}); err != nil {
 			return nil, err
 		}
 		in.spec.Source, in.spec.SourceDigest = opts.Source.Path, digest(in.vendor)
@@ -214,7 +223,7 @@ func sources(ctx context.Context, c Cluster, action string, opts Options, revs [
 		if action != ActionUpgrade {
 			return nil, &InputError{Field: "from", Msg: "only upgrade takes `from`"}
 		}
-		if in.from, err = load(ctx, c.Client, opts.From, true); err != nil {
+		if in.from, err = load(ctx, c.Client, opts.From, component.Checks{MixedVersions: true}); err != nil {
 			return nil, err
 		}
 		in.spec.FromDigest = digest(in.from)

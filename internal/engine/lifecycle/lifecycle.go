@@ -48,8 +48,11 @@ type Options struct {
 	// Revision is the revision a rollback restores (0: the previous one).
 	Revision int
 	Prefer   component.Prefer
-	// MixedVersions allows images at more than one release.
+	// MixedVersions allows images at any versions.
 	MixedVersions bool
+	// Profile is the check profile of the component's procedure; one that
+	// asks for one release (cn2) refuses images at any other tag.
+	Profile string
 	// DataPlane names DaemonSets (namespace/name) to roll node by node, on
 	// top of those annotated hitless.dev/data-plane=true or detected.
 	DataPlane []string
@@ -146,7 +149,9 @@ type Result struct {
 	Remaining []string `json:"remaining,omitempty"`
 	// Unavailable lists APIServices nothing serves yet.
 	Unavailable []string      `json:"unavailable,omitempty"`
-	Rolls       []RollSummary `json:"rolls,omitempty"`
+	// Images are the source's images by version (install, upgrade, diff).
+	Images *component.Versions `json:"images,omitempty"`
+	Rolls  []RollSummary       `json:"rolls,omitempty"`
 	// RollJournals are the journals of the data-plane rolls this run ran,
 	// for the guard's report.
 	RollJournals []*roll.Journal `json:"-"`
@@ -211,12 +216,12 @@ type rollRecord struct {
 }
 
 // load validates a loaded source against the cluster: exit 2 material.
-func load(ctx context.Context, cs kubernetes.Interface, src *component.Source, mixed bool) ([]*unstructured.Unstructured, error) {
+func load(ctx context.Context, cs kubernetes.Interface, src *component.Source, checks component.Checks) ([]*unstructured.Unstructured, error) {
 	scope, err := component.NewClusterScope(ctx, cs)
 	if err != nil {
 		return nil, err
 	}
-	if err := component.Validate(src, scope, component.Checks{MixedVersions: mixed}); err != nil {
+	if err := component.Validate(src, scope, checks); err != nil {
 		return nil, err
 	}
 	objs := make([]*unstructured.Unstructured, 0, len(src.Objects))
