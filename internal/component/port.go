@@ -223,9 +223,23 @@ func merge(dest, original, update *unstructured.Unstructured) (*unstructured.Uns
 }
 
 // dropEmptied removes the maps merge3 leaves empty once every field in
-// them was removed, unless one side has that empty map itself.
+// them was removed, unless one side has that empty map itself; inside
+// keyed list elements too (a container's probe a release drops).
 func dropEmptied(merged, dest, update map[string]any) {
 	for k, v := range merged {
+		if l, ok := v.([]any); ok {
+			key := listKey(l)
+			if key == "" {
+				continue
+			}
+			dl, _ := dest[k].([]any)
+			ul, _ := update[k].([]any)
+			for _, e := range l {
+				em := e.(map[string]any)
+				dropEmptied(em, element(dl, key, em[key]), element(ul, key, em[key]))
+			}
+			continue
+		}
 		m, ok := v.(map[string]any)
 		if !ok {
 			continue
@@ -239,6 +253,16 @@ func dropEmptied(merged, dest, update map[string]any) {
 			delete(merged, k)
 		}
 	}
+}
+
+// element is the element of l whose key field is id, nil for none.
+func element(l []any, key string, id any) map[string]any {
+	for _, e := range l {
+		if m, ok := e.(map[string]any); ok && fmt.Sprint(m[key]) == fmt.Sprint(id) {
+			return m
+		}
+	}
+	return nil
 }
 
 // dropDeleted removes the keyed list elements one side deleted, which

@@ -13,10 +13,16 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/managedfields"
+	"k8s.io/client-go/applyconfigurations"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+
+	"github.com/hitless-dev/hitless/internal/component"
 )
 
 // FieldManager is the server-side apply field manager of hitless.
@@ -29,6 +35,8 @@ const OwnerGroup = "hitless.dev"
 type Applier struct {
 	rm     *ssa.ResourceManager
 	client client.Client
+	// types reads built-in objects' fields (component.Husks).
+	types managedfields.TypeConverter
 }
 
 // New returns an Applier for the cluster cfg points at.
@@ -48,7 +56,7 @@ func New(cfg *rest.Config) (*Applier, error) {
 	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
 	rm := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: OwnerGroup})
 	rm.SetConcurrency(8)
-	return &Applier{rm: rm, client: c}, nil
+	return &Applier{rm: rm, client: c, types: applyconfigurations.NewTypeConverter(scheme.Scheme)}, nil
 }
 
 // Entry is what happened to one object.
@@ -66,6 +74,10 @@ type Options struct {
 	// NoWait lists objects (Kind/namespace/name, as in Entry) not waited
 	// for: APIServices nobody serves, DaemonSets rolled node by node.
 	NoWait map[string]bool
+	// Previous are the objects as hitless applied them last, by Name:
+	// the structures they held that the new ones drop are removed whole
+	// (component.Husks).
+	Previous map[string]*unstructured.Unstructured
 }
 
 // Apply server-side applies objs (CRDs, namespaces and cluster roles first,
@@ -74,6 +86,11 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 	objs = deepCopy(objs)
 	if opts.Set != "" {
 		a.rm.SetOwnerLabels(objs, opts.Set, "")
+	}
+	for _, o := range objs {
+		if _, err := a.RemoveHusks(ctx, o, opts.Previous[Name(o)], false); err != nil {
+			return nil, err
+		}
 	}
 	ao := ssa.DefaultApplyOptions()
 	ao.WaitInterval, ao.WaitTimeout = 500*time.Millisecond, time.Minute
@@ -101,6 +118,36 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 		}
 	}
 	return entries, nil
+}
+
+// RemoveHusks removes from the live object the structures previous held
+// and u drops, when nobody but hitless set anything in them
+// (component.Husks): server-side apply would leave their defaulted
+// fields behind. With dryRun nothing changes. It returns the object as
+// it is (or would be) after the removal; nil when u does not exist.
+func (a *Applier) RemoveHusks(ctx context.Context, u, previous *unstructured.Unstructured, dryRun bool) (*unstructured.Unstructured, error) {
+	live, err := a.Live(ctx, u)
+	if err != nil || live == nil || previous == nil {
+		return live, err
+	}
+	paths, err := component.Husks(a.types, u, live, previous, FieldManager)
+	if err != nil || len(paths) == 0 {
+		return live, err
+	}
+	body, err := component.RemovePatch(live, paths)
+	if err != nil {
+		return nil, err
+	}
+	opts := []client.PatchOption{client.FieldOwner(FieldManager)}
+	if dryRun {
+		opts = append(opts, client.DryRunAll)
+	}
+	out := live.DeepCopy()
+	if err := a.client.Patch(ctx, out, client.RawPatch(types.JSONPatchType, body), opts...); err != nil {
+		return nil, fmt.Errorf("removing the structures %s dropped from %s: %w", paths, Name(u), err)
+	}
+	klog.FromContext(ctx).V(1).Info("removed dropped structures", "object", Name(u), "paths", fmt.Sprint(paths), "dryRun", dryRun)
+	return out, nil
 }
 
 func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {

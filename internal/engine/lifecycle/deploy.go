@@ -113,7 +113,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		return res, &StateError{Msg: "no free pod slot on node(s) " + strings.Join(full, ", ") + ": a drain has nowhere to put their pods and new pods may not fit; nothing was changed"}
 	}
 	if opts.DryRun {
-		if res.Plan.Changes, err = diffs(ctx, a, opts.Name, desired, prune); err != nil {
+		if res.Plan.Changes, err = diffs(ctx, a, opts.Name, desired, prune, previous(prev)); err != nil {
 			return res, err
 		}
 		return res, nil
@@ -352,6 +352,19 @@ func userVersions(ctx context.Context, a *apply.Applier, applied []*unstructured
 // pruned is what prev had, or a later revision that never got deployed
 // (its operation failed or was replaced) may have created, and desired
 // does not have.
+// previous is what the revision applied, by object: the vendor's fields
+// as opposed to the server's defaults (apply.Options.Previous).
+func previous(prev *release.Revision) map[string]*unstructured.Unstructured {
+	if prev == nil {
+		return nil
+	}
+	out := map[string]*unstructured.Unstructured{}
+	for _, o := range release.Objects(prev.Applied) {
+		out[apply.Name(o)] = o
+	}
+	return out
+}
+
 func pruned(prev *release.Revision, revs []*release.Revision, next int, desired []*unstructured.Unstructured) []*unstructured.Unstructured {
 	if prev == nil {
 		return nil
@@ -548,7 +561,7 @@ func (r *runner) apply(ctx context.Context, objs []*unstructured.Unstructured, n
 	if len(objs) == 0 {
 		return nil, nil
 	}
-	entries, err := r.applier.Apply(ctx, objs, apply.Options{Set: r.rev.Component, Wait: r.opts.Wait, NoWait: noWait})
+	entries, err := r.applier.Apply(ctx, objs, apply.Options{Set: r.rev.Component, Wait: r.opts.Wait, NoWait: noWait, Previous: previous(r.prev)})
 	r.record(entries)
 	counts := map[string]int{}
 	for _, e := range entries {
@@ -608,7 +621,7 @@ func (r *runner) applyConfig(ctx context.Context, objs []*unstructured.Unstructu
 		}
 	}
 	if len(early) > 0 {
-		if _, err := r.applier.Apply(ctx, early, apply.Options{Set: r.rev.Component}); err != nil {
+		if _, err := r.applier.Apply(ctx, early, apply.Options{Set: r.rev.Component, Previous: previous(r.prev)}); err != nil {
 			klog.FromContext(ctx).V(1).Info("custom resources not applicable before their CRDs", "err", err)
 		}
 	}

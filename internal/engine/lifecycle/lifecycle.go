@@ -148,7 +148,7 @@ type Result struct {
 	// with why (finalizers).
 	Remaining []string `json:"remaining,omitempty"`
 	// Unavailable lists APIServices nothing serves yet.
-	Unavailable []string      `json:"unavailable,omitempty"`
+	Unavailable []string `json:"unavailable,omitempty"`
 	// Images are the source's images by version (install, upgrade, diff).
 	Images *component.Versions `json:"images,omitempty"`
 	Rolls  []RollSummary       `json:"rolls,omitempty"`

@@ -149,7 +149,7 @@ func stillThere(live *unstructured.Unstructured) string {
 // diffs dry-runs every object on the API server and returns what applying
 // them would change, as unified YAML diffs with Secret values masked, and
 // the objects that would be deleted.
-func diffs(ctx context.Context, a *apply.Applier, set string, desired, prune []*unstructured.Unstructured) ([]ObjectDiff, error) {
+func diffs(ctx context.Context, a *apply.Applier, set string, desired, prune []*unstructured.Unstructured, prev map[string]*unstructured.Unstructured) ([]ObjectDiff, error) {
 	var out []ObjectDiff
 	crds := customKinds(desired)
 	for _, o := range desired {
@@ -163,7 +163,17 @@ func diffs(ctx context.Context, a *apply.Applier, set string, desired, prune []*
 			out = append(out, ObjectDiff{Object: apply.Name(o), Action: "created", Diff: unified(nil, after)})
 			continue
 		}
+		trimmed, err := a.RemoveHusks(ctx, o, prev[apply.Name(o)], true)
+		if err != nil {
+			return nil, err
+		}
 		action, before, after, err := a.Diff(ctx, o, set)
+		if err != nil && !equality.Semantic.DeepEqual(trimmed.Object, live.Object) {
+			// The release drops structures the apply removes first (see
+			// apply.RemoveHusks); the server would refuse the object with
+			// them, so it is laid over the live one without them here.
+			action, before, after, err = "configured", live, overlay(trimmed, o), nil
+		}
 		if err != nil && crds[gk(o)] {
 			// The server validates against the CRD it has; this release
 			// changes the CRD first, so the object is laid over the live
