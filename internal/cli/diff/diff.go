@@ -27,11 +27,12 @@ values are never printed. Nothing changes.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&f.Source, "filename", "f", "", "The release's manifests: a file, a directory of YAML or a kustomization directory")
+	fs.StringVarP(&f.Source, "filename", "f", "", "The release's manifests: a file, a directory of YAML, a kustomization directory, or a Helm chart (directory or .tgz)")
 	fs.StringVar(&f.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
 	fs.StringArrayVar(&f.Options.DataPlane, "data-plane", nil, "DaemonSet NAMESPACE/NAME updated node by node (repeatable)")
 	opcmd.AddVersionFlags(fs, &f)
 	opcmd.AddComponentFlags(fs, &f, false)
+	opcmd.AddChartFlags(fs, &f, true)
 	opcmd.AddPreferFlag(fs, &f)
 	return cmd
 }

@@ -37,8 +37,9 @@ same command again.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&f.Source, "filename", "f", "", "The component's manifests: a file, a directory of YAML or a kustomization directory")
+	fs.StringVarP(&f.Source, "filename", "f", "", "The component's manifests: a file, a directory of YAML, a kustomization directory, or a Helm chart (directory or .tgz)")
 	fs.BoolVar(&f.Options.DryRun, "dry-run", false, "Print the plan and what each object would become, change nothing")
 	opcmd.AddComponentFlags(fs, &f, true)
+	opcmd.AddChartFlags(fs, &f, false)
 	return cmd
 }

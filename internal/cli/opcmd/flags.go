@@ -57,6 +57,8 @@ func flagOf(field string) string {
 		return "--force-namespaces"
 	case "allowMixedVersions":
 		return "--allow-mixed-versions"
+	case "skipHooks":
+		return "--skip-hooks"
 	case "maxOutage":
 		return "--max-outage"
 	case "maxLoss":

@@ -21,6 +21,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/output"
 	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/component/chart"
 	"github.com/hitless-dev/hitless/internal/component/manifest"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/measure"
@@ -29,6 +30,8 @@ import (
 // ComponentFlags are the flags the component commands share.
 type ComponentFlags struct {
 	Options lifecycle.Options
+	// ValueFiles and Set are a chart's --values and --set.
+	ValueFiles, Set []string
 	// Source and From are the paths of -f and --from; BackupDir is
 	// --backup-dir.
 	Source, From, BackupDir string
@@ -52,6 +55,17 @@ func AddComponentFlags(fs *pflag.FlagSet, f *ComponentFlags, deploy bool) {
 	fs.DurationVar(&f.Options.Wait, "wait", 5*time.Minute, "How long each stage may wait for its objects to be ready")
 	AddVersionFlags(fs, f)
 	AddProbeFlags(fs, &f.Probing)
+}
+
+// AddChartFlags registers the flags of a Helm chart source.
+func AddChartFlags(fs *pflag.FlagSet, f *ComponentFlags, upgrade bool) {
+	fs.StringArrayVar(&f.ValueFiles, "values", nil, "A Helm chart's values file (repeatable; later ones win)")
+	fs.StringArrayVar(&f.Set, "set", nil, "A Helm chart value, path=value as in helm --set (repeatable)")
+	fs.BoolVar(&f.Options.SkipHooks, "skip-hooks", false, "Leave a chart's install and upgrade hooks out instead of refusing the chart (hitless does not run hooks)")
+	if upgrade {
+		fs.BoolVar(&f.Options.ResetValues, "reset-values", false, "Start from the chart's defaults instead of the deployed release's values")
+		fs.Bool("reuse-values", true, "Lay --values and --set over the deployed release's values (the default)")
+	}
 }
 
 // AddVersionFlags registers the version rule's flags.
@@ -87,7 +101,19 @@ func RunComponent(cmd *cobra.Command, streams genericiooptions.IOStreams, getter
 		return fmt.Errorf("creating client: %w", err)
 	}
 	opts := f.Options
-	if opts.Source, err = loadSource(f.Source); err != nil {
+	if chart.IsChart(f.Source) {
+		if opts.Chart, err = chart.Load(f.Source); err != nil {
+			return ClassifyComponent(err)
+		}
+		if opts.Values, err = chart.Values(f.ValueFiles, f.Set); err != nil {
+			return ClassifyComponent(err)
+		}
+		if opts.Namespace, _, err = getter.ToRawKubeConfigLoader().Namespace(); err != nil {
+			return fmt.Errorf("reading the namespace: %w", err)
+		}
+	} else if len(f.ValueFiles) > 0 || len(f.Set) > 0 || opts.ResetValues {
+		return exitcode.BadInput(fmt.Errorf("%s is not a Helm chart: --values, --set and --reset-values are for charts", f.Source))
+	} else if opts.Source, err = loadSource(f.Source); err != nil {
 		return ClassifyComponent(err)
 	}
 	if opts.From, err = loadSource(f.From); err != nil {
@@ -155,11 +181,12 @@ func ClassifyComponent(err error) error {
 	var (
 		input *lifecycle.InputError
 		merr  *manifest.Error
+		hooks *chart.HookError
 	)
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &input), errors.As(err, &merr), errors.Is(err, component.ErrInvalid):
+	case errors.As(err, &input), errors.As(err, &merr), errors.As(err, &hooks), errors.Is(err, component.ErrInvalid):
 		return exitcode.BadInput(err)
 	}
 	return Classify(err)
@@ -207,6 +234,9 @@ func PrintComponent(w io.Writer, r *lifecycle.Result) {
 				_, _ = fmt.Fprint(w, indent(d.Diff))
 			}
 		}
+	}
+	if c := r.Chart; c != nil {
+		_, _ = fmt.Fprintf(w, "HELM CHART %s %s, release namespace %s, %d value(s) given (kept in the revision, not shown)\n", c.Name, c.Version, c.Namespace, c.Values)
 	}
 	if r.Images != nil && len(r.Images.Images) > 0 {
 		var at, other []string

@@ -42,10 +42,11 @@ resumed by running the same command again.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&f.Source, "filename", "f", "", "The new release's manifests: a file, a directory of YAML or a kustomization directory")
+	fs.StringVarP(&f.Source, "filename", "f", "", "The new release's manifests: a file, a directory of YAML, a kustomization directory, or a Helm chart (directory or .tgz)")
 	fs.StringVar(&f.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
 	fs.BoolVar(&f.Options.DryRun, "dry-run", false, "Print the plan, the customizations carried and the conflicts; change nothing")
 	opcmd.AddComponentFlags(fs, &f, true)
+	opcmd.AddChartFlags(fs, &f, true)
 	opcmd.AddPreferFlag(fs, &f)
 	return cmd
 }

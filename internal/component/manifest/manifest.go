@@ -25,7 +25,10 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: document %d", e.File, e.Document)
+	b.WriteString(e.File)
+	if e.Document > 0 {
+		fmt.Fprintf(&b, ": document %d", e.Document)
+	}
 	if e.Object != "" {
 		fmt.Fprintf(&b, " (%s)", e.Object)
 	}

@@ -65,6 +65,17 @@ type Revision struct {
 	Notes     []string             `json:"notes,omitempty"`
 	// DataPlane lists the DaemonSets (namespace/name) rolled node by node.
 	DataPlane []string `json:"dataPlane,omitempty"`
+	// Chart is the Helm chart the vendor manifests were rendered from.
+	Chart *Chart `json:"chart,omitempty"`
+}
+
+// Chart is a Helm chart release: the chart and the user's values (kept in
+// the revision's Secret; never printed).
+type Chart struct {
+	Name      string         `json:"name"`
+	Version   string         `json:"version"`
+	Namespace string         `json:"namespace"`
+	Values    map[string]any `json:"values,omitempty"`
 }
 
 // Ref names one object of an inventory.

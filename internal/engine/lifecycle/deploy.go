@@ -16,6 +16,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/check/profile"
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/apply"
+	"github.com/hitless-dev/hitless/internal/component/chart"
 	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
@@ -60,6 +61,9 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	if err != nil {
 		return nil, err
 	}
+	if in.source != nil {
+		opts.Source = in.source
+	}
 	sp, vendor, from, target := in.spec, in.vendor, in.from, in.target
 
 	jstore := journal.NewStore(c.Client)
@@ -76,10 +80,6 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		rev = release.Find(revs, st.Revision)
 	}
 	res := &Result{Component: opts.Name, Action: action, DryRun: opts.DryRun}
-	if opts.Source != nil {
-		v := component.ImageVersions(opts.Source)
-		res.Images = &v
-	}
 	a, err := apply.New(c.Config)
 	if err != nil {
 		return nil, err
@@ -90,6 +90,7 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		if rev, err = nextRevision(ctx, a, action, opts, revs, current, target, vendor, from, res); err != nil {
 			return res, err
 		}
+		rev.Chart = in.chart
 		st = state{Revision: rev.Number}
 		if current != nil {
 			st.Previous = current.Number
@@ -98,19 +99,14 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 		res.Resumed = true
 	}
 	res.Revision, res.Previous = rev.Number, st.Previous
-	res.Carried, res.Conflicts, res.Notes = rev.Carried, rev.Conflicts, rev.Notes
+	describe(res, rev, opts.Source, in.skipped)
 	desired := release.Objects(rev.Applied)
-	var prev *release.Revision
-	if st.Previous != 0 {
-		prev = release.Find(revs, st.Previous)
-	}
+	prev := release.Find(revs, st.Previous) // nil for 0: an install
 	prune := pruned(prev, revs, rev.Number, desired)
 	res.Plan = deployPlan(opts.Name, action, rev, prev, desired, prune, opts.NodeSelectors)
 	res.Warnings = strategyWarnings(desired, rev.DataPlane)
-	if full, err := freeSlots(ctx, c.Client); err != nil {
+	if err := roomToDrain(ctx, c, res.Resumed); err != nil {
 		return res, err
-	} else if len(full) > 0 && !res.Resumed {
-		return res, &StateError{Msg: "no free pod slot on node(s) " + strings.Join(full, ", ") + ": a drain has nowhere to put their pods and new pods may not fit; nothing was changed"}
 	}
 	if opts.DryRun {
 		if res.Plan.Changes, err = diffs(ctx, a, opts.Name, desired, prune, previous(prev)); err != nil {
@@ -133,6 +129,35 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	}
 	runErr := r.deploySteps(ctx, desired, prune)
 	return res, r.close(ctx, runErr)
+}
+
+// roomToDrain refuses a new operation when a node has no free pod slot:
+// a drain would have nowhere to put its pods.
+func roomToDrain(ctx context.Context, c Cluster, resumed bool) error {
+	full, err := freeSlots(ctx, c.Client)
+	if err != nil {
+		return err
+	}
+	if len(full) > 0 && !resumed {
+		return &StateError{Msg: "no free pod slot on node(s) " + strings.Join(full, ", ") + ": a drain has nowhere to put their pods and new pods may not fit; nothing was changed"}
+	}
+	return nil
+}
+
+// describe fills in what the result says of the revision: the source's
+// images, the customizations carried, the notes and the chart.
+func describe(res *Result, rev *release.Revision, src *component.Source, skipped []chart.Hook) {
+	if src != nil {
+		v := component.ImageVersions(src)
+		res.Images = &v
+	}
+	res.Carried, res.Conflicts, res.Notes = rev.Carried, rev.Conflicts, rev.Notes
+	for _, h := range skipped {
+		res.Notes = append(res.Notes, "Helm hook left out: "+h.String())
+	}
+	if rev.Chart != nil {
+		res.Chart = &ChartSummary{Name: rev.Chart.Name, Version: rev.Chart.Version, Namespace: rev.Chart.Namespace, Values: len(rev.Chart.Values)}
+	}
 }
 
 // start attaches the guard of a resumed operation and takes the lock.
@@ -172,6 +197,9 @@ func validateDeploy(opts Options) error {
 	if err := validateName(opts.Name); err != nil {
 		return err
 	}
+	if opts.Chart != nil && opts.Source != nil {
+		return &InputError{Field: "source", Msg: "give manifests or a Helm chart, not both"}
+	}
 	if opts.Prefer != component.PreferNone && opts.Prefer != component.PreferUser && opts.Prefer != component.PreferVendor {
 		return &InputError{Field: "prefer", Msg: fmt.Sprintf("%q: want vendor or user", opts.Prefer)}
 	}
@@ -192,6 +220,10 @@ type inputs struct {
 	spec         spec
 	vendor, from []*unstructured.Unstructured
 	target       *release.Revision // a rollback's
+	// source and chart are a rendered chart's manifests and release.
+	source  *component.Source
+	chart   *release.Chart
+	skipped []chart.Hook
 }
 
 // sources validates the sources against the cluster (or, for a rollback,
@@ -201,8 +233,14 @@ func sources(ctx context.Context, c Cluster, action string, opts Options, revs [
 	var err error
 	switch action {
 	case ActionInstall, ActionUpgrade:
+		if opts.Chart != nil {
+			if err := render(ctx, c, action, opts, current, in); err != nil {
+				return nil, err
+			}
+			opts.Source = in.source
+		}
 		if opts.Source == nil {
-			return nil, &InputError{Field: "source", Msg: "required: the component's manifests (file, directory or kustomization)"}
+			return nil, &InputError{Field: "source", Msg: "required: the component's manifests (file, directory, kustomization or Helm chart)"}
 		}
 		p, err := profile.Get(opts.Profile)
 		if err != nil {
@@ -212,10 +250,16 @@ func sources(ctx context.Context, c Cluster, action string, opts Options, revs [
 			return nil, err
 		}
 		in.spec.Source, in.spec.SourceDigest = opts.Source.Path, digest(in.vendor)
+		if in.chart != nil {
+			// A chart may render afresh what it generates (certificates):
+			// the operation is the chart and its values.
+			in.spec.SourceDigest = operation.Hash(in.chart)
+		}
 	case ActionRollback:
 		if in.target, err = rollbackTarget(revs, current, opts.Revision); err != nil {
 			return nil, err
 		}
+		in.chart = in.target.Chart
 		in.vendor = release.Objects(in.target.Vendor)
 		in.spec.Revision = in.target.Number
 	}
@@ -229,6 +273,35 @@ func sources(ctx context.Context, c Cluster, action string, opts Options, revs [
 		in.spec.FromDigest = digest(in.from)
 	}
 	return in, nil
+}
+
+// render renders the operation's chart with the cluster's capabilities:
+// an upgrade's values are the deployed revision's with the given ones
+// laid over, unless ResetValues.
+func render(ctx context.Context, c Cluster, action string, opts Options, current *release.Revision, in *inputs) error {
+	vals := opts.Values
+	if action == ActionUpgrade && !opts.ResetValues && current != nil && current.Chart != nil {
+		vals = chart.Merge(current.Chart.Values, opts.Values)
+	}
+	caps, err := chart.Discover(c.Client.Discovery())
+	if err != nil {
+		return err
+	}
+	scope, err := component.NewClusterScope(ctx, c.Client)
+	if err != nil {
+		return err
+	}
+	ns := opts.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	r, err := chart.Render(ctx, opts.Chart, chart.Options{Release: opts.Name, Namespace: ns, Values: vals, Caps: caps, SkipHooks: opts.SkipHooks}, scope)
+	if err != nil {
+		return err
+	}
+	in.source, in.skipped = r.Source, r.Skipped
+	in.chart = &release.Chart{Name: opts.Chart.Name(), Version: opts.Chart.Version(), Namespace: ns, Values: vals}
+	return nil
 }
 
 // abandon marks failed the pending revisions of operations nobody resumed:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/apply"
+	"github.com/hitless-dev/hitless/internal/component/chart"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
@@ -42,6 +43,19 @@ type Options struct {
 	// Source is the component's manifests, loaded (component.Load); the
 	// operation validates them against the cluster.
 	Source *component.Source
+	// Chart, instead of Source, is a Helm chart: rendered with the
+	// cluster's capabilities and the values, it is the release's
+	// manifests.
+	Chart *chart.Chart
+	// Values are the chart's values given for this operation. An upgrade
+	// lays them over the deployed revision's, unless ResetValues.
+	Values      map[string]any
+	ResetValues bool
+	// SkipHooks leaves the chart's install and upgrade hooks out instead
+	// of refusing it.
+	SkipHooks bool
+	// Namespace is the chart's release namespace (default "default").
+	Namespace string
 	// From is the user's customized copy of the current release, loaded;
 	// without it the customizations are read from the cluster.
 	From *component.Source
@@ -149,6 +163,8 @@ type Result struct {
 	Remaining []string `json:"remaining,omitempty"`
 	// Unavailable lists APIServices nothing serves yet.
 	Unavailable []string `json:"unavailable,omitempty"`
+	// Chart is the Helm chart the release was rendered from.
+	Chart *ChartSummary `json:"chart,omitempty"`
 	// Images are the source's images by version (install, upgrade, diff).
 	Images *component.Versions `json:"images,omitempty"`
 	Rolls  []RollSummary       `json:"rolls,omitempty"`
@@ -157,6 +173,15 @@ type Result struct {
 	RollJournals []*roll.Journal `json:"-"`
 	Backup       string          `json:"backup,omitempty"`
 	Steps        []journal.Step  `json:"steps,omitempty"`
+}
+
+// ChartSummary names a release's chart; its values stay in the revision
+// (they may hold secrets), only their count shows.
+type ChartSummary struct {
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	Namespace string `json:"namespace"`
+	Values    int    `json:"values"`
 }
 
 // RollSummary is one data-plane roll.

@@ -56,16 +56,6 @@ spec:
 	return path
 }
 
-// liveSpec is the DaemonSet's spec, labels and annotations as the server
-// holds them, less what the server manages.
-func liveSpec(t *testing.T, ns string) string {
-	t.Helper()
-	u := get(t, "apps/v1", "daemonsets", ns, "agent")
-	ann := u.GetAnnotations()
-	delete(ann, "deprecated.daemonset.template.generation")
-	return jsonOf(map[string]any{"spec": u.Object["spec"], "labels": u.GetLabels(), "annotations": ann})
-}
-
 // Releases that add and then remove nested structure the server defaults
 // (probes, ports, securityContext, volumes, init containers, update
 // strategy) upgrade, roll back and downgrade into valid objects, and a
@@ -82,16 +72,16 @@ func TestStructureAddedAndRemoved(t *testing.T) {
 			name := "structure-" + map[bool]string{false: "up", true: "down"}[tc.first]
 			first, next := structured(t, name, tc.first), structured(t, name, tc.next)
 			mustHitless(t, "install", "-f", first, "--name", name, "--batch", "100%")
-			before := liveSpec(t, name)
+			before := daemonSet(t, name, "agent")
 			mustHitless(t, "upgrade", "-f", next, "--name", name, "--batch", "100%")
-			upgraded := liveSpec(t, name)
+			upgraded := daemonSet(t, name, "agent")
 			for _, field := range []string{"livenessProbe", "readinessProbe", "initContainers", "securityContext\":{\"capabilities", "containerPort", "hostPath", "maxUnavailable\":2"} {
 				if strings.Contains(upgraded, field) != tc.next {
 					t.Errorf("after the upgrade, %s present: %v, want %v:\n%s", field, !tc.next, tc.next, upgraded)
 				}
 			}
 			mustHitless(t, "rollback", "--name", name, "--batch", "100%")
-			if after := liveSpec(t, name); after != before {
+			if after := daemonSet(t, name, "agent"); after != before {
 				t.Errorf("spec after the rollback:\n%s\nwant, as before the upgrade:\n%s", after, before)
 			}
 			mustHitless(t, "uninstall", "--name", name)
