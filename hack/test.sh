@@ -41,6 +41,7 @@ go test -run '^$' -fuzz '^FuzzParseMatrix$' -fuzztime "${HITLESS_FUZZTIME:-20s}"
 go test -run '^$' -fuzz '^FuzzLoadValidate$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/component
 go test -short -run '^$' -fuzz '^FuzzParse$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/engine/journal
 go test -short -run '^$' -fuzz '^FuzzParse$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/engine/migrate/plan
+go test -run '^$' -fuzz '^FuzzSplit$' -fuzztime "${HITLESS_FUZZTIME:-20s}" ./internal/component/chart
 
 step "local cluster binaries (built once, then cached)"
 go run ./cmd/hitless cluster binaries

@@ -220,7 +220,10 @@ func split(m string) []document {
 		}
 		tmpl := "(rendered)"
 		if first, rest, ok := strings.Cut(part, "\n"); ok && strings.HasPrefix(first, "# Source: ") {
-			tmpl, part = strings.TrimPrefix(first, "# Source: "), rest
+			if name := strings.TrimSpace(strings.TrimPrefix(first, "# Source: ")); name != "" {
+				tmpl = name
+			}
+			part = rest
 		}
 		if n := len(out); n > 0 && out[n-1].template == tmpl {
 			out[n-1].body += "\n---\n" + part

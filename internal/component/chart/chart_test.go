@@ -30,9 +30,13 @@ func (scope) NamespaceExists(string) bool { return true }
 
 var caps = Capabilities{KubeVersion: "v1.37.2", APIVersions: []string{"v1", "apps/v1", "batch/v1", "policy/v1", "rbac.authorization.k8s.io/v1"}}
 
+func upstreamPath(tb testing.TB, version string) string {
+	return upstream.Path(tb, "helm", "cilium", "cilium-"+version+".tgz")
+}
+
 func cilium(t *testing.T, version string) *Chart {
 	t.Helper()
-	c, err := Load(upstream.Path(t, "helm", "cilium", "cilium-"+version+".tgz"))
+	c, err := Load(upstreamPath(t, version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +123,25 @@ func TestRenderRefusesBadInput(t *testing.T) {
 		var me *manifest.Error
 		if !errors.As(err, &me) || !strings.Contains(err.Error(), "nothing.tgz") {
 			t.Fatalf("err = %v, want a manifest error naming the file", err)
+		}
+	})
+}
+
+// split never loses a document's text and names every document's
+// template, whatever Helm's renderer wrote.
+func FuzzSplit(f *testing.F) {
+	f.Add("---\n# Source: c/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\n---\n# Source: c/templates/a.yaml\nkind: Secret\n")
+	f.Add("kind: ConfigMap\n---\n---\n# Source: x\n")
+	f.Fuzz(func(t *testing.T, m string) {
+		for _, d := range split(m) {
+			if d.template == "" || strings.TrimSpace(d.body) == "" && d.template == "(rendered)" {
+				t.Fatalf("document %+v of %q", d, m)
+			}
+			for _, line := range strings.Split(d.body, "\n") {
+				if line != "" && !strings.Contains(m, line) {
+					t.Fatalf("line %q is not in the manifest %q", line, m)
+				}
+			}
 		}
 	})
 }

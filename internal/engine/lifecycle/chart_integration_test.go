@@ -61,6 +61,10 @@ func TestCiliumChartLifecycle(t *testing.T) {
 		t.Errorf("the agent DaemonSet is not at v1.19.6")
 	}
 
+	code, hist, _ := hitless(t, "history", "--name", "cilium", "-o", "json")
+	if code != 0 || !strings.Contains(hist, `"chart": "cilium 1.18.12"`) || !strings.Contains(hist, `"chart": "cilium 1.19.6"`) {
+		t.Errorf("history: exit %d, want each revision's chart and version:\n%s", code, hist)
+	}
 	back := mustHitless(t, "rollback", "--name", "cilium", "--batch", "100%")
 	if back.Chart == nil || back.Chart.Version != "1.18.12" {
 		t.Errorf("rollback: chart %+v, want 1.18.12", back.Chart)

@@ -11,10 +11,12 @@ import (
 // Entry is one revision in a component's history. It never holds a
 // manifest: values stay in the cluster.
 type Entry struct {
-	Revision   int                  `json:"revision"`
-	Status     release.Status       `json:"status"`
-	Action     string               `json:"action"`
-	Source     string               `json:"source,omitempty"`
+	Revision int            `json:"revision"`
+	Status   release.Status `json:"status"`
+	Action   string         `json:"action"`
+	Source   string         `json:"source,omitempty"`
+	// Chart is a Helm release's chart and version (its values are not shown).
+	Chart      string               `json:"chart,omitempty"`
 	RollbackTo int                  `json:"rollbackTo,omitempty"`
 	Objects    int                  `json:"objects"`
 	Carried    []component.Change   `json:"carried,omitempty"`
@@ -39,8 +41,12 @@ func History(ctx context.Context, c Cluster, name string) ([]Entry, error) {
 	}
 	out := make([]Entry, 0, len(revs))
 	for _, r := range revs {
-		out = append(out, Entry{Revision: r.Number, Status: r.Status, Action: r.Action, Source: r.Source, RollbackTo: r.RollbackTo, Objects: len(r.Applied),
-			Carried: r.Carried, Conflicts: r.Conflicts, DataPlane: r.DataPlane, Operation: r.Operation, Command: r.Command, Updated: r.Updated})
+		e := Entry{Revision: r.Number, Status: r.Status, Action: r.Action, Source: r.Source, RollbackTo: r.RollbackTo, Objects: len(r.Applied),
+			Carried: r.Carried, Conflicts: r.Conflicts, DataPlane: r.DataPlane, Operation: r.Operation, Command: r.Command, Updated: r.Updated}
+		if r.Chart != nil {
+			e.Chart = r.Chart.Name + " " + r.Chart.Version
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }
