@@ -124,10 +124,14 @@ func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured, 
 // and u drops, when nobody but hitless set anything in them
 // (component.Husks): server-side apply would leave their defaulted
 // fields behind. With dryRun nothing changes. It returns the object as
-// it is (or would be) after the removal; nil when u does not exist.
+// it is (or would be) after the removal; nil when u does not exist or
+// previous is nil.
 func (a *Applier) RemoveHusks(ctx context.Context, u, previous *unstructured.Unstructured, dryRun bool) (*unstructured.Unstructured, error) {
+	if previous == nil {
+		return nil, nil // nothing applied before: nothing dropped
+	}
 	live, err := a.Live(ctx, u)
-	if err != nil || live == nil || previous == nil {
+	if err != nil || live == nil {
 		return live, err
 	}
 	paths, err := component.Husks(a.types, u, live, previous, FieldManager)

@@ -168,7 +168,7 @@ func diffs(ctx context.Context, a *apply.Applier, set string, desired, prune []*
 			return nil, err
 		}
 		action, before, after, err := a.Diff(ctx, o, set)
-		if err != nil && !equality.Semantic.DeepEqual(trimmed.Object, live.Object) {
+		if err != nil && trimmed != nil && !equality.Semantic.DeepEqual(trimmed.Object, live.Object) {
 			// The release drops structures the apply removes first (see
 			// apply.RemoveHusks); the server would refuse the object with
 			// them, so it is laid over the live one without them here.

@@ -73,6 +73,14 @@ func TestStructureAddedAndRemoved(t *testing.T) {
 			first, next := structured(t, name, tc.first), structured(t, name, tc.next)
 			mustHitless(t, "install", "-f", first, "--name", name, "--batch", "100%")
 			before := daemonSet(t, name, "agent")
+			// The diff shows the dropped structures going, changing nothing.
+			code, out, stderr := hitless(t, "diff", "-f", next, "--name", name)
+			if code != 0 || !strings.Contains(out, "livenessProbe") {
+				t.Errorf("diff: exit %d, want 0 and the probe in the changes\n%s\n%s", code, out, stderr)
+			}
+			if daemonSet(t, name, "agent") != before {
+				t.Errorf("the diff changed the DaemonSet")
+			}
 			mustHitless(t, "upgrade", "-f", next, "--name", name, "--batch", "100%")
 			upgraded := daemonSet(t, name, "agent")
 			for _, field := range []string{"livenessProbe", "readinessProbe", "initContainers", "securityContext\":{\"capabilities", "containerPort", "hostPath", "maxUnavailable\":2"} {
