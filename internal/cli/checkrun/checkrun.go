@@ -11,7 +11,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/check"
 	"github.com/hitless-dev/hitless/internal/check/catalog"
@@ -54,13 +53,9 @@ func Execute(cmd *cobra.Command, streams genericiooptions.IOStreams, getter gene
 	if err != nil {
 		return Classify(err)
 	}
-	cfg, err := opcmd.Config(getter)
+	cfg, cs, err := opcmd.Clients(getter)
 	if err != nil {
 		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {

@@ -106,13 +106,9 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 	if err := f.probing.Validate(); err != nil {
 		return err
 	}
-	cfg, err := opcmd.Config(getter)
+	cfg, cs, err := opcmd.Clients(getter)
 	if err != nil {
 		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	if f.agents < 0 {
 		return exitcode.BadInput(errors.New("--agent-timeout: must not be negative"))
@@ -141,13 +137,9 @@ func FromSpec(streams genericiooptions.IOStreams, getter genericclioptions.RESTC
 		if j.Record.Plan == nil {
 			return exitcode.BadInput(fmt.Errorf("operation %s: its journal holds no plan", op.ID))
 		}
-		cfg, err := opcmd.Config(getter)
+		cfg, cs, err := opcmd.Clients(getter)
 		if err != nil {
 			return err
-		}
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return fmt.Errorf("creating client: %w", err)
 		}
 		set := map[string]string{}
 		for k, v := range j.Record.Params {

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
@@ -92,13 +91,9 @@ func RunComponent(cmd *cobra.Command, streams genericiooptions.IOStreams, getter
 	if err := f.Probing.Validate(); err != nil {
 		return err
 	}
-	cfg, err := Config(getter)
+	cfg, cs, err := Clients(getter)
 	if err != nil {
 		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	opts := f.Options
 	if chart.IsChart(f.Source) {

@@ -37,15 +37,22 @@ func Config(getter genericclioptions.RESTClientGetter) (*rest.Config, error) {
 
 // Client builds a clientset from the kubectl connection flags.
 func Client(getter genericclioptions.RESTClientGetter) (kubernetes.Interface, error) {
+	_, cs, err := Clients(getter)
+	return cs, err
+}
+
+// Clients returns the REST config of the kubectl connection flags and a
+// clientset built from it.
+func Clients(getter genericclioptions.RESTClientGetter) (*rest.Config, kubernetes.Interface, error) {
 	cfg, err := Config(getter)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("creating client: %w", err)
+		return nil, nil, fmt.Errorf("creating client: %w", err)
 	}
-	return cs, nil
+	return cfg, cs, nil
 }
 
 // Classify maps engine errors to exit codes.

@@ -1,8 +1,6 @@
 package lifecycle_test
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,10 +17,7 @@ import (
 // that leaves nothing.
 func TestCiliumChartLifecycle(t *testing.T) {
 	v1, v2 := upstream.Path(t, "helm", "cilium", "cilium-1.18.12.tgz"), upstream.Path(t, "helm", "cilium", "cilium-1.19.6.tgz")
-	values := filepath.Join(t.TempDir(), "values.yaml")
-	if err := os.WriteFile(values, []byte("operator:\n  replicas: 1\nipam:\n  mode: kubernetes\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	values := writeFile(t, "values.yaml", "operator:\n  replicas: 1\nipam:\n  mode: kubernetes\n")
 	in := mustHitless(t, "install", "-f", v1, "--name", "cilium", "-n", "kube-system", "--values", values, "--set", "debug.enabled=true", "--batch", "100%")
 	if in.Chart == nil || in.Chart.Name != "cilium" || in.Chart.Version != "1.18.12" || in.Chart.Namespace != "kube-system" {
 		t.Fatalf("install: chart %+v", in.Chart)
@@ -96,10 +91,7 @@ func daemonSet(t *testing.T, ns, name string) string {
 // changes nothing.
 func TestBadChartInputExitsTwo(t *testing.T) {
 	chart := upstream.Path(t, "helm", "cilium", "cilium-1.18.12.tgz")
-	plain := filepath.Join(t.TempDir(), "cm.yaml")
-	if err := os.WriteFile(plain, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	plain := writeFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n")
 	for _, tc := range []struct {
 		name string
 		args []string

@@ -324,15 +324,7 @@ func offlineRollbackPlan(t *testing.T, c operation.Cluster, dyn dynamic.Interfac
 	if got := networkType(t, dyn); got != openshift.OpenShiftSDN {
 		t.Errorf("status.networkType %q after the rollback", got)
 	}
-	for _, name := range []string{"master", "worker"} {
-		u, err := dyn.Resource(pools).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if paused, _, _ := unstructured.NestedBool(u.Object, "spec", "paused"); paused {
-			t.Errorf("pool %s left paused", name)
-		}
-	}
+	poolsResumed(t, dyn)
 	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "openshift-ovn-kubernetes", metav1.GetOptions{}); err == nil {
 		t.Errorf("namespace openshift-ovn-kubernetes left")
 	}
@@ -367,6 +359,20 @@ func liveMigrationAndRollback(t *testing.T, c operation.Cluster, dyn dynamic.Int
 	waitPools(t, dyn)
 	after := specs(t, dyn)
 	compareSpecs(t, before, after)
+}
+
+// poolsResumed fails the test for each pool left paused.
+func poolsResumed(t *testing.T, dyn dynamic.Interface) {
+	t.Helper()
+	for _, name := range []string{"master", "worker"} {
+		u, err := dyn.Resource(pools).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if paused, _, _ := unstructured.NestedBool(u.Object, "spec", "paused"); paused {
+			t.Errorf("pool %s left paused", name)
+		}
+	}
 }
 
 func waitPools(t *testing.T, dyn dynamic.Interface) {
@@ -521,15 +527,7 @@ func rollbackFromEnd(t *testing.T, c operation.Cluster, dyn dynamic.Interface, i
 	}
 	waitPools(t, dyn)
 	compareSpecs(t, before, specs(t, dyn))
-	for _, name := range []string{"master", "worker"} {
-		u, err := dyn.Resource(pools).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if paused, _, _ := unstructured.NestedBool(u.Object, "spec", "paused"); paused {
-			t.Errorf("pool %s left paused", name)
-		}
-	}
+	poolsResumed(t, dyn)
 	if _, err := c.Client.CoreV1().Namespaces().Get(ctx, "openshift-sdn", metav1.GetOptions{}); err != nil {
 		t.Errorf("namespace openshift-sdn: %v", err)
 	}
