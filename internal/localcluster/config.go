@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -64,7 +65,7 @@ type files struct {
 }
 
 // writeFiles generates the PKI, kubeconfig and component configuration under dir.
-func writeFiles(dir, name string, p ports) (files, error) {
+func writeFiles(dir, name string, p ports, quickTermination bool) (files, error) {
 	pkiDir := filepath.Join(dir, "pki")
 	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
 		return files{}, fmt.Errorf("creating %s: %w", pkiDir, err)
@@ -149,12 +150,25 @@ options:
   enablePodsOnNodeSyncListPager: true
   enablePodsOnNodeSyncStreamWatch: false
 ---
-` + stagesYAML
+` + stages(quickTermination)
 	if err := os.WriteFile(f.KwokConfig, []byte(kwok), 0o600); err != nil {
 		return files{}, fmt.Errorf("writing %s: %w", f.KwokConfig, err)
 	}
 	f.EtcdData = filepath.Join(dir, "etcd")
 	return f, nil
+}
+
+// graceDelay is how long the pod-delete stage waits after a pod's
+// deletion: its annotation, else its grace period.
+const graceDelay = `.metadata.annotations["hitless.dev/termination-delay"] // (((.metadata.deletionGracePeriodSeconds // 0) | tostring) + "s")`
+
+// stages are KWOK's stages; with quickTermination a deleted pod ends at
+// once (its annotation still applies) instead of after its grace period.
+func stages(quickTermination bool) string {
+	if !quickTermination {
+		return stagesYAML
+	}
+	return strings.Replace(stagesYAML, graceDelay, `.metadata.annotations["hitless.dev/termination-delay"] // "0s"`, 1)
 }
 
 func writeKubeconfig(path, name string, port int, f files) error {

@@ -52,6 +52,9 @@ type Options struct {
 	Progress io.Writer
 	// Lab is "" (none) or "netns": a network namespace per worker.
 	Lab string
+	// QuickTermination ends a deleted pod at once instead of after its
+	// grace period, for tests about objects rather than timing.
+	QuickTermination bool
 	// AgentBinary is the hitless binary the netns data plane runs one
 	// agent per worker with; "" runs none.
 	AgentBinary string

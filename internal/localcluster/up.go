@@ -94,7 +94,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := writeFiles(dir, opts.Name, p)
+	f, err := writeFiles(dir, opts.Name, p, opts.QuickTermination)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func RunWith(ctx context.Context, argv0 string, args []string, streams genericio
 	ctrllog.SetLogger(klog.NewKlogr())
 	root, reached := NewRoot(argv0, streams, opts)
 	root.SetArgs(args)
-	root.Annotations[opcmd.AnnotationArgs] = opcmd.Quote(args)
+	root.Annotations[opcmd.AnnotationArgs] = opcmd.JournalLine(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitcode.OK
@@ -107,7 +107,7 @@ func NewRoot(argv0 string, streams genericiooptions.IOStreams, opts Options) (*c
 	rerun := func(ctx context.Context, args []string) error {
 		root, _ := NewRoot(argv0, streams, opts)
 		root.SetArgs(args)
-		root.Annotations[opcmd.AnnotationArgs] = opcmd.Quote(args)
+		root.Annotations[opcmd.AnnotationArgs] = opcmd.JournalLine(args)
 		return root.ExecuteContext(ctx)
 	}
 	reached := new(bool)

@@ -190,18 +190,85 @@ func RunRoll(ctx context.Context, streams genericiooptions.IOStreams, cs kuberne
 }
 
 // AnnotationArgs holds, on the root command, the arguments it runs with
-// (shell-quoted), which the journal and the lock record.
+// as JournalLine writes them, which the journal and the lock record.
 const AnnotationArgs = "hitless.dev/args"
 
 // CommandLine returns how cmd's tree was invoked, for the journal and the
 // lock: "hitless" and the arguments, each shell-quoted so that resume can
-// run it again.
+// run it again (unless a secret value was redacted).
 func CommandLine(cmd *cobra.Command) string {
 	args := cmd.Root().Annotations[AnnotationArgs]
 	if args == "" {
 		return "hitless"
 	}
 	return "hitless " + args
+}
+
+// Redacted replaces, in a journaled command line, the value of a flag
+// that may hold a secret.
+const Redacted = "(redacted)"
+
+// JournalLine is Quote(args) for the journal and the lock, where anyone
+// who reads ConfigMaps sees it: the values of flags that may hold a
+// secret (a bearer token, a password, Helm values given with --set) are
+// replaced by Redacted, keeping the value paths --set names.
+func JournalLine(args []string) string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i:]...)
+			break
+		}
+		name, value, inline := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !strings.HasPrefix(a, "--") || !secretFlag(name) {
+			out = append(out, a)
+			continue
+		}
+		if !inline {
+			if i+1 == len(args) {
+				out = append(out, a)
+				break
+			}
+			i++
+			value = args[i]
+		}
+		out = append(out, "--"+name+"="+redact(name, value))
+	}
+	return Quote(out)
+}
+
+// secretFlag says whether a flag's value may hold a secret.
+func secretFlag(name string) bool {
+	switch name {
+	case "token", "password", "set", "set-string", "set-json", "set-literal":
+		return true
+	}
+	return false
+}
+
+// redact hides a flag's value; Helm's path=value lists keep their paths.
+func redact(flag, value string) string {
+	if !strings.HasPrefix(flag, "set") {
+		return Redacted
+	}
+	var parts []string
+	start := 0
+	for i := 0; i <= len(value); i++ {
+		switch {
+		case i < len(value) && value[i] == '\\':
+			i++ // an escaped character, a comma included, is the value's
+		case i == len(value) || value[i] == ',':
+			if path, _, ok := strings.Cut(value[start:i], "="); ok && path != "" {
+				parts = append(parts, path+"="+Redacted)
+			}
+			start = i + 1
+		}
+	}
+	if len(parts) == 0 {
+		return Redacted
+	}
+	return strings.Join(parts, ",")
 }
 
 // Quote joins args into one line a shell (and SplitCommand) reads back.

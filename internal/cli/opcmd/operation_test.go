@@ -43,3 +43,40 @@ func TestProgressTracksNodesInFlight(t *testing.T) {
 		})
 	}
 }
+
+// The journaled command line never holds a token, a password or a Helm
+// value given on the command line; everything else, flags named like the
+// secret ones included, is kept as given, and the line splits back.
+func TestJournalLineRedactsSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"nothing secret", []string{"upgrade", "-f", "v2/", "--name", "cni"}, "upgrade -f v2/ --name cni"},
+		{"token after the flag", []string{"--token", "s3cret", "roll", "--batch", "1"}, "'--token=(redacted)' roll --batch 1"},
+		{"token inline", []string{"--token=s3cret", "roll"}, "'--token=(redacted)' roll"},
+		{"password", []string{"--password", "hunter2", "roll"}, "'--password=(redacted)' roll"},
+		{"helm values keep their paths", []string{"install", "-f", "c.tgz", "--set", "auth.key=abc,debug.enabled=true"}, "install -f c.tgz '--set=auth.key=(redacted),debug.enabled=(redacted)'"},
+		{"an escaped comma stays hidden", []string{"install", "--set-string", `a=x\,y=z`}, "install '--set-string=a=(redacted)'"},
+		{"a value without a path", []string{"install", "--set-json", "[1]"}, "install '--set-json=(redacted)'"},
+		{"other flags starting with set", []string{"roll", "--set-node-label", "a=b"}, "roll --set-node-label a=b"},
+		{"a flag at the end without value", []string{"install", "--set"}, "install --set"},
+		{"after --", []string{"cluster", "--", "--token", "x"}, "cluster -- --token x"}, // arguments, not flags
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := JournalLine(tc.args)
+			if got != tc.want {
+				t.Fatalf("JournalLine(%q) = %s, want %s", tc.args, got, tc.want)
+			}
+			for _, secret := range []string{"s3cret", "hunter2", "abc", "=true", "x\\,y", "=z"} {
+				if strings.Contains(got, secret) {
+					t.Errorf("%s shows %q", got, secret)
+				}
+			}
+			if _, err := SplitCommand(got); err != nil {
+				t.Errorf("SplitCommand(%s): %v", got, err)
+			}
+		})
+	}
+}

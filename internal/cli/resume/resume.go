@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -76,6 +77,9 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 			}
 			if err != nil || len(line) < 2 || line[0] != "hitless" {
 				return exitcode.BadInput(fmt.Errorf("operation %s: its journaled command %q is not a hitless command line to run again: %w", op.ID, op.Command, errors.Join(err, errors.New("started by a library"))))
+			}
+			if strings.Contains(op.Command, opcmd.Redacted) {
+				return exitcode.BadInput(fmt.Errorf("operation %s: its command line held values hitless does not journal (%s): run that command again as you first ran it, and it continues", op.ID, op.Command))
 			}
 			again := append(slices.Clone(line[1:]), extraFlags(cmd, line[1:], yes, format)...)
 			_, _ = fmt.Fprintf(streams.ErrOut, "Resuming %s %s: %s\n", op.Kind, op.ID, op.Command)

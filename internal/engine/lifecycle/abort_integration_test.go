@@ -92,9 +92,9 @@ func TestAbortUpgradeKilledMidRoll(t *testing.T) {
 	name := "aborty"
 	v1, v2 := writeComponent(t, name, "1.0.0", 2, 2), writeComponent(t, name, "1.1.0", 2, 3)
 	protectedApp(t)
-	install := mustHitless(t, "install", "-f", v1, "--name", name)
+	mustHitless(t, "install", "-f", v1, "--name", name)
 	t.Cleanup(func() { hitless(t, "uninstall", "--name", name, "--force-namespaces") })
-	before := canonical(t, install)
+	before := snapshot(t, name)
 
 	id := killMidRoll(t, "upgrade", "-f", v2, "--name", name)
 	code, out, errOut := hitless(t, "status", id)
@@ -115,7 +115,7 @@ func TestAbortUpgradeKilledMidRoll(t *testing.T) {
 			t.Errorf("node %s left cordoned (%v) or marked (%q)", n.Name, n.Spec.Unschedulable, n.Annotations[roll.AnnotationOperation])
 		}
 	}
-	after := canonical(t, install)
+	after := snapshot(t, name)
 	for obj, was := range before {
 		if after[obj] != was {
 			t.Errorf("%s not restored:\n  before %s\n  after  %s", obj, was, after[obj])

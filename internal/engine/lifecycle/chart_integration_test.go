@@ -1,12 +1,14 @@
 package lifecycle_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
 
@@ -54,6 +56,28 @@ func TestCiliumChartLifecycle(t *testing.T) {
 	}
 	if img := daemonSet(t, "kube-system", "cilium"); !strings.Contains(img, "v1.19.6") {
 		t.Errorf("the agent DaemonSet is not at v1.19.6")
+	}
+
+	// The journal, which anyone who reads ConfigMaps sees, names the
+	// values --set gave, never what they are; such a command is not run
+	// again from the journal, the user runs it again.
+	op, err := journal.NewStore(env.Client(t)).Get(context.Background(), up.Operation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(op.Command, "--set=bpf.monitorAggregation=(redacted)") || strings.Contains(op.Command, "=low") {
+		t.Errorf("journaled command %q: want the --set value redacted", op.Command)
+	}
+	op.ID, op.Status = journal.NewID(op.Kind), journal.Failed
+	if err := journal.NewStore(env.Client(t)).Create(context.Background(), op); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := hitless(t, "resume", op.ID)
+	if code != 2 || !strings.Contains(stderr, "held values hitless does not journal") {
+		t.Errorf("resume of a command with redacted values: exit %d, want 2 asking for the command\n%s\n%s", code, out, stderr)
+	}
+	if _, err := journal.NewStore(env.Client(t)).Close(context.Background(), op.ID, journal.Aborted, "test"); err != nil {
+		t.Fatal(err)
 	}
 
 	code, hist, _ := hitless(t, "history", "--name", "cilium", "-o", "json")

@@ -1,9 +1,7 @@
 package lifecycle_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -12,23 +10,17 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/ptr"
 
 	"github.com/hitless-dev/hitless/internal/cli/app"
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 
@@ -47,23 +39,12 @@ func TestMain(m *testing.M) {
 
 func hitless(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	args = append([]string{"--kubeconfig", env.Kubeconfig(t)}, args...)
-	code := app.Run(context.Background(), "hitless", args, genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
-	return code, out.String(), errOut.String()
+	return lifecycletest.Hitless(t, env, args...)
 }
 
 func mustHitless(t *testing.T, args ...string) *lifecycle.Result {
 	t.Helper()
-	code, out, errOut := hitless(t, append(args, "-o", "json")...)
-	if code != 0 {
-		t.Fatalf("hitless %s: exit %d\n%s\n%s", strings.Join(args, " "), code, out, errOut)
-	}
-	var res lifecycle.Result
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("hitless %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return &res
+	return lifecycletest.MustHitless(t, env, args...)
 }
 
 const (
@@ -156,7 +137,7 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		}
 	})
 
-	before := canonical(t, res)
+	before := snapshot(t, "contrail")
 	guard := clustertest.StartDataPlaneGuard(t, cs, apps, pool, 1, "contrail", "contrail-vrouter-nodes")
 	backups := t.TempDir()
 	up := mustHitless(t, "upgrade", "-f", pluginV2, "--name", "contrail", "--backup-dir", backups, "--node-selector", "node-role.kubernetes.io/control-plane")
@@ -254,12 +235,7 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		if back.Revision != 3 || back.Previous != 2 {
 			t.Fatalf("rollback: revision %d from %d, want 3 from 2", back.Revision, back.Previous)
 		}
-		after := canonical(t, res)
-		for k, v := range before {
-			if after[k] != v {
-				t.Errorf("%s differs after the rollback:\nbefore %s\nafter  %s", k, v, after[k])
-			}
-		}
+		sameObjects(t, "after the rollback", before, snapshot(t, "contrail"), "contrail")
 		code, out, _ := hitless(t, "history", "--name", "contrail")
 		if code != 0 || !strings.Contains(out, "rollback to 1") || !strings.Contains(out, "superseded") {
 			t.Errorf("history:\n%s", out)
@@ -296,22 +272,12 @@ func TestSamplePluginLifecycle(t *testing.T) {
 
 func patch(t *testing.T, apiVersion, resource, ns, name, manager string, pt types.PatchType, body string) {
 	t.Helper()
-	gv, _ := schema.ParseGroupVersion(apiVersion)
-	dc := dynamic.NewForConfigOrDie(env.Config(t))
-	if _, err := dc.Resource(gv.WithResource(resource)).Namespace(ns).Patch(context.Background(), name, pt, []byte(body), metav1.PatchOptions{FieldManager: manager}); err != nil {
-		t.Fatalf("patching %s %s/%s: %v", resource, ns, name, err)
-	}
+	lifecycletest.Patch(t, env, apiVersion, resource, ns, name, manager, pt, body)
 }
 
 func get(t *testing.T, apiVersion, resource, ns, name string) *unstructured.Unstructured {
 	t.Helper()
-	gv, _ := schema.ParseGroupVersion(apiVersion)
-	dc := dynamic.NewForConfigOrDie(env.Config(t))
-	u, err := dc.Resource(gv.WithResource(resource)).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("reading %s %s/%s: %v", resource, ns, name, err)
-	}
-	return u
+	return lifecycletest.Get(t, env, apiVersion, resource, ns, name)
 }
 
 func deploymentImage(t *testing.T, ns, name string) string {
@@ -339,72 +305,26 @@ func waitSettled(t *testing.T, ns, name string) {
 
 func revisions(t *testing.T, name string) []*release.Revision {
 	t.Helper()
-	revs, err := release.NewStore(env.Client(t)).List(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return revs
+	return lifecycletest.Revisions(t, env, name)
 }
 
-// canonical reads every object the install created and returns the
-// canonical JSON of its spec and data (and labels) by object.
-func canonical(t *testing.T, install *lifecycle.Result) map[string]string {
-	t.Helper()
-	revs := revisions(t, install.Component)
-	r := release.Find(revs, install.Revision)
-	out := map[string]string{}
-	dc := dynamic.NewForConfigOrDie(env.Config(t))
-	mapper := restMapper(t)
-	for _, o := range release.Objects(r.Applied) {
-		m, err := mapper.RESTMapping(o.GroupVersionKind().GroupKind(), o.GroupVersionKind().Version)
-		if err != nil {
-			t.Fatal(err)
-		}
-		live, err := dc.Resource(m.Resource).Namespace(o.GetNamespace()).Get(context.Background(), o.GetName(), metav1.GetOptions{})
-		if err != nil {
-			t.Fatalf("reading %s: %v", o.GetName(), err)
-		}
-		key := o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
-		out[key] = jsonOf(map[string]any{"spec": live.Object["spec"], "data": live.Object["data"], "labels": live.GetLabels()})
-	}
-	return out
-}
-
-// labelled lists every object of every listable type with the label,
-// but Endpoints and EndpointSlices: the control plane copies a Service's
-// labels to them and removes them with it.
 func labelled(t *testing.T, selector string) []string {
 	t.Helper()
-	dc := dynamic.NewForConfigOrDie(env.Config(t))
-	disco := discovery.NewDiscoveryClientForConfigOrDie(env.Config(t))
-	lists, _ := disco.ServerPreferredResources()
-	var out []string
-	for _, l := range lists {
-		gv, _ := schema.ParseGroupVersion(l.GroupVersion)
-		for _, r := range l.APIResources {
-			if strings.Contains(r.Name, "/") || !slices.Contains(r.Verbs, "list") || r.Kind == "Endpoints" || r.Kind == "EndpointSlice" {
-				continue
-			}
-			items, err := dc.Resource(gv.WithResource(r.Name)).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
-			if err != nil {
-				continue
-			}
-			for _, it := range items.Items {
-				out = append(out, r.Kind+"/"+it.GetNamespace()+"/"+it.GetName())
-			}
-		}
-	}
-	return out
+	return lifecycletest.Labelled(t, env, selector)
 }
 
-func jsonOf(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
+func jsonOf(v any) string { return lifecycletest.JSON(v) }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-func restMapper(t *testing.T) meta.RESTMapper {
+// snapshot is the component's current objects, whole (lifecycletest.Snapshot).
+func snapshot(t *testing.T, component string) map[string]string {
 	t.Helper()
-	return restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(env.Config(t))))
+	return lifecycletest.Snapshot(t, env, component)
+}
+
+// sameObjects reports what differs between two snapshots.
+func sameObjects(t *testing.T, when string, before, after map[string]string, component string) {
+	t.Helper()
+	lifecycletest.SameObjects(t, env, when, before, after, component)
 }

@@ -22,55 +22,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
-	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
-
-// The real releases of kube-router (untagged images) and Antrea (CRDs,
-// webhooks and APIServices nothing serves on KWOK nodes) go through
-// install, upgrade, rollback and uninstall; Antrea's APIServices are
-// reported unavailable instead of waited on, and nothing is left.
-func TestRealReleases(t *testing.T) {
-	cases := []struct {
-		name, v1, v2 string
-		unavailable  int
-		warning      string
-	}{
-		{"kube-router", upstream.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v1.6.0.yaml"), upstream.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v2.1.0.yaml"), 0, ""},
-		{"antrea", upstream.Path(t, "cni", "antrea", "antrea-v2.6.3.yml"), upstream.Path(t, "cni", "antrea", "antrea-v2.7.0.yml"), 3,
-			"Deployment kube-system/antrea-controller uses Recreate: all 1 pod(s) stop before the new ones start"},
-	}
-	cs := env.Client(t)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			in := mustHitless(t, "install", "-f", tc.v1, "--name", tc.name, "--batch", "100%")
-			if len(in.Unavailable) != tc.unavailable {
-				t.Errorf("install: unavailable APIs %v, want %d", in.Unavailable, tc.unavailable)
-			}
-			inventory := len(in.Applied)
-			up := mustHitless(t, "upgrade", "-f", tc.v2, "--name", tc.name, "--batch", "100%")
-			if tc.warning != "" && !slices.Contains(up.Warnings, tc.warning) {
-				t.Errorf("upgrade warnings %v, want %q", up.Warnings, tc.warning)
-			}
-			if len(up.Rolls) == 0 || len(up.Plan.DataPlane) != 1 {
-				t.Errorf("upgrade: data plane %v rolled by %v; want its DaemonSet detected and rolled", up.Plan.DataPlane, up.Rolls)
-			}
-			back := mustHitless(t, "rollback", "--name", tc.name, "--batch", "100%")
-			if back.Revision != 3 {
-				t.Errorf("rollback: revision %d", back.Revision)
-			}
-			gone := mustHitless(t, "uninstall", "--name", tc.name)
-			if len(gone.Remaining) > 0 || len(gone.Deleted) < inventory {
-				t.Errorf("uninstall: %d deleted of %d, remaining %v", len(gone.Deleted), inventory, gone.Remaining)
-			}
-			if left := labelled(t, "hitless.dev/name="+tc.name); len(left) > 0 {
-				t.Errorf("left behind: %v", left)
-			}
-			if _, err := cs.CoreV1().Namespaces().Get(context.Background(), "kube-system", metav1.GetOptions{}); err != nil {
-				t.Errorf("kube-system: %v", err)
-			}
-		})
-	}
-}
 
 // Bad manifests exit 2 naming the place, and change nothing: no object, no
 // revision, no journal entry, no lock.

@@ -115,6 +115,14 @@ func MakePlan(ctx context.Context, cs kubernetes.Interface, spec Spec, actions [
 	}
 	plan.Batches = batches(plan.Nodes, spec, plan.BatchSize)
 	assignBatches(plan, spec)
+	stuck, err := noRoom(ctx, cs, plan, byNode, pl.budgets)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range stuck {
+		plan.Nodes[b.node].Blockers = append(plan.Nodes[b.node].Blockers, b.blocker)
+		plan.Blocked = true
+	}
 	return plan, nil
 }
 

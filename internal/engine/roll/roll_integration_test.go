@@ -314,6 +314,31 @@ func TestPDBThatNeverAllowsEviction(t *testing.T) {
 	}
 }
 
+// TestNoRoomForEvictedPods: a batch holding every node a PDB-guarded
+// workload fits would evict its pods with nowhere to start them again, so
+// its drains could never finish: the plan refuses it naming the PDB and
+// the pods, changing nothing; a batch that leaves a node they fit rolls.
+func TestNoRoomForEvictedPods(t *testing.T) {
+	cs := env.Client(t)
+	nodes := env.AddNodes(t, 2, map[string]string{"pinned": "yes"})
+	ns := env.Namespace(t)
+	env.Deployment(t, ns, "pinned", 2, clustertest.Workload{GracePeriod: 1, NodeSelector: map[string]string{"pinned": "yes"}})
+	env.PDB(t, ns, "pinned", nil, ptr.To(intstr.FromInt32(1)))
+	env.WaitDeploymentAvailable(t, ns, "pinned", time.Minute)
+	clustertest.StartGuard(t, cs, ns, nodes, 2)
+	code, out, errOut := hitless(t, "roll", "--selector", "pinned=yes", "--batch", "100%")
+	if code != exitcode.Failed || !strings.Contains(errOut, "[no-room]") || !strings.Contains(out, "PodDisruptionBudget "+ns+"/pinned allows 1 disruption(s)") {
+		t.Fatalf("roll of every node the pods fit: exit %d, want 1 naming the PDB\n%s%s", code, out, errOut)
+	}
+	if left := cordoned(t, cs, nodes); len(left) != 0 {
+		t.Errorf("a refused plan cordoned %v", left)
+	}
+	assertLockFree(t, cs)
+	if code, out, errOut := hitless(t, "roll", "--selector", "pinned=yes", "--batch", "1"); code != 0 {
+		t.Fatalf("roll one node at a time: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
 // TestUnmanagedPods: the plan fails naming them; --force deletes them and says so.
 func TestUnmanagedPods(t *testing.T) {
 	cs := env.Client(t)

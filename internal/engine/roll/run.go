@@ -77,7 +77,7 @@ type Result struct {
 }
 
 // PlanBlockedError stops a roll before it starts: the drains would delete
-// unmanaged pods or local data.
+// unmanaged pods or local data, or could never finish.
 type PlanBlockedError struct{ Blockers []Blocker }
 
 func (e *PlanBlockedError) Error() string {
@@ -85,7 +85,7 @@ func (e *PlanBlockedError) Error() string {
 	for _, b := range e.Blockers {
 		parts = append(parts, fmt.Sprintf("%s [%s]", b.Pod, b.Kind))
 	}
-	return "the plan is blocked; nothing was changed: " + strings.Join(parts, ", ") + " (see the plan for why; `force` deletes unmanaged pods, `deleteEmptyDirData` allows emptyDir loss)"
+	return "the plan is blocked; nothing was changed: " + strings.Join(parts, ", ") + " (see the plan for why; `force` deletes unmanaged pods, `deleteEmptyDirData` allows emptyDir loss, a smaller `batch` leaves room for evicted pods)"
 }
 
 // IncompleteError reports a roll that ended without finishing every node.
@@ -157,7 +157,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 			var bs []Blocker
 			for _, n := range plan.Nodes {
 				for _, b := range n.Blockers {
-					if b.Kind == BlockUnmanaged || b.Kind == BlockEmptyDir {
+					if b.Kind == BlockUnmanaged || b.Kind == BlockEmptyDir || b.Kind == BlockNoRoom {
 						bs = append(bs, b)
 					}
 				}

@@ -38,6 +38,9 @@ type Options struct {
 	// Lab "netns" gives every worker a network namespace (the lab);
 	// tests run the agents in it themselves.
 	Lab string
+	// QuickTermination ends a deleted pod at once instead of after its
+	// grace period: for tests about objects, not timing.
+	QuickTermination bool
 }
 
 // Env is one test package's cluster.
@@ -90,6 +93,7 @@ func (e *Env) Run(m *testing.M) int {
 		Nodes:             e.opts.Workers,
 		ControlPlaneNodes: e.opts.ControlPlanes,
 		Lab:               e.opts.Lab,
+		QuickTermination:  e.opts.QuickTermination,
 		NodeLabels:        e.opts.NodeLabels,
 		Home:              home,
 		Attached:          true,

@@ -1,0 +1,112 @@
+package roll
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/hitless-dev/hitless/internal/kube/eviction"
+)
+
+// BlockNoRoom is a pod the drain could never evict: its PDB allows fewer
+// disruptions than the batch evicts of its pods, and no node outside the
+// batch could start them again, so the PDB would stay short for ever.
+const BlockNoRoom = "no-room"
+
+// noRoom finds, batch by batch, the pods guarded by a PDB whose drains
+// could never finish: the batch evicts more of the PDB's pods than it
+// allows disruptions, and none of them fits an uncordoned node outside
+// the batch (by its nodeSelector; taints and affinities are not weighed,
+// so a pod is never said to have no room when it has). Nodes are listed
+// only when an evicted pod has a PDB.
+func noRoom(ctx context.Context, cs kubernetes.Interface, plan *Plan, byNode map[string][]corev1.Pod, budgets eviction.Budgets) ([]predicted, error) {
+	index := make(map[string]int, len(plan.Nodes))
+	guarded := false
+	for i, n := range plan.Nodes {
+		index[n.Name] = i
+		for _, p := range evicted(n, byNode) {
+			guarded = guarded || len(budgets.Of(p)) > 0
+		}
+	}
+	if !guarded {
+		return nil, nil
+	}
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	var out []predicted
+	for _, batch := range plan.Batches {
+		if len(batch) > plan.BatchSize {
+			continue // rounds of the batch size: nodes are freed between them
+		}
+		type stuck struct {
+			pdb  *policyv1.PodDisruptionBudget
+			pods []predicted
+		}
+		var byPDB []*stuck
+		for _, name := range batch {
+			for _, p := range evicted(plan.Nodes[index[name]], byNode) {
+				bs := budgets.Of(p)
+				if len(bs) == 0 || hasRoom(p, list.Items, batch) {
+					continue
+				}
+				i := slices.IndexFunc(byPDB, func(s *stuck) bool { return s.pdb == bs[0] })
+				if i < 0 {
+					byPDB = append(byPDB, &stuck{pdb: bs[0]})
+					i = len(byPDB) - 1
+				}
+				byPDB[i].pods = append(byPDB[i].pods, predicted{node: index[name], blocker: Blocker{Pod: p.Namespace + "/" + p.Name, Kind: BlockNoRoom, PDB: bs[0].Namespace + "/" + bs[0].Name}})
+			}
+		}
+		for _, s := range byPDB {
+			allowed := int(max(s.pdb.Status.DisruptionsAllowed, 0))
+			if len(s.pods) <= allowed {
+				continue
+			}
+			var names []string
+			for _, p := range s.pods {
+				names = append(names, p.blocker.Pod)
+			}
+			for _, p := range s.pods[allowed:] {
+				p.blocker.Detail = fmt.Sprintf("PodDisruptionBudget %s/%s allows %d disruption(s), and its pods on this batch's nodes (%s) fit no uncordoned node outside the batch: once evicted they start nowhere, so the drain would wait for ever (use a smaller batch, or free a node they fit)",
+					s.pdb.Namespace, s.pdb.Name, allowed, strings.Join(names, ", "))
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
+// evicted are the pods the node's drain evicts.
+func evicted(n NodePlan, byNode map[string][]corev1.Pod) []*corev1.Pod {
+	var out []*corev1.Pod
+	pods := byNode[n.Name]
+	for _, e := range n.Evict {
+		for i := range pods {
+			if pods[i].Namespace == e.Namespace && pods[i].Name == e.Name {
+				out = append(out, &pods[i])
+			}
+		}
+	}
+	return out
+}
+
+// hasRoom says whether an uncordoned node outside the batch matches the
+// pod's nodeSelector.
+func hasRoom(p *corev1.Pod, nodes []corev1.Node, batch []string) bool {
+	sel := labels.SelectorFromSet(p.Spec.NodeSelector)
+	for _, n := range nodes {
+		if !n.Spec.Unschedulable && !slices.Contains(batch, n.Name) && sel.Matches(labels.Set(n.Labels)) {
+			return true
+		}
+	}
+	return false
+}
