@@ -18,9 +18,9 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/cli/app"
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
+	"github.com/hitless-dev/hitless/internal/cli/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
-	"github.com/hitless-dev/hitless/internal/engine/lifecycle/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 

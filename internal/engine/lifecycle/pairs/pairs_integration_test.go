@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/hitless-dev/hitless/internal/cli/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
-	"github.com/hitless-dev/hitless/internal/engine/lifecycle/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
