@@ -21,8 +21,8 @@ import (
 const BlockNoRoom = "no-room"
 
 // noRoom finds, batch by batch, the pods guarded by a PDB whose drains
-// could never finish: the batch evicts more of the PDB's pods than it
-// allows disruptions, and none of them fits an uncordoned node outside
+// could never finish: the PDB allows disruptions, but fewer than the batch
+// evicts of its pods, and none of them fits an uncordoned node outside
 // the batch (by its nodeSelector; taints and affinities are not weighed,
 // so a pod is never said to have no room when it has). Nodes are listed
 // only when an evicted pod has a PDB.
@@ -68,8 +68,8 @@ func noRoom(ctx context.Context, cs kubernetes.Interface, plan *Plan, byNode map
 		}
 		for _, s := range byPDB {
 			allowed := int(max(s.pdb.Status.DisruptionsAllowed, 0))
-			if len(s.pods) <= allowed {
-				continue
+			if allowed == 0 || len(s.pods) <= allowed {
+				continue // a PDB at zero is the dry run's blocker, left to --on-drain-timeout
 			}
 			var names []string
 			for _, p := range s.pods {
