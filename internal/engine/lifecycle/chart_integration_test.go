@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -68,7 +69,10 @@ func TestCiliumChartLifecycle(t *testing.T) {
 	if !strings.Contains(op.Command, "--set=bpf.monitorAggregation=(redacted)") || strings.Contains(op.Command, "=low") {
 		t.Errorf("journaled command %q: want the --set value redacted", op.Command)
 	}
-	op.ID, op.Status = journal.NewID(op.Kind), journal.Failed
+	now := time.Now()
+	failed := &journal.Raw{Operation: journal.Operation{Format: journal.Format, ID: journal.NewID(op.Kind), Kind: op.Kind, Command: op.Command,
+		SpecHash: "redacted-test", Spec: op.Spec, Status: journal.Failed, Started: now, Updated: now}}
+	op = failed
 	if err := journal.NewStore(env.Client(t)).Create(context.Background(), op); err != nil {
 		t.Fatal(err)
 	}
