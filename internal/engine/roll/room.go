@@ -52,10 +52,24 @@ func noRoom(ctx context.Context, cs kubernetes.Interface, plan *Plan, byNode map
 			pods []predicted
 		}
 		var byPDB []*stuck
+		inBatch := make(map[string]bool, len(batch))
+		for _, name := range batch {
+			inBatch[name] = true
+		}
+		room := map[string]bool{} // by nodeSelector
 		for _, name := range batch {
 			for _, p := range evicted(plan.Nodes[index[name]], byNode) {
 				bs := budgets.Of(p)
-				if len(bs) == 0 || hasRoom(p, list.Items, batch) {
+				if len(bs) == 0 {
+					continue
+				}
+				sel := labels.SelectorFromSet(p.Spec.NodeSelector)
+				fits, seen := room[sel.String()]
+				if !seen {
+					fits = hasRoom(sel, list.Items, inBatch)
+					room[sel.String()] = fits
+				}
+				if fits {
 					continue
 				}
 				i := slices.IndexFunc(byPDB, func(s *stuck) bool { return s.pdb == bs[0] })
@@ -99,12 +113,11 @@ func evicted(n NodePlan, byNode map[string][]corev1.Pod) []*corev1.Pod {
 	return out
 }
 
-// hasRoom says whether an uncordoned node outside the batch matches the
+// hasRoom says whether an uncordoned node outside the batch matches a
 // pod's nodeSelector.
-func hasRoom(p *corev1.Pod, nodes []corev1.Node, batch []string) bool {
-	sel := labels.SelectorFromSet(p.Spec.NodeSelector)
+func hasRoom(sel labels.Selector, nodes []corev1.Node, inBatch map[string]bool) bool {
 	for _, n := range nodes {
-		if !n.Spec.Unschedulable && !slices.Contains(batch, n.Name) && sel.Matches(labels.Set(n.Labels)) {
+		if !n.Spec.Unschedulable && !inBatch[n.Name] && sel.Matches(labels.Set(n.Labels)) {
 			return true
 		}
 	}
