@@ -27,15 +27,21 @@ const BlockNoRoom = "no-room"
 // so a pod is never said to have no room when it has). Nodes are listed
 // only when an evicted pod has a PDB.
 func noRoom(ctx context.Context, cs kubernetes.Interface, plan *Plan, byNode map[string][]corev1.Pod, budgets eviction.Budgets) ([]predicted, error) {
+	type guardedPod struct {
+		pod *corev1.Pod
+		pdb *policyv1.PodDisruptionBudget
+	}
 	index := make(map[string]int, len(plan.Nodes))
-	guarded := false
+	guarded := map[string][]guardedPod{} // by node: the evicted pods a PDB covers
 	for i, n := range plan.Nodes {
 		index[n.Name] = i
 		for _, p := range evicted(n, byNode) {
-			guarded = guarded || len(budgets.Of(p)) > 0
+			if bs := budgets.Of(p); len(bs) > 0 {
+				guarded[n.Name] = append(guarded[n.Name], guardedPod{pod: p, pdb: bs[0]})
+			}
 		}
 	}
-	if !guarded {
+	if len(guarded) == 0 {
 		return nil, nil
 	}
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
@@ -58,11 +64,8 @@ func noRoom(ctx context.Context, cs kubernetes.Interface, plan *Plan, byNode map
 		}
 		room := map[string]bool{} // by nodeSelector
 		for _, name := range batch {
-			for _, p := range evicted(plan.Nodes[index[name]], byNode) {
-				bs := budgets.Of(p)
-				if len(bs) == 0 {
-					continue
-				}
+			for _, g := range guarded[name] {
+				p, pdb := g.pod, g.pdb
 				sel := labels.SelectorFromSet(p.Spec.NodeSelector)
 				fits, seen := room[sel.String()]
 				if !seen {
@@ -72,12 +75,12 @@ func noRoom(ctx context.Context, cs kubernetes.Interface, plan *Plan, byNode map
 				if fits {
 					continue
 				}
-				i := slices.IndexFunc(byPDB, func(s *stuck) bool { return s.pdb == bs[0] })
+				i := slices.IndexFunc(byPDB, func(s *stuck) bool { return s.pdb == pdb })
 				if i < 0 {
-					byPDB = append(byPDB, &stuck{pdb: bs[0]})
+					byPDB = append(byPDB, &stuck{pdb: pdb})
 					i = len(byPDB) - 1
 				}
-				byPDB[i].pods = append(byPDB[i].pods, predicted{node: index[name], blocker: Blocker{Pod: p.Namespace + "/" + p.Name, Kind: BlockNoRoom, PDB: bs[0].Namespace + "/" + bs[0].Name}})
+				byPDB[i].pods = append(byPDB[i].pods, predicted{node: index[name], blocker: Blocker{Pod: p.Namespace + "/" + p.Name, Kind: BlockNoRoom, PDB: pdb.Namespace + "/" + pdb.Name}})
 			}
 		}
 		for _, s := range byPDB {
