@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -172,6 +174,17 @@ func SameObjects(t *testing.T, env *clustertest.Env, when string, before, after 
 	if len(extra) > 0 {
 		t.Errorf("%s, objects of the other release left behind: %v", when, extra)
 	}
+}
+
+// WriteFile writes content to a file named name in a new directory and
+// returns its path.
+func WriteFile(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // JSON is v's JSON.

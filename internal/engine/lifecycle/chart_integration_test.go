@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/hitless-dev/hitless/internal/cli/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
@@ -20,7 +21,7 @@ import (
 // that leaves nothing.
 func TestCiliumChartLifecycle(t *testing.T) {
 	v1, v2 := upstream.Path(t, "helm", "cilium", "cilium-1.18.12.tgz"), upstream.Path(t, "helm", "cilium", "cilium-1.19.6.tgz")
-	values := writeFile(t, "values.yaml", "operator:\n  replicas: 1\nipam:\n  mode: kubernetes\n")
+	values := lifecycletest.WriteFile(t, "values.yaml", "operator:\n  replicas: 1\nipam:\n  mode: kubernetes\n")
 	in := mustHitless(t, "install", "-f", v1, "--name", "cilium", "-n", "kube-system", "--values", values, "--set", "debug.enabled=true", "--batch", "100%")
 	if in.Chart == nil || in.Chart.Name != "cilium" || in.Chart.Version != "1.18.12" || in.Chart.Namespace != "kube-system" {
 		t.Fatalf("install: chart %+v", in.Chart)
@@ -72,15 +73,14 @@ func TestCiliumChartLifecycle(t *testing.T) {
 	now := time.Now()
 	failed := &journal.Raw{Operation: journal.Operation{Format: journal.Format, ID: journal.NewID(op.Kind), Kind: op.Kind, Command: op.Command,
 		SpecHash: "redacted-test", Spec: op.Spec, Status: journal.Failed, Started: now, Updated: now}}
-	op = failed
-	if err := journal.NewStore(env.Client(t)).Create(context.Background(), op); err != nil {
+	if err := journal.NewStore(env.Client(t)).Create(context.Background(), failed); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := hitless(t, "resume", op.ID)
+	code, out, stderr := hitless(t, "resume", failed.ID)
 	if code != 2 || !strings.Contains(stderr, "held values hitless does not journal") {
 		t.Errorf("resume of a command with redacted values: exit %d, want 2 asking for the command\n%s\n%s", code, out, stderr)
 	}
-	if _, err := journal.NewStore(env.Client(t)).Close(context.Background(), op.ID, journal.Aborted, "test"); err != nil {
+	if _, err := journal.NewStore(env.Client(t)).Close(context.Background(), failed.ID, journal.Aborted, "test"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -119,7 +119,7 @@ func daemonSet(t *testing.T, ns, name string) string {
 // changes nothing.
 func TestBadChartInputExitsTwo(t *testing.T) {
 	chart := upstream.Path(t, "helm", "cilium", "cilium-1.18.12.tgz")
-	plain := writeFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n")
+	plain := lifecycletest.WriteFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\n")
 	for _, tc := range []struct {
 		name string
 		args []string

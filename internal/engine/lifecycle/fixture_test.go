@@ -111,14 +111,3 @@ spec:
 	}
 	return path
 }
-
-// writeFile writes content to a file named name in a new directory and
-// returns its path.
-func writeFile(t testing.TB, name, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hitless-dev/hitless/internal/cli/lifecycletest"
 )
 
 // structured writes a release of a data-plane DaemonSet in namespace ns:
@@ -46,7 +48,7 @@ spec:
       - name: agent
         image: "example.com/structure/agent:%[5]s"%[2]s
 `, ns, extra, podExtra, spec, tag)
-	return writeFile(t, "release.yaml", doc)
+	return lifecycletest.WriteFile(t, "release.yaml", doc)
 }
 
 // Releases that add and then remove nested structure the server defaults
@@ -116,7 +118,7 @@ spec:
       containers:
       - {name: kube-flannel, image: "docker.io/flannel/flannel:v0.26.7"}
 `, ns)
-	path := writeFile(t, "kube-flannel.yml", doc)
+	path := lifecycletest.WriteFile(t, "kube-flannel.yml", doc)
 	code, out, stderr := hitless(t, "install", "-f", path, "--name", "bundled", "--profile", "cn2", "--batch", "100%")
 	if code != 2 || !strings.Contains(stderr, "image docker.io/flannel/flannel-cni-plugin:v1.6.2-flannel1 is at v1.6.2-flannel1, the other images at v0.26.7 (the profile asks for one release; allow with --allow-mixed-versions)") {
 		t.Fatalf("install with the cn2 profile: exit %d, want 2 naming the installer image\n%s\n%s", code, out, stderr)

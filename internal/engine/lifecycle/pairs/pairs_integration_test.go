@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -59,15 +58,6 @@ func patch(t *testing.T, apiVersion, resource, ns, name, manager string, pt type
 	lifecycletest.Patch(t, env, apiVersion, resource, ns, name, manager, pt, body)
 }
 
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // releasePair is two real releases of one plugin and where a user
 // customizes it: its data-plane DaemonSet (container) and a ConfigMap.
 type releasePair struct {
@@ -90,7 +80,7 @@ type releasePair struct {
 }
 
 func releasePairs(t *testing.T) []releasePair {
-	values := writeFile(t, "values.yaml", "operator:\n  replicas: 1\nipam:\n  mode: kubernetes\n")
+	values := lifecycletest.WriteFile(t, "values.yaml", "operator:\n  replicas: 1\nipam:\n  mode: kubernetes\n")
 	return []releasePair{
 		{name: "sample", older: pluginV1, newer: pluginV2, batch: "50%", ns: "contrail", daemonSet: "contrail-vrouter-nodes", container: "vrouter-agent", configMap: "contrail-settings"},
 		{name: "kube-router", older: upstream.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v1.6.0.yaml"), newer: upstream.Path(t, "cni", "kube-router", "kubeadm-kuberouter-v2.1.0.yaml"),
