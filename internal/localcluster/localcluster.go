@@ -185,9 +185,33 @@ func Get(home, name string) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading cluster %q: %w", name, err)
 	}
+	c, err := parseState(name, b)
+	if err != nil {
+		return nil, fmt.Errorf("reading cluster %q state %s: %w", name, statePath(filepath.Join(home, "clusters", name)), err)
+	}
+	return c, nil
+}
+
+// parseState reads a cluster.json and refuses one that cannot be the
+// named cluster's: another name, a process without a PID or a program
+// (cluster down signals what it names), a port out of range.
+func parseState(name string, b []byte) (*Cluster, error) {
 	var c Cluster
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("reading cluster %q state %s: %w", name, statePath(filepath.Join(home, "clusters", name)), err)
+		return nil, err
+	}
+	if c.Name != name {
+		return nil, fmt.Errorf("it describes cluster %q", c.Name)
+	}
+	for i, p := range c.Processes {
+		if p.PID <= 0 || p.Binary == "" {
+			return nil, fmt.Errorf("processes[%d] (%q): pid %d, binary %q: want a positive pid and a program", i, p.Name, p.PID, p.Binary)
+		}
+	}
+	for k, port := range c.Ports {
+		if port < 1 || port > 65535 {
+			return nil, fmt.Errorf("ports.%s: %d is not a port", k, port)
+		}
 	}
 	return &c, nil
 }

@@ -188,6 +188,9 @@ numgen; "loss 0%" removes it); restart-agent restarts the node's agent.`,
 }
 
 func parseFault(node string, args []string) (localcluster.Fault, error) {
+	if len(args) == 0 {
+		return localcluster.Fault{}, errors.New("name a fault: link-down DURATION, loss PERCENT or restart-agent")
+	}
 	f := localcluster.Fault{Node: node, Kind: args[0]}
 	if node == "" {
 		return f, errors.New("--node is required")

@@ -23,6 +23,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/measure"
+	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
 // Config builds the REST config from the kubectl connection flags.
@@ -102,6 +103,12 @@ func (p *Probing) Validate() error {
 	}
 	if !p.Enabled && (p.Budget.MaxOutage > 0 || p.Budget.MaxLossPct > 0 || p.Report != "") {
 		return exitcode.BadInput(errors.New("--max-outage, --max-loss and --report need --probe"))
+	}
+	if p.Options.Rate < 1 || p.Options.Rate > agent.MaxRate {
+		return exitcode.BadInput(fmt.Errorf("--probe-rate %d: want 1 to %d probes per second", p.Options.Rate, agent.MaxRate))
+	}
+	if p.Options.Sample < 0 {
+		return exitcode.BadInput(fmt.Errorf("--probe-sample %d: want 0 (all peers) or more", p.Options.Sample))
 	}
 	if p.Budget.MaxOutage < 0 || p.Budget.MaxLossPct < 0 || p.Budget.MaxLossPct > 100 {
 		return exitcode.BadInput(errors.New("--max-outage and --max-loss must be positive, --max-loss at most 100"))

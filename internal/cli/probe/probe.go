@@ -13,6 +13,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
 	"github.com/hitless-dev/hitless/internal/measure"
+	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
 // NewCommand returns the `probe` command.
@@ -54,8 +55,11 @@ JSON (-o json): {"session", "started", "ended", "rate", "agents", "missing",
 			if opts.Duration <= 0 || opts.Duration > 24*time.Hour {
 				return exitcode.BadInput(fmt.Errorf("--duration %s: want more than 0 and at most 24h", opts.Duration))
 			}
-			if opts.Rate < 1 || opts.Rate > 1000 {
-				return exitcode.BadInput(fmt.Errorf("--rate %d: want 1 to 1000 probes per second", opts.Rate))
+			if opts.Rate < 1 || opts.Rate > agent.MaxRate {
+				return exitcode.BadInput(fmt.Errorf("--rate %d: want 1 to %d probes per second", opts.Rate, agent.MaxRate))
+			}
+			if opts.Sample < 0 {
+				return exitcode.BadInput(fmt.Errorf("--sample %d: want 0 (all peers) or more", opts.Sample))
 			}
 			cs, err := opcmd.Client(getter)
 			if err != nil {

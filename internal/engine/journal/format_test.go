@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/migrate"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
@@ -83,6 +86,12 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		_, _ = journal.Decode[roll.Record](raw)
+		_, _ = journal.Decode[migrate.Record](raw)
 		_ = journal.Current(&raw.Operation)
+		// What hitless status shows of it, by each kind's own reading.
+		for _, k := range append([]operation.Kind{roll.OperationKind(), migrate.OperationKind()}, lifecycle.OperationKinds()...) {
+			sum := k.Describe(raw)
+			_ = sum.Progress
+		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -627,17 +628,27 @@ func TestConfirmPromptsTheOperator(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
 	}
+	// Per node, in the output's order: the operator is asked to stop
+	// routing, then the node drains, then it is uncordoned, then the
+	// operator is asked to resume routing.
+	text := errOut.String()
 	for _, n := range nodes {
-		for _, want := range []string{"Stop routing requests to node " + n, "Resume routing requests to node " + n} {
-			if !strings.Contains(errOut.String(), want) {
-				t.Errorf("no prompt %q:\n%s", want, errOut.String())
+		q := regexp.QuoteMeta(n)
+		at := func(what string, re *regexp.Regexp) int {
+			loc := re.FindStringIndex(text)
+			if loc == nil {
+				t.Fatalf("node %s: no %s in the output:\n%s", n, what, text)
 			}
+			return loc[0]
 		}
-	}
-	stopAt := strings.Index(errOut.String(), "Stop routing requests to node "+nodes[0])
-	drainAt := strings.Index(errOut.String(), nodes[0]+"                 drain")
-	if drainAt >= 0 && stopAt > drainAt {
-		t.Errorf("node %s drained before the operator confirmed routing stopped", nodes[0])
+		stop := at("stop-routing prompt", regexp.MustCompile(`Stop routing requests to node `+q+` `))
+		drain := at("drain line", regexp.MustCompile(`batch \d+\s+`+q+`\s+drain\b`))
+		uncordon := at("uncordon line", regexp.MustCompile(`batch \d+\s+`+q+`\s+uncordon\b`))
+		resume := at("resume-routing prompt", regexp.MustCompile(`Resume routing requests to node `+q+` `))
+		if stop >= drain || drain >= resume || resume >= uncordon {
+			t.Errorf("node %s: prompt to stop routing at %d, drain at %d, prompt to resume at %d, uncordon at %d; want them in that order",
+				n, stop, drain, resume, uncordon)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package roll
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -134,4 +135,54 @@ func TestOrderNodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzBatch: --batch of any text is a positive count, a percentage from
+// 1 to 100, or an error; a batch never resolves to no node or to more
+// nodes than there are.
+func FuzzBatch(f *testing.F) {
+	for _, s := range []string{"1", "10%", " 50% ", "0", "-1", "101%", "1e3", "%", "9223372036854775807"} {
+		f.Add(s, 7)
+	}
+	f.Fuzz(func(t *testing.T, s string, total int) {
+		n, pct, err := ParseBatch(s)
+		if err != nil {
+			return
+		}
+		if n < 1 || (pct && n > 100) {
+			t.Fatalf("%q read as %d (percent %v)", s, n, pct)
+		}
+		if total < 1 || total > 100000 {
+			return
+		}
+		spec := Spec{Batch: s}
+		if size := spec.BatchSize(total); size < 1 || (pct && size > total) {
+			t.Fatalf("batch %q of %d nodes: %d", s, total, size)
+		}
+	})
+}
+
+// FuzzSpec: a journaled roll spec of any shape (what resume reads back)
+// is refused by Validate or is one the roll can run: a batch, timeouts
+// that are not negative, known drain-timeout handling.
+func FuzzSpec(f *testing.F) {
+	f.Add([]byte(`{"selector":"pool=a","batch":"50%","drainTimeout":60000000000,"onDrainTimeout":"fail"}`))
+	f.Add([]byte(`{"nodes":["n1"],"batch":"0","actions":[{"type":"exec","params":{"command":"true"}}],"confirm":true,"preNode":"x"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Spec
+		if json.Unmarshal(b, &s) != nil {
+			return
+		}
+		s.Defaults()
+		if s.Validate() != nil {
+			return
+		}
+		if _, _, err := ParseBatch(s.Batch); err != nil {
+			t.Fatalf("a valid spec with batch %q: %v", s.Batch, err)
+		}
+		if s.DrainTimeout < 0 || s.ActionTimeout < 0 || s.EvictRetryDelay < 0 {
+			t.Fatalf("a valid spec with negative timeouts: %+v", s)
+		}
+		_ = s.Hash()
+	})
 }

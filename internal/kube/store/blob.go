@@ -34,9 +34,12 @@ func Unpack(b []byte, v any) error {
 	if err != nil {
 		return fmt.Errorf("inflating: %w", err)
 	}
-	raw, err := io.ReadAll(io.LimitReader(zr, limit))
+	raw, err := io.ReadAll(io.LimitReader(zr, limit+1))
 	if err != nil {
 		return fmt.Errorf("inflating: %w", err)
+	}
+	if len(raw) > limit {
+		return fmt.Errorf("inflating: the record inflates past %d MiB", limit>>20)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("decoding: %w", err)

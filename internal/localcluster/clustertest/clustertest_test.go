@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +169,49 @@ func TestAddNodes(t *testing.T) {
 	}
 	if len(nodes.Items) != 2 || len(names) != 2 {
 		t.Fatalf("added nodes %v, found %d with the label", names, len(nodes.Items))
+	}
+}
+
+// TestSnapshotSeesEveryChangeAndNoChurn: two snapshots of a quiet cluster
+// 15 s apart are equal (heartbeats, leases and events are left out), and
+// an object created, one changed and one deleted each show.
+func TestSnapshotSeesEveryChangeAndNoChurn(t *testing.T) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	for _, name := range []string{"changed", "deleted"} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: map[string]string{"k": "v"}}
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.Deployment(t, ns, "web", 2, Workload{})
+	env.WaitDeploymentAvailable(t, ns, "web", time.Minute)
+	before := Snapshot(t, env.Config(t), nil)
+	if len(before) < 50 {
+		t.Fatalf("a snapshot of %d objects: the cluster holds more", len(before))
+	}
+	time.Sleep(15 * time.Second)
+	if diff := before.Diff(Snapshot(t, env.Config(t), nil)); len(diff) > 0 {
+		t.Fatalf("a quiet cluster changed in 15 s:\n%v", diff)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "created", Namespace: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Update(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "changed", Namespace: ns}, Data: map[string]string{"k": "w"}}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CoreV1().ConfigMaps(ns).Delete(ctx, "deleted", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	diff := before.Diff(Snapshot(t, env.Config(t), nil))
+	want := []string{"+ configmaps " + ns + "/created", "- configmaps " + ns + "/deleted", "~ configmaps " + ns + "/changed"}
+	if len(diff) != len(want) {
+		t.Fatalf("diff %v, want %v", diff, want)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(diff[i], w) {
+			t.Errorf("diff[%d] = %q, want %q", i, diff[i], w)
+		}
 	}
 }

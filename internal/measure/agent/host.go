@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -118,13 +117,7 @@ func kernelOptions(h *Host) map[string]string {
 	} else {
 		return out
 	}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && strings.HasPrefix(k, "CONFIG_") {
-			out[strings.TrimPrefix(k, "CONFIG_")] = v
-		}
-	}
-	return out
+	return parseKernelConfig(r)
 }
 
 func fileHasModule(path, name string, match func(line, name string) bool) bool {
@@ -189,17 +182,7 @@ func resolvConf(_ context.Context, h *Host) check.Outcome {
 	if err != nil {
 		return check.Outcome{Status: check.Fail, Message: err.Error(), Objects: []string{"Node/" + h.Node.Name}}
 	}
-	var servers, outside []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "nameserver" {
-			continue
-		}
-		servers = append(servers, f[1])
-		if ip, err := netip.ParseAddr(f[1]); err == nil && !ip.IsLoopback() {
-			outside = append(outside, f[1])
-		}
-	}
+	servers, outside := parseNameservers(b)
 	switch {
 	case len(servers) == 0:
 		return check.Outcome{Status: check.Fail, Message: path + " names no nameserver", Objects: []string{"Node/" + h.Node.Name},
@@ -227,14 +210,10 @@ func nodeMTU(h *Host) (name string, mtu int) {
 			}
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(h.Proc, "net", "route"))
-	if err == nil {
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) > 2 && f[1] == "00000000" {
-				if i, err := net.InterfaceByName(f[0]); err == nil {
-					return i.Name, i.MTU
-				}
+	if b, err := os.ReadFile(filepath.Join(h.Proc, "net", "route")); err == nil {
+		if dev := defaultRouteDevice(b); dev != "" {
+			if i, err := net.InterfaceByName(dev); err == nil {
+				return i.Name, i.MTU
 			}
 		}
 	}
@@ -260,27 +239,11 @@ func interfaceMTU(_ context.Context, h *Host) check.Outcome {
 }
 
 func meminfo(h *Host) map[string]int64 {
-	out := map[string]int64{}
 	b, err := os.ReadFile(filepath.Join(h.Proc, "meminfo"))
 	if err != nil {
-		return out
+		return map[string]int64{}
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[0], 10, 64)
-		if len(f) > 1 && f[1] == "kB" {
-			n *= 1024
-		}
-		out[k] = n
-	}
-	return out
+	return parseMeminfo(b)
 }
 
 func resources(_ context.Context, h *Host) check.Outcome {
@@ -334,15 +297,8 @@ func boundPorts(proc string) map[string]bool {
 		if err != nil {
 			continue
 		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			fields := strings.Fields(line)
-			if len(fields) < 4 || (f.state != "" && fields[3] != f.state) {
-				continue
-			}
-			_, hexPort, _ := strings.Cut(fields[1], ":")
-			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
-				out[fmt.Sprintf("%d/%s", p, f.proto)] = true
-			}
+		for _, p := range listeningPorts(b, f.state) {
+			out[fmt.Sprintf("%d/%s", p, f.proto)] = true
 		}
 	}
 	return out

@@ -74,12 +74,13 @@ func measurePeer(ctx context.Context, dial probe.Dialer, node string, ep Endpoin
 		buf := make([]byte, 2048)
 		for try := 0; try < 3 && !p.UDP; try++ {
 			_ = c.SetDeadline(time.Now().Add(peerTimeout / 2))
-			if _, err := c.Write(msg); err != nil {
+			ask := probe.Ask(uint64(time.Now().UnixNano()), time.Now()) //nolint:gosec // a timestamp as the sequence number
+			if _, err := c.Write(ask); err != nil {
 				p.UDPError = "udp: " + err.Error()
 				continue
 			}
 			n, err := c.Read(buf)
-			if err == nil && string(buf[:n]) == string(msg) {
+			if err == nil && probe.Answered(ask, buf[:n]) {
 				p.UDP, p.UDPError = true, ""
 			} else if err != nil {
 				p.UDPError = "udp: no echo: " + err.Error()

@@ -26,6 +26,11 @@ const (
 	// MaxSession bounds a session without a duration, should whoever
 	// started it never stop it.
 	MaxSession = 12 * time.Hour
+	// MaxRate bounds the probes per second to each peer, whatever a
+	// request asks.
+	MaxRate = 1000
+	// DefaultRate is the rate of a request that names none.
+	DefaultRate = 100
 	// publishEvery is how often a running session's numbers are written.
 	publishEvery = time.Second
 	// pollRate is the rate of the API server probes.
@@ -55,11 +60,16 @@ type ProbeResult struct {
 
 func probeRequestOf(cm *corev1.ConfigMap) ProbeRequest {
 	d := cm.Data
-	rate, _ := strconv.Atoi(d["rate"])
+	rate, err := strconv.Atoi(d["rate"])
+	if err != nil || rate < 1 {
+		rate = DefaultRate
+	}
 	sample, _ := strconv.Atoi(d["sample"])
 	dur, _ := time.ParseDuration(d["duration"])
 	asked, _ := time.Parse(time.RFC3339Nano, d["asked"])
-	return ProbeRequest{ID: d["id"], Rate: rate, Duration: dur, Sample: sample, Stop: d["stop"] == "true", Asked: asked}
+	// Whoever wrote the request, an agent never probes faster than
+	// MaxRate, and a negative duration or sample means none.
+	return ProbeRequest{ID: d["id"], Rate: min(rate, MaxRate), Duration: max(dur, 0), Sample: max(sample, 0), Stop: d["stop"] == "true", Asked: asked}
 }
 
 // AskProbe publishes a probe request: every agent starts (or, with Stop,

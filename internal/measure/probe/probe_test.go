@@ -3,8 +3,10 @@ package probe
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +149,9 @@ func TestLinkDownMeasured(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond)
 	paths := stopAll(sessions)
+	if len(paths) != 6 {
+		t.Fatalf("%d paths measured, want 6 (3 nodes, each to the 2 others): %v", len(paths), slices.Collect(maps.Keys(paths)))
+	}
 	for key, p := range paths {
 		through := p.From == "n2" || p.To == "n2"
 		switch {
@@ -200,7 +205,11 @@ func TestQuietNetworkLosesNothing(t *testing.T) {
 	}
 	sessions := probeAll(peers, 100)
 	time.Sleep(60 * time.Second)
-	for key, p := range stopAll(sessions) {
+	paths := stopAll(sessions)
+	if len(paths) != 6 {
+		t.Fatalf("%d paths measured, want 6 (3 nodes, each to the 2 others): %v", len(paths), slices.Collect(maps.Keys(paths)))
+	}
+	for key, p := range paths {
 		if p.Lost != 0 || p.Sent < 4000 || p.Received != p.Sent || p.TCPResets != 0 {
 			t.Errorf("%s: sent %d received %d lost %d resets %d", key, p.Sent, p.Received, p.Lost, p.TCPResets)
 		}

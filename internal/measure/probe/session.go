@@ -17,13 +17,7 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// Wire format of a UDP probe: magic, kind, session tag, sequence number,
-// send time (unix ns). The answer is the same datagram with kind answer.
 const (
-	magic      = "HLP1"
-	kindAsk    = 1
-	kindAnswer = 2
-	packetLen  = 4 + 1 + 4 + 8 + 8
 	// judgeEvery is how often outstanding probes are judged; windows are
 	// timed from send times, so this only delays the verdict.
 	judgeEvery = 50 * time.Millisecond
@@ -285,9 +279,9 @@ func isReset(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
-// Endpoint serves a UDP socket: it answers probes, hands answers to the
-// running session, and echoes any other datagram (the agents' one-off
-// connectivity checks).
+// Endpoint serves a UDP socket: it answers asks (the sessions' probes and
+// the agents' one-off connectivity checks), hands answers to the running
+// session and drops anything else.
 type Endpoint struct {
 	conn    net.PacketConn
 	b       *batcher
@@ -317,14 +311,15 @@ func (ep *Endpoint) loop() {
 		s := ep.session.Load()
 		for _, m := range in[:n] {
 			b := m.Buffers[0][:m.N]
-			switch {
-			case m.N != packetLen || string(b[:4]) != magic:
-				out = append(out, ipv4.Message{Buffers: [][]byte{b}, Addr: m.Addr})
-			case b[4] == kindAsk:
+			switch classify(b) {
+			case answer:
 				b[4] = kindAnswer
 				out = append(out, ipv4.Message{Buffers: [][]byte{b}, Addr: m.Addr})
-			case b[4] == kindAnswer && s != nil:
-				s.answered(m.Addr, b, now)
+			case deliver:
+				if s != nil {
+					s.answered(m.Addr, b, now)
+				}
+			case drop:
 			}
 		}
 		if len(out) > 0 {
