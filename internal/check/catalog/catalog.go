@@ -95,7 +95,10 @@ func Prepare(opts Options) (*Prepared, error) {
 	if err != nil {
 		return nil, &OptionError{Flag: "profile", Msg: err.Error()}
 	}
-	if opts.CheckTimeout <= 0 {
+	if opts.CheckTimeout < 0 {
+		return nil, &OptionError{Flag: "check-timeout", Msg: "must not be negative"}
+	}
+	if opts.CheckTimeout == 0 {
 		opts.CheckTimeout = 60 * time.Second
 	}
 	if opts.AgentTimeout < 0 {

@@ -67,6 +67,10 @@ func flagOf(field string) string {
 		return "--on-budget"
 	case "source":
 		return "-f"
+	case "wait", "profile":
+		return "--" + field
+	case "finalizerTimeout":
+		return "--finalizer-timeout"
 	}
 	return ""
 }

@@ -104,10 +104,10 @@ func (p *Probing) Validate() error {
 	if !p.Enabled && (p.Budget.MaxOutage > 0 || p.Budget.MaxLossPct > 0 || p.Report != "") {
 		return exitcode.BadInput(errors.New("--max-outage, --max-loss and --report need --probe"))
 	}
-	if p.Options.Rate < 1 || p.Options.Rate > agent.MaxRate {
+	if p.Enabled && (p.Options.Rate < 1 || p.Options.Rate > agent.MaxRate) {
 		return exitcode.BadInput(fmt.Errorf("--probe-rate %d: want 1 to %d probes per second", p.Options.Rate, agent.MaxRate))
 	}
-	if p.Options.Sample < 0 {
+	if p.Enabled && p.Options.Sample < 0 {
 		return exitcode.BadInput(fmt.Errorf("--probe-sample %d: want 0 (all peers) or more", p.Options.Sample))
 	}
 	if p.Budget.MaxOutage < 0 || p.Budget.MaxLossPct < 0 || p.Budget.MaxLossPct > 100 {

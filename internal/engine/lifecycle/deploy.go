@@ -197,6 +197,9 @@ func validateDeploy(opts Options) error {
 	if err := validateName(opts.Name); err != nil {
 		return err
 	}
+	if err := validateDurations(opts); err != nil {
+		return err
+	}
 	if opts.Chart != nil && opts.Source != nil {
 		return &InputError{Field: "source", Msg: "give manifests or a Helm chart, not both"}
 	}
@@ -256,7 +259,7 @@ func sources(ctx context.Context, c Cluster, action string, opts Options, revs [
 			in.spec.SourceDigest = operation.Hash(in.chart)
 		}
 	case ActionRollback:
-		if in.target, err = rollbackTarget(revs, current, opts.Revision); err != nil {
+		if in.target, err = rollbackTarget(opts.Name, revs, current, opts.Revision); err != nil {
 			return nil, err
 		}
 		in.chart = in.target.Chart
@@ -337,9 +340,9 @@ func lockFor(ctx context.Context, c Cluster, kind string, existing *Journal, opt
 	return id, lk, lk.Close, nil
 }
 
-func rollbackTarget(revs []*release.Revision, current *release.Revision, n int) (*release.Revision, error) {
+func rollbackTarget(name string, revs []*release.Revision, current *release.Revision, n int) (*release.Revision, error) {
 	if current == nil {
-		return nil, &StateError{Msg: "nothing to roll back: no revision is deployed"}
+		return nil, &StateError{Msg: fmt.Sprintf("nothing to roll back: no revision of %s is deployed", name)}
 	}
 	if n == 0 {
 		for i := len(revs) - 1; i >= 0; i-- {
@@ -347,7 +350,7 @@ func rollbackTarget(revs []*release.Revision, current *release.Revision, n int) 
 				return revs[i], nil
 			}
 		}
-		return nil, &StateError{Msg: fmt.Sprintf("revision %d is the first: there is nothing before it to roll back to", current.Number)}
+		return nil, &StateError{Msg: fmt.Sprintf("revision %d of %s is the first: there is nothing before it to roll back to", current.Number, name)}
 	}
 	t := release.Find(revs, n)
 	if t == nil || len(t.Vendor) == 0 {

@@ -131,6 +131,17 @@ type StateError struct{ Msg string }
 
 func (e *StateError) Error() string { return e.Msg }
 
+// validateDurations refuses negative waits: zero means the default.
+func validateDurations(o Options) error {
+	switch {
+	case o.Wait < 0:
+		return &InputError{Field: "wait", Msg: fmt.Sprintf("%s: want a positive duration", o.Wait)}
+	case o.FinalizerTimeout < 0:
+		return &InputError{Field: "finalizerTimeout", Msg: fmt.Sprintf("%s: want a positive duration", o.FinalizerTimeout)}
+	}
+	return nil
+}
+
 func validateName(name string) error {
 	if name == "" {
 		return &InputError{Field: "name", Msg: "required"}

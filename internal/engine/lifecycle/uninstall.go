@@ -38,6 +38,9 @@ func (e *OutsideError) Error() string {
 // Uninstall deletes exactly the component's inventory in reverse
 // dependency order, backing every object up first.
 func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
+	if err := validateDurations(opts); err != nil {
+		return nil, err
+	}
 	opts.defaults()
 	if err := validateName(opts.Name); err != nil {
 		return nil, err

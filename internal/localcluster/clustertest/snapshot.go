@@ -26,12 +26,15 @@ type Objects map[string]string
 type Ignore func(gr schema.GroupResource, obj *unstructured.Unstructured) bool
 
 // churn says whether a resource is what a cluster changes on its own,
-// second by second: events, and leases (heartbeats, leader election).
+// second by second: events, leases (heartbeats, leader election) and
+// component statuses.
 func churn(gr schema.GroupResource) bool {
 	switch gr {
 	case schema.GroupResource{Resource: "events"},
 		schema.GroupResource{Group: "events.k8s.io", Resource: "events"},
-		schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}:
+		schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"},
+		schema.GroupResource{Resource: "componentstatuses"}: // not stored: probed when read
+
 		return true
 	}
 	return false
@@ -42,6 +45,8 @@ func churn(gr schema.GroupResource) bool {
 func Snapshot(t testing.TB, cfg *rest.Config, ignore Ignore) Objects {
 	t.Helper()
 	ctx := context.Background()
+	cfg = rest.CopyConfig(cfg)
+	cfg.WarningHandler = rest.NoWarnings{} // deprecated kinds are read as well
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
