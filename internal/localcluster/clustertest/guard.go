@@ -19,12 +19,16 @@ import (
 	knode "github.com/hitless-dev/hitless/internal/kube/node"
 )
 
-// Guard watches a roll from the outside and fails the test if a protected
-// workload's healthy pods drop below its PodDisruptionBudget's minimum, if
-// more of the rolled nodes are unschedulable at once than the batch
-// allows, or, with WatchDataPlane, if a data-plane pod is deleted on a
-// node that is not cordoned and drained. It checks after every pod and
-// node event, so no dip is missed.
+// Guard watches an operation from the outside and fails the test if a
+// protected workload's healthy pods drop below its PodDisruptionBudget's
+// minimum (any PDB of the namespace, whatever its selector; the expected
+// pod count is the disruption controller's, live), if more of the rolled
+// nodes are unschedulable at once than the batch allows, or, with a data
+// plane, if a data-plane pod is deleted on a node that is not cordoned and
+// drained. Its view of pods, nodes and PDBs is built from the events
+// themselves, in order, not read from the informers' caches when an event
+// is handled (which may already hold later events): every state the
+// cluster passes through is checked, so no dip is missed.
 type Guard struct {
 	t     testing.TB
 	cs    kubernetes.Interface
@@ -36,18 +40,17 @@ type Guard struct {
 	synced     bool // the informers' initial adds are not transitions
 	violations []string
 	maxUnsched int
-	pods       cache.Indexer
-	nodes      cache.Indexer
-	pdbs       []policyv1.PodDisruptionBudget
-	replicas   map[string]int32
+	pods       map[string]*corev1.Pod // of ns, as of the event handled
+	nodes      map[string]*corev1.Node
+	pdbs       map[string]*policyv1.PodDisruptionBudget
 	// replaced counts the data-plane pods deleted on drained nodes.
 	replaced int
 	dpNS     string
 	dpName   string
 }
 
-// StartGuard watches the protected workloads of ns (each PDB named after
-// its Deployment) and the nodes of pool until the test ends.
+// StartGuard watches the PDBs and pods of ns and the nodes of pool until
+// the test ends.
 func StartGuard(t testing.TB, cs kubernetes.Interface, ns string, pool []string, batch int) *Guard {
 	return StartDataPlaneGuard(t, cs, ns, pool, batch, "", "")
 }
@@ -58,35 +61,20 @@ func StartGuard(t testing.TB, cs kubernetes.Interface, ns string, pool []string,
 func StartDataPlaneGuard(t testing.TB, cs kubernetes.Interface, ns string, pool []string, batch int, dpNS, dpName string) *Guard {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &Guard{dpNS: dpNS, dpName: dpName, t: t, cs: cs, ns: ns, pool: map[string]bool{}, batch: batch, replicas: map[string]int32{}}
+	g := &Guard{dpNS: dpNS, dpName: dpName, t: t, cs: cs, ns: ns, pool: map[string]bool{}, batch: batch,
+		pods: map[string]*corev1.Pod{}, nodes: map[string]*corev1.Node{}, pdbs: map[string]*policyv1.PodDisruptionBudget{}}
 	for _, n := range pool {
 		g.pool[n] = true
 	}
-	pdbs, err := cs.PolicyV1().PodDisruptionBudgets(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.pdbs = pdbs.Items
-	for _, p := range g.pdbs {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, p.Name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatalf("guard: PDB %s must be named after its Deployment: %v", p.Name, err)
-		}
-		g.replicas[p.Name] = *d.Spec.Replicas
-	}
 	nsFactory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns))
 	podInf := nsFactory.Core().V1().Pods().Informer()
+	pdbInf := nsFactory.Policy().V1().PodDisruptionBudgets().Informer()
 	nodeFactory := informers.NewSharedInformerFactory(cs, 0)
 	nodeInf := nodeFactory.Core().V1().Nodes().Informer()
-	g.pods, g.nodes = podInf.GetIndexer(), nodeInf.GetIndexer()
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { g.check() },
-		UpdateFunc: func(any, any) { g.check() },
-		DeleteFunc: func(any) { g.check() },
-	}
-	_, _ = podInf.AddEventHandler(handler)
-	_, _ = nodeInf.AddEventHandler(handler)
-	synced := []cache.InformerSynced{podInf.HasSynced, nodeInf.HasSynced}
+	_, _ = podInf.AddEventHandler(follow(g, g.pods))
+	_, _ = pdbInf.AddEventHandler(follow(g, g.pdbs))
+	_, _ = nodeInf.AddEventHandler(follow(g, g.nodes))
+	synced := []cache.InformerSynced{podInf.HasSynced, pdbInf.HasSynced, nodeInf.HasSynced}
 	var dpFactory informers.SharedInformerFactory
 	if dpNS != "" {
 		dpFactory = informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(dpNS))
@@ -104,8 +92,8 @@ func StartDataPlaneGuard(t testing.TB, cs kubernetes.Interface, ns string, pool 
 	}
 	g.mu.Lock()
 	g.synced = true
-	g.mu.Unlock()
 	g.check()
+	g.mu.Unlock()
 	t.Cleanup(func() {
 		cancel()
 		nsFactory.Shutdown()
@@ -122,49 +110,87 @@ func StartDataPlaneGuard(t testing.TB, cs kubernetes.Interface, ns string, pool 
 	return g
 }
 
+// follow keeps state (by name) as each event leaves it, then checks.
+func follow[T metav1.Object](g *Guard, state map[string]T) cache.ResourceEventHandlerFuncs {
+	set := func(obj any) {
+		if o, ok := obj.(T); ok {
+			state[o.GetName()] = o
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { g.mu.Lock(); set(obj); g.check(); g.mu.Unlock() },
+		UpdateFunc: func(_, obj any) { g.mu.Lock(); set(obj); g.check(); g.mu.Unlock() },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if o, ok := obj.(T); ok {
+				delete(state, o.GetName())
+			}
+			g.check()
+		},
+	}
+}
+
+// violate records a violation (the first 20); the caller holds g.mu.
+func (g *Guard) violate(format string, args ...any) {
+	if len(g.violations) < 20 {
+		g.violations = append(g.violations, time.Now().Format("15:04:05.000")+": "+fmt.Sprintf(format, args...))
+	}
+}
+
+// check judges the state as of the event just handled; the caller holds
+// g.mu.
 func (g *Guard) check() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	if !g.synced {
 		return
 	}
 	for _, pdb := range g.pdbs {
 		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
 		if err != nil {
+			g.violate("PDB %s: selector: %v", pdb.Name, err)
 			continue
 		}
 		healthy := 0
-		for _, obj := range g.pods.List() {
-			p := obj.(*corev1.Pod)
+		for _, p := range g.pods {
 			if sel.Matches(labels.Set(p.Labels)) && p.DeletionTimestamp == nil && podReady(p) {
 				healthy++
 			}
 		}
-		minHealthy := minAvailable(&pdb, g.replicas[pdb.Name])
-		if healthy < minHealthy && len(g.violations) < 20 {
-			g.violations = append(g.violations, fmt.Sprintf("%s: PDB %s wants %d healthy pods, %d were", time.Now().Format("15:04:05.000"), pdb.Name, minHealthy, healthy))
+		minHealthy, known := minAvailable(pdb)
+		if known && healthy < minHealthy {
+			g.violate("PDB %s wants %d healthy pods, %d were", pdb.Name, minHealthy, healthy)
 		}
 	}
 	unsched := 0
-	for _, obj := range g.nodes.List() {
-		n := obj.(*corev1.Node)
+	for _, n := range g.nodes {
 		if g.pool[n.Name] && (n.Spec.Unschedulable || !knode.Ready(n)) {
 			unsched++
 		}
 	}
 	g.maxUnsched = max(g.maxUnsched, unsched)
-	if unsched > g.batch && len(g.violations) < 20 {
-		g.violations = append(g.violations, fmt.Sprintf("%s: %d nodes unavailable at once, the batch allows %d", time.Now().Format("15:04:05.000"), unsched, g.batch))
+	if unsched > g.batch {
+		g.violate("%d nodes unavailable at once, the batch allows %d", unsched, g.batch)
 	}
 }
 
-func minAvailable(pdb *policyv1.PodDisruptionBudget, replicas int32) int {
+// minAvailable is the fewest healthy pods the PDB allows, from the pod
+// count the disruption controller expects (live: it follows scaling);
+// known is false until the controller has counted them, for a budget that
+// needs the count.
+func minAvailable(pdb *policyv1.PodDisruptionBudget) (n int, known bool) {
+	expected := int(pdb.Status.ExpectedPods)
 	if pdb.Spec.MinAvailable != nil {
-		v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MinAvailable, int(replicas), true)
-		return v
+		if pdb.Spec.MinAvailable.Type == intstr.Int {
+			return pdb.Spec.MinAvailable.IntValue(), true
+		}
+		v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MinAvailable, expected, true)
+		return v, pdb.Status.ObservedGeneration > 0
 	}
-	v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MaxUnavailable, int(replicas), true)
-	return int(replicas) - v
+	v, _ := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MaxUnavailable, expected, true)
+	return expected - v, pdb.Status.ObservedGeneration > 0
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -190,16 +216,14 @@ func (g *Guard) checkReplace(old, cur *corev1.Pod) {
 		return
 	}
 	node := cur.Spec.NodeName
-	obj, ok, _ := g.nodes.GetByKey(node)
-	if !ok || !obj.(*corev1.Node).Spec.Unschedulable {
-		g.violations = append(g.violations, fmt.Sprintf("data-plane pod %s deleted on node %s, which was not cordoned", cur.Name, node))
+	if n, ok := g.nodes[node]; !ok || !n.Spec.Unschedulable {
+		g.violate("data-plane pod %s deleted on node %s, which was not cordoned", cur.Name, node)
 		return
 	}
-	for _, o := range g.pods.List() {
-		p := o.(*corev1.Pod)
+	for _, p := range g.pods {
 		if p.Spec.NodeName == node && p.DeletionTimestamp == nil {
 			if c := metav1.GetControllerOf(p); c == nil || c.Kind != "DaemonSet" {
-				g.violations = append(g.violations, fmt.Sprintf("data-plane pod %s deleted on node %s while pod %s still ran there", cur.Name, node, p.Name))
+				g.violate("data-plane pod %s deleted on node %s while pod %s still ran there", cur.Name, node, p.Name)
 				return
 			}
 		}
