@@ -43,9 +43,15 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 	t.Cleanup(func() { _ = localcluster.Down(context.Background(), home, name) })
 	ctx := context.Background()
 
-	res, err := demo.Run(ctx, demo.Options{Cluster: name, Nodes: 3})
+	// The applications' PDBs and the nodes are guarded from the moment
+	// the applications run, through the plugin's upgrade.
+	guard := &guardFrom{t: t, home: home, name: name, step: "] node agents ..."}
+	res, err := demo.Run(ctx, demo.Options{Cluster: name, Nodes: 3, Progress: guard})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if guard.g == nil {
+		t.Fatal("the guard never started: no step began with " + guard.step)
 	}
 	if len(res.Steps) < 4 || !strings.Contains(res.Steps[0].Detail, "started cluster") {
 		t.Fatalf("steps = %+v", res.Steps)
@@ -167,6 +173,12 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 		if len(nodes) != 4 {
 			t.Errorf("the journals show %d nodes rolled (%v), want the 4", len(nodes), nodes)
 		}
+		if v := guard.g.Take(true); len(v) > 0 {
+			t.Errorf("guard: %v", v)
+		}
+		if got := guard.g.Replaced(); got != 4 {
+			t.Errorf("%d vRouter pods replaced on drained nodes, want the 4", got)
+		}
 		page, err := os.ReadFile(res.Report)
 		if err != nil {
 			t.Fatal(err)
@@ -200,6 +212,39 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 	if diff := before.Diff(clustertest.Snapshot(t, cfg, checkRuns)); len(diff) > 0 {
 		t.Errorf("the second run changed the cluster:\n%s", strings.Join(diff, "\n"))
 	}
+}
+
+// guardFrom is the demo's progress output: when the step named starts, it
+// starts a guard on the applications (namespace shop) and the vRouter.
+type guardFrom struct {
+	t          *testing.T
+	home, name string
+	step       string
+	g          *clustertest.Guard
+}
+
+func (w *guardFrom) Write(b []byte) (int, error) {
+	if w.g != nil || !strings.Contains(string(b), w.step) {
+		return len(b), nil
+	}
+	c, err := localcluster.Get(w.home, w.name)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cs, _, err := c.Client()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	nodes, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var pool []string
+	for _, n := range nodes.Items {
+		pool = append(pool, n.Name)
+	}
+	w.g = clustertest.StartDataPlaneGuard(w.t, cs, "shop", pool, 1, "contrail", "contrail-vrouter-nodes")
+	return len(b), nil
 }
 
 // checkRuns leaves out what every checks run writes: its record, and its

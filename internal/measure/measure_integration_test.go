@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 
@@ -147,6 +148,21 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 	dataPlane(t, ns, 2)
 	cs := env.Client(t)
 	ctx := context.Background()
+	// An application with a PDB on the rolled nodes, and a guard: the
+	// PDB holds, one node at a time, the data plane restarts only on
+	// drained nodes.
+	env.Deployment(t, ns, "web", 3, clustertest.Workload{GracePeriod: 1})
+	env.PDB(t, ns, "web", ptr.To(intstr.FromInt32(1)), nil)
+	env.WaitDeploymentAvailable(t, ns, "web", time.Minute)
+	workers, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "node-role.kubernetes.io/worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pool []string
+	for _, n := range workers.Items {
+		pool = append(pool, n.Name)
+	}
+	pdbGuard := clustertest.StartDataPlaneGuard(t, cs, ns, pool, 1, ns, "vrouter")
 	guard, err := measure.StartGuard(ctx, cs, measure.GuardSpec{Rate: 100, Budget: measure.Budget{MaxOutage: 500 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +216,9 @@ func TestRollWithProbesAndBudget(t *testing.T) {
 		}
 	}
 	resumeKeepsProbing(t, op, res.Plan.Batches[1][0], res.Plan.Batches[2][0])
+	if got := pdbGuard.Replaced(); got != 2 {
+		t.Errorf("%d data-plane pods restarted on drained nodes, want the 2 nodes rolled", got)
+	}
 	// Leave the cluster to the next test: abort the paused roll.
 	if _, err := roll.Abort(ctx, cs, op.ID, "test", time.Minute); err != nil {
 		t.Fatal(err)

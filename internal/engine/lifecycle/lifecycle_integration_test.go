@@ -230,7 +230,18 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		}
 	})
 
+	// The rollback replaces the data plane node by node too, under a
+	// fresh guard.
+	guard = clustertest.StartDataPlaneGuard(t, cs, apps, pool, 1, "contrail", "contrail-vrouter-nodes")
 	back := mustHitless(t, "rollback", "--name", "contrail")
+	t.Run("rollback replaces the data plane node by node on drained nodes", func(t *testing.T) {
+		if v := guard.Take(true); len(v) > 0 {
+			t.Fatalf("guard: %v", v)
+		}
+		if got := guard.Replaced(); got != len(pool) {
+			t.Errorf("%d vRouter pods replaced on drained nodes, want one per node (%d)", got, len(pool))
+		}
+	})
 	t.Run("rollback restores the objects exactly", func(t *testing.T) {
 		if back.Revision != 3 || back.Previous != 2 {
 			t.Fatalf("rollback: revision %d from %d, want 3 from 2", back.Revision, back.Previous)
@@ -242,6 +253,9 @@ func TestSamplePluginLifecycle(t *testing.T) {
 		}
 	})
 
+	// Uninstalling deletes the data plane everywhere, as it must; the
+	// application's PDB and the nodes stay guarded.
+	clustertest.StartGuard(t, cs, apps, pool, 1)
 	t.Run("uninstall refuses namespaces holding the user's objects", func(t *testing.T) {
 		code, out, errOut := hitless(t, "uninstall", "--name", "contrail")
 		if code != exitcode.Failed || !strings.Contains(out+errOut, "Secret/contrail/site-registry") {

@@ -104,6 +104,8 @@ func TestCrashResumeUpgrade(t *testing.T) {
 	env.WaitDeploymentAvailable(t, apps, "web", time.Minute)
 	mustHitless(t, "install", "-f", v1, "--name", name)
 	t.Cleanup(func() { hitless(t, "uninstall", "--name", name, "--force-namespaces") })
+	pool := env.NodeNames(t)
+	guard := clustertest.StartDataPlaneGuard(t, cs, apps, pool, 1, name, name+"-agent")
 
 	killMidRoll(t, "upgrade", "-f", v2, "--name", name)
 
@@ -151,6 +153,15 @@ func TestCrashResumeUpgrade(t *testing.T) {
 	ds, err := cs.AppsV1().DaemonSets(name).Get(ctx, name+"-agent", metav1.GetOptions{})
 	if err != nil || ds.Spec.UpdateStrategy.Type != "RollingUpdate" {
 		t.Errorf("DaemonSet strategy not restored: %v %v", ds.Spec.UpdateStrategy, err)
+	}
+	// Across the kill and the re-run: the application's PDB held, one node
+	// at a time, and every agent pod replaced on a drained node (a pod the
+	// killed run deleted is not deleted again).
+	if v := guard.Take(true); len(v) > 0 {
+		t.Errorf("guard: %v", v)
+	}
+	if got := guard.Replaced(); got != len(pool) {
+		t.Errorf("%d agent pods replaced on drained nodes, want one per node (%d)", got, len(pool))
 	}
 }
 

@@ -282,3 +282,18 @@ func (e *Env) CountingConfig(t testing.TB) (*rest.Config, *atomic.Int64) {
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, n: n} })
 	return cfg, n
 }
+
+// NodeNames returns the names of every node of the cluster.
+func (e *Env) NodeNames(t testing.TB) []string {
+	e.ready(t)
+	t.Helper()
+	nodes, err := e.client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, 0, len(nodes.Items))
+	for _, n := range nodes.Items {
+		out = append(out, n.Name)
+	}
+	return out
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hitless-dev/hitless/internal/cli/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
@@ -122,8 +123,21 @@ func TestReleasePairsBothWays(t *testing.T) {
 						t.Errorf("install: unavailable APIs %v, want %d reported (not waited on)", in.Unavailable, p.unavailable)
 					}
 					inventory := len(in.Applied)
+					// An application beside the plugin, and a guard on
+					// each change: the data-plane pods go only on
+					// cordoned nodes the application has left, no more
+					// nodes at once than the batch.
+					apps := env.Namespace(t)
+					env.Deployment(t, apps, "web", 2, clustertest.Workload{})
+					pool := env.NodeNames(t)
+					batch := (&roll.Spec{Batch: p.batch}).BatchSize(len(pool))
+					var guards []*clustertest.Guard
+					guarded := func() {
+						guards = append(guards, clustertest.StartDataPlaneGuard(t, env.Client(t), apps, pool, batch, p.ns, p.daemonSet))
+					}
 					change := func(what string) {
 						t.Helper()
+						guarded()
 						res := step(what, p.flags("upgrade", "-f", way.to, "--name", name))
 						if p.warning != "" && !slices.Contains(res.Warnings, p.warning) {
 							t.Errorf("%s: warnings %v, want %q", what, res.Warnings, p.warning)
@@ -136,6 +150,7 @@ func TestReleasePairsBothWays(t *testing.T) {
 					}
 					rollback := func(what string, before map[string]string) {
 						t.Helper()
+						guarded()
 						step("rollback", []string{"rollback", "--name", name, "--batch", p.batch})
 						lifecycletest.SameObjects(t, env, "after the "+what+" and its rollback", before, snapshot(t, name), name)
 					}
@@ -151,6 +166,13 @@ func TestReleasePairsBothWays(t *testing.T) {
 					rollback("customized "+way.name, before)
 					p.checkCustomized(t, "after the rollback")
 
+					// Uninstalling deletes the data plane everywhere, as
+					// it must: the guards stop here.
+					for _, g := range guards {
+						if v := g.Take(true); len(v) > 0 {
+							t.Errorf("guard: %v", v)
+						}
+					}
 					gone := step("uninstall", []string{"uninstall", "--name", name, "--force-namespaces"})
 					if len(gone.Remaining) > 0 || len(gone.Deleted) < inventory {
 						t.Errorf("uninstall: %d deleted of %d, remaining %v", len(gone.Deleted), inventory, gone.Remaining)
