@@ -463,45 +463,53 @@ func TestGuardCatchesABrokenPDB(t *testing.T) {
 	}
 }
 
-// TestAPIServerRestartMidRoll restarts kube-apiserver while a roll runs:
-// the roll rides through, or fails cleanly and the same command resumes it.
-func TestAPIServerRestartMidRoll(t *testing.T) {
-	cs := env.Client(t)
-	_, selector, nodes, _ := pool(t, 4, 1)
-	args := []string{"roll", "--selector", selector, "--exec", "sleep 1", "--evict-retry-delay", "200ms"}
-	cmd, out := cliProcess(t, args...)
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	time.Sleep(2500 * time.Millisecond)
-	env.Restart(t, "kube-apiserver")
-	var err error
-	select {
-	case err = <-exited:
-	case <-time.After(3 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("roll hung after the API server restart:\n%s", out)
+// TestControlPlaneRestartMidRoll restarts kube-apiserver, then etcd,
+// while a roll runs: the roll rides through or, when a run fails, the same
+// command finishes it; no node is left cordoned and the PDB held.
+func TestControlPlaneRestartMidRoll(t *testing.T) {
+	for _, component := range []string{"kube-apiserver", "etcd"} {
+		t.Run(component, func(t *testing.T) {
+			cs := env.Client(t)
+			_, selector, nodes, g := pool(t, 4, 1)
+			args := []string{"roll", "--selector", selector, "--exec", "sleep 1", "--evict-retry-delay", "200ms"}
+			cmd, out := cliProcess(t, args...)
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			time.Sleep(2500 * time.Millisecond)
+			env.Restart(t, component)
+			var err error
+			select {
+			case err = <-exited:
+			case <-time.After(3 * time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatalf("roll hung after the %s restart:\n%s", component, out)
+			}
+			runs := 1
+			for err != nil && runs < 4 {
+				t.Logf("run %d failed (%v); resuming with the same command:\n%s", runs, err, out)
+				cmd, out = cliProcess(t, args...)
+				err = cmd.Wait()
+				runs++
+			}
+			if err != nil {
+				t.Fatalf("roll did not complete after %d runs: %v\n%s", runs, err, out)
+			}
+			op := lastRoll(t, cs)
+			for _, n := range op.Record.Nodes {
+				if n.Phase != roll.PhaseDone {
+					t.Errorf("node %s in phase %s", n.Name, n.Phase)
+				}
+			}
+			if left := cordoned(t, cs, nodes); len(left) > 0 {
+				t.Errorf("nodes left cordoned: %v", left)
+			}
+			if v := g.Take(true); len(v) > 0 {
+				t.Errorf("guard: %v", v)
+			}
+			assertLockFree(t, cs)
+			t.Logf("completed in %d run(s)", runs)
+		})
 	}
-	runs := 1
-	for err != nil && runs < 4 {
-		t.Logf("run %d failed (%v); resuming with the same command:\n%s", runs, err, out)
-		cmd, out = cliProcess(t, args...)
-		err = cmd.Wait()
-		runs++
-	}
-	if err != nil {
-		t.Fatalf("roll did not complete after %d runs: %v\n%s", runs, err, out)
-	}
-	op := lastRoll(t, cs)
-	for _, n := range op.Record.Nodes {
-		if n.Phase != roll.PhaseDone {
-			t.Errorf("node %s in phase %s", n.Name, n.Phase)
-		}
-	}
-	if left := cordoned(t, cs, nodes); len(left) > 0 {
-		t.Errorf("nodes left cordoned: %v", left)
-	}
-	assertLockFree(t, cs)
-	t.Logf("completed in %d run(s)", runs)
 }
 
 // TestActionsAndHooks: pre- and post-node commands see the node's

@@ -1,0 +1,298 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/hitless-dev/hitless/internal/cli/app"
+	"github.com/hitless-dev/hitless/internal/cli/lifecycletest"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/kube/store"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
+)
+
+var env = clustertest.New(clustertest.Options{Workers: 3, QuickTermination: true})
+
+// envRunCLI makes the test binary act as the hitless CLI, so that the
+// tests can SIGKILL real processes.
+const envRunCLI = "HITLESS_TEST_RUN_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunCLI) == "1" {
+		os.Exit(app.Main())
+	}
+	os.Exit(env.Run(m))
+}
+
+const (
+	pluginV1  = "../../../../examples/sample-plugin/v1"
+	pluginV2  = "../../../../examples/sample-plugin/v2"
+	component = "contrail"
+	kills     = 10
+)
+
+// start runs the CLI as a process of its own.
+func start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, chan error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"--kubeconfig", env.Kubeconfig(t)}, args...)...) //nolint:gosec // the test binary
+	cmd.Env = append(os.Environ(), envRunCLI+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, &out, done
+}
+
+// opOf returns the journal of the operation of kind started since, or nil.
+func opOf(t *testing.T, kind string, since time.Time) *journal.Raw {
+	t.Helper()
+	ops, err := journal.NewStore(env.Client(t)).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found *journal.Raw
+	for _, op := range ops {
+		if op.Kind == kind && !op.Started.Before(since) {
+			if found != nil && found.ID != op.ID {
+				t.Fatalf("two %s operations since %s: %s and %s; a re-run must resume, not start anew", kind, since, found.ID, op.ID)
+			}
+			found = op
+		}
+	}
+	return found
+}
+
+// bystanders are the cluster's objects that are not the component's: its
+// namespaces, hitless's own records, the workloads' pods and what the
+// controllers derive from them (which a drain legitimately replaces) are
+// left out.
+func bystanders(gr schema.GroupResource, u *unstructured.Unstructured) bool {
+	switch u.GetNamespace() {
+	case "contrail", "contrail-system", "contrail-deploy", store.Namespace:
+		return true
+	}
+	if u.GetLabels()["hitless.dev/name"] == component {
+		return true
+	}
+	switch gr.Resource {
+	case "pods", "replicasets", "controllerrevisions", "endpoints", "endpointslices", "nodes":
+		return true
+	}
+	return false
+}
+
+// chaos runs the command, killing it with SIGKILL at a random moment, ten
+// times, then lets it finish; it returns the operation's journal and how
+// many runs found it (and so must have resumed it).
+func chaos(t *testing.T, kind string, maxDelay time.Duration, args ...string) (*journal.Raw, int) {
+	t.Helper()
+	since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 17)) //nolint:gosec // random kill moments
+	resuming := 0
+	for k := 0; k < kills; k++ {
+		if opOf(t, kind, since) != nil {
+			resuming++ // this run finds the journal
+		}
+		cmd, out, done := start(t, args...)
+		delay := time.Duration(rng.Int64N(int64(maxDelay)))
+		select {
+		case err := <-done:
+			t.Fatalf("kill %d: %s ended (%v) before the kill at %s; the operation is too short for %d kills\n%s", k+1, kind, err, delay, kills, out)
+		case <-time.After(delay):
+		}
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		t.Logf("kill %d at %s", k+1, delay.Round(time.Millisecond))
+	}
+	if opOf(t, kind, since) != nil {
+		resuming++
+	}
+	cmd, out, done := start(t, args...)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the run after %d kills: %v\n%s", kills, err, out)
+		}
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the run after %d kills hung\n%s", kills, out)
+	}
+	op := opOf(t, kind, since)
+	if op == nil {
+		t.Fatalf("no %s journal", kind)
+	}
+	return op, resuming
+}
+
+func cordoned(t *testing.T) []string {
+	t.Helper()
+	nodes, err := env.Client(t).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// TestKilledTenTimes kills an upgrade, its rollback and the uninstall ten
+// times each at random moments and re-runs the same command: each
+// finishes; the application's PDB holds and the data plane is replaced
+// only on drained nodes throughout; no node is left cordoned; nothing
+// that was not the component's is deleted; the journal counts the runs.
+func TestKilledTenTimes(t *testing.T) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	apps := env.Namespace(t)
+	env.Deployment(t, apps, "web", 4, clustertest.Workload{})
+	env.PDB(t, apps, "web", ptr.To(intstr.FromInt32(1)), nil)
+	env.WaitDeploymentAvailable(t, apps, "web", time.Minute)
+	if _, err := cs.CoreV1().ConfigMaps("kube-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "bystander"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lifecycletest.MustHitless(t, env, "install", "-f", pluginV1, "--name", component)
+	pool := env.NodeNames(t)
+
+	for _, op := range []struct {
+		kind      string
+		args      []string
+		dataPlane bool
+	}{
+		{"upgrade", []string{"upgrade", "-f", pluginV2, "--name", component}, true},
+		{"rollback", []string{"rollback", "--name", component}, true},
+		{"uninstall", []string{"uninstall", "--name", component, "--force-namespaces"}, false},
+	} {
+		t.Run(op.kind, func(t *testing.T) {
+			before := clustertest.Snapshot(t, env.Config(t), bystanders)
+			var g *clustertest.Guard
+			if op.dataPlane {
+				g = clustertest.StartDataPlaneGuard(t, cs, apps, pool, 1, "contrail", "contrail-vrouter-nodes")
+			} else {
+				g = clustertest.StartGuard(t, cs, apps, pool, 1)
+			}
+			// The sample plugin's upgrade takes a few seconds here: the
+			// kills land anywhere in its first 1.5 s, every run going a
+			// little further.
+			j, resuming := chaos(t, op.kind, 1500*time.Millisecond, op.args...)
+			if j.Status != journal.Succeeded {
+				t.Errorf("%s %s: %s (%s)", op.kind, j.ID, j.Status, j.Message)
+			}
+			if j.Runs < 2 || j.Runs > resuming {
+				t.Errorf("%s %s: %d runs journaled; %d runs found the journal, so between 2 and %d", op.kind, j.ID, j.Runs, resuming, resuming)
+			}
+			t.Logf("%s %s: %d runs journaled of %d that found it", op.kind, j.ID, j.Runs, resuming)
+			if v := g.Take(true); len(v) > 0 {
+				t.Errorf("guard: %v", v)
+			}
+			if op.dataPlane && g.Replaced() < len(pool) {
+				t.Errorf("%d vRouter pods replaced on drained nodes, want every node's (%d)", g.Replaced(), len(pool))
+			}
+			if left := cordoned(t); len(left) > 0 {
+				t.Errorf("nodes left cordoned: %v", left)
+			}
+			after := clustertest.Snapshot(t, env.Config(t), bystanders)
+			var lost []string
+			for k := range before {
+				if _, ok := after[k]; !ok {
+					lost = append(lost, k)
+				}
+			}
+			if len(lost) > 0 {
+				slices.Sort(lost)
+				t.Errorf("deleted, and not the component's: %v", lost)
+			}
+		})
+	}
+	if _, err := cs.CoreV1().ConfigMaps("kube-system").Get(ctx, "bystander", metav1.GetOptions{}); err != nil {
+		t.Errorf("the bystander ConfigMap: %v", err)
+	}
+}
+
+// TestAPIServerRestarts restarts kube-apiserver in the middle of an
+// upgrade (once a node is cordoned) and of an uninstall (once it is
+// journaled): the operation rides through, or the same command run again
+// finishes it, with the PDB held and no node left cordoned.
+func TestAPIServerRestarts(t *testing.T) {
+	cs := env.Client(t)
+	apps := env.Namespace(t)
+	env.Deployment(t, apps, "web", 4, clustertest.Workload{})
+	env.PDB(t, apps, "web", ptr.To(intstr.FromInt32(1)), nil)
+	env.WaitDeploymentAvailable(t, apps, "web", time.Minute)
+	lifecycletest.MustHitless(t, env, "install", "-f", pluginV1, "--name", component)
+	pool := env.NodeNames(t)
+	for _, op := range []struct {
+		kind string
+		args []string
+		mid  func() error // nil once the operation is where the restart belongs
+	}{
+		{"upgrade", []string{"upgrade", "-f", pluginV2, "--name", component}, func() error {
+			if len(cordoned(t)) == 0 {
+				return errors.New("no node cordoned yet")
+			}
+			return nil
+		}},
+		{"uninstall", []string{"uninstall", "--name", component, "--force-namespaces"}, func() error { return nil }},
+	} {
+		t.Run(op.kind, func(t *testing.T) {
+			g := clustertest.StartGuard(t, cs, apps, pool, 1)
+			since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
+			_, out, done := start(t, op.args...)
+			clustertest.Eventually(t, 2*time.Minute, func() error {
+				select {
+				case err := <-done:
+					t.Fatalf("%s ended (%v) before the API server restart\n%s", op.kind, err, out)
+				default:
+				}
+				if opOf(t, op.kind, since) == nil {
+					return errors.New("not journaled yet")
+				}
+				return op.mid()
+			})
+			env.Restart(t, "kube-apiserver")
+			err := <-done
+			runs := 1
+			for err != nil && runs < 4 {
+				t.Logf("run %d: %v; the same command again:\n%s", runs, err, out)
+				_, out, done = start(t, op.args...)
+				err = <-done
+				runs++
+			}
+			if err != nil {
+				t.Fatalf("%s did not finish in %d runs: %v\n%s", op.kind, runs, err, out)
+			}
+			j := opOf(t, op.kind, since)
+			if j == nil || j.Status != journal.Succeeded {
+				t.Fatalf("%s after the restart: %+v", op.kind, j)
+			}
+			t.Logf("%s finished in %d run(s) across the API server restart", op.kind, runs)
+			if v := g.Take(true); len(v) > 0 {
+				t.Errorf("guard: %v", v)
+			}
+			if left := cordoned(t); len(left) > 0 {
+				t.Errorf("nodes left cordoned: %v", left)
+			}
+		})
+	}
+}
