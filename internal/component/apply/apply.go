@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/kube/transient"
 )
 
 // FieldManager is the server-side apply field manager of hitless.
@@ -172,7 +173,8 @@ func Name(u *unstructured.Unstructured) string {
 func (a *Applier) Live(ctx context.Context, u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(u.GroupVersionKind())
-	err := a.client.Get(ctx, client.ObjectKeyFromObject(u), live)
+	// An API server restarting is waited out, not a failed operation.
+	err := transient.Retry(ctx, func() error { return a.client.Get(ctx, client.ObjectKeyFromObject(u), live) })
 	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 		return nil, nil
 	}
@@ -204,7 +206,13 @@ func (a *Applier) Diff(ctx context.Context, u *unstructured.Unstructured, set st
 func (a *Applier) Delete(ctx context.Context, objs []*unstructured.Unstructured) ([]Entry, error) {
 	opts := ssa.DefaultDeleteOptions()
 	opts.PropagationPolicy = metav1.DeletePropagationForeground
-	cs, err := a.rm.DeleteAll(ctx, objs, opts)
+	var cs *ssa.ChangeSet
+	// Deleting again what is gone is skipped: a retry after an API server
+	// restart is safe.
+	err := transient.Retry(ctx, func() (err error) {
+		cs, err = a.rm.DeleteAll(ctx, objs, opts)
+		return err
+	})
 	var entries []Entry
 	if cs != nil {
 		for _, e := range cs.Entries {

@@ -82,14 +82,15 @@ func opOf(t *testing.T, kind string, since time.Time) *journal.Raw {
 
 // bystanders are the cluster's objects that are not the component's: its
 // namespaces, hitless's own records, the workloads' pods and what the
-// controllers derive from them (which a drain legitimately replaces) are
-// left out.
+// controllers derive from them (which a drain legitimately replaces), and
+// the API services the API server registers for each served group (its
+// CRDs' among them) are left out.
 func bystanders(gr schema.GroupResource, u *unstructured.Unstructured) bool {
 	switch u.GetNamespace() {
 	case "contrail", "contrail-system", "contrail-deploy", store.Namespace:
 		return true
 	}
-	if u.GetLabels()["hitless.dev/name"] == component {
+	if u.GetLabels()["hitless.dev/name"] == component || u.GetLabels()["kube-aggregator.kubernetes.io/automanaged"] != "" {
 		return true
 	}
 	switch gr.Resource {
@@ -199,8 +200,10 @@ func TestKilledTenTimes(t *testing.T) {
 			if j.Status != journal.Succeeded {
 				t.Errorf("%s %s: %s (%s)", op.kind, j.ID, j.Status, j.Message)
 			}
-			if j.Runs < 2 || j.Runs > resuming {
-				t.Errorf("%s %s: %d runs journaled; %d runs found the journal, so between 2 and %d", op.kind, j.ID, j.Runs, resuming, resuming)
+			// The run that created the journal and every run that found
+			// it count, less those killed before they could write.
+			if j.Runs < 2 || j.Runs > resuming+1 {
+				t.Errorf("%s %s: %d runs journaled; %d runs found the journal, so between 2 and %d", op.kind, j.ID, j.Runs, resuming, resuming+1)
 			}
 			t.Logf("%s %s: %d runs journaled of %d that found it", op.kind, j.ID, j.Runs, resuming)
 			if v := g.Take(true); len(v) > 0 {
