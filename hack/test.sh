@@ -80,8 +80,17 @@ done <<<"$targets"
 step "local cluster binaries (built once, then cached)"
 go run ./cmd/hitless cluster binaries
 
-step "integration tests on local clusters"
-go test -count=1 -timeout 30m $(go list ./... | grep -v '/internal/measure')
+# The roll and the component operations' chaos (whose SIGKILLed CLI runs
+# are this test binary, so race-instrumented too) run under the race
+# detector, beside the others.
+race='/internal/engine/roll$|/internal/engine/lifecycle/chaos$'
+step "integration tests on local clusters (roll and chaos under -race)"
+go test -race -count=1 -timeout 30m $(go list ./... | grep -E "$race") &
+racing=$!
+rc=0
+go test -count=1 -timeout 30m $(go list ./... | grep -v '/internal/measure' | grep -v -E "$race") || rc=$?
+wait "$racing" || rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
 
 # The packet measurements (loss windows of a few hundred milliseconds) run
 # alone: beside other packages' clusters a busy CPU shifts them.

@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"slices"
 	"strings"
@@ -182,6 +183,19 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 		page, err := os.ReadFile(res.Report)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The plugin's registry credentials went through the upgrade: the
+		// report shows none of them, plain or base64.
+		creds, err := cs.CoreV1().Secrets("contrail").Get(ctx, "contrail-registry-credentials", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range creds.Data {
+			for _, s := range []string{string(v), base64.StdEncoding.EncodeToString(v), "c2FtcGxlOmNoYW5nZS1tZQ", "sample:change-me"} {
+				if strings.Contains(string(page), s) {
+					t.Errorf("the report shows the registry credentials (%q)", s)
+				}
+			}
 		}
 		// The report draws every node's steps, as the journal has them,
 		// root or not.

@@ -13,7 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/migrate"
@@ -197,6 +199,13 @@ func TestRebootRoll(t *testing.T) {
 	ctx := context.Background()
 	group := fmt.Sprintf("reboot-%d", time.Now().UnixNano()%100000)
 	nodes := env.AddNodes(t, 2, map[string]string{"reboot-group": group})
+	// An application on the rebooted nodes, with a PDB, and the guard:
+	// drained before each reboot, one node at a time, the PDB held.
+	apps := env.Namespace(t)
+	env.Deployment(t, apps, "web", 2, clustertest.Workload{NodeSelector: map[string]string{"reboot-group": group}})
+	env.PDB(t, apps, "web", ptr.To(intstr.FromInt32(1)), nil)
+	env.WaitDeploymentAvailable(t, apps, "web", time.Minute)
+	guard := clustertest.StartGuard(t, cs, apps, nodes, 1)
 	boots := map[string]string{}
 	for _, n := range nodes {
 		node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
@@ -248,6 +257,9 @@ steps:
 	}
 	if len(res.Steps) == 0 || res.Steps[0].Error != "" {
 		t.Errorf("steps %+v", res.Steps)
+	}
+	if v := guard.Take(true); len(v) > 0 {
+		t.Errorf("guard: %v", v)
 	}
 	t.Logf("events: %v", downs)
 }
