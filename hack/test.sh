@@ -74,7 +74,8 @@ if [ -n "$missing" ]; then
   echo "fuzz targets not in hack/test.sh's list:"; echo "$missing"; exit 1
 fi
 while read -r pkg target; do
-  go test -short -run '^$' -fuzz "^${target}\$" -fuzztime "${HITLESS_FUZZTIME:-8s}" -fuzzminimizetime 10x "./internal/$pkg" </dev/null 2>&1 | tail -n 2
+  echo "-- $pkg $target"
+  go test -short -run '^$' -fuzz "^${target}\$" -fuzztime "${HITLESS_FUZZTIME:-8s}" -fuzzminimizetime 10x "./internal/$pkg" </dev/null 2>&1 | tail -n 3
 done <<<"$targets"
 
 step "local cluster binaries (built once, then cached)"
