@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -191,4 +193,20 @@ func WriteFile(t testing.TB, name, content string) string {
 func JSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// WaitSettled waits until DaemonSet ns/name has rolled out its template on
+// every node and every pod is available.
+func WaitSettled(t *testing.T, env *clustertest.Env, ns, name string) {
+	t.Helper()
+	clustertest.Eventually(t, 2*time.Minute, func() error {
+		ds, err := env.Client(t).AppsV1().DaemonSets(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if st := ds.Status; st.ObservedGeneration < ds.Generation || st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberAvailable != st.DesiredNumberScheduled {
+			return fmt.Errorf("DaemonSet %s/%s rolling: %+v", ns, name, st)
+		}
+		return nil
+	})
 }

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/pkg/ssa"
 	ssautils "github.com/fluxcd/pkg/ssa/utils"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -143,6 +145,9 @@ func (a *Applier) RemoveHusks(ctx context.Context, u, previous *unstructured.Uns
 	if err != nil {
 		return nil, err
 	}
+	if body, err = holdRollout(u, live, body); err != nil {
+		return nil, err
+	}
 	opts := []client.PatchOption{client.FieldOwner(FieldManager)}
 	if dryRun {
 		opts = append(opts, client.DryRunAll)
@@ -153,6 +158,27 @@ func (a *Applier) RemoveHusks(ctx context.Context, u, previous *unstructured.Uns
 	}
 	klog.FromContext(ctx).V(1).Info("removed dropped structures", "object", Name(u), "paths", fmt.Sprint(paths), "dryRun", dryRun)
 	return out, nil
+}
+
+// holdRollout adds to a patch that removes structures from a DaemonSet's
+// pod template the switch to OnDelete that u (the object about to be
+// applied) asks for, in the same request: the template changes under the
+// strategy the apply sets, so the DaemonSet controller never replaces a
+// pod on a node nobody drained between the patch and the apply.
+func holdRollout(u, live *unstructured.Unstructured, body []byte) ([]byte, error) {
+	want, _, _ := unstructured.NestedString(u.Object, "spec", "updateStrategy", "type")
+	have, _, _ := unstructured.NestedString(live.Object, "spec", "updateStrategy", "type")
+	if u.GetKind() != "DaemonSet" || want != string(appsv1.OnDeleteDaemonSetStrategyType) || have == want {
+		return body, nil
+	}
+	var ops []map[string]any
+	if err := json.Unmarshal(body, &ops); err != nil {
+		return nil, fmt.Errorf("patch of %s: %w", Name(u), err)
+	}
+	// After the resourceVersion test, before any removal.
+	hold := map[string]any{"op": "replace", "path": "/spec/updateStrategy", "value": map[string]any{"type": want}}
+	ops = append(ops[:1], append([]map[string]any{hold}, ops[1:]...)...)
+	return json.Marshal(ops)
 }
 
 func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {

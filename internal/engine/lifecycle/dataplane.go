@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/hitless-dev/hitless/internal/component/apply"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
@@ -107,8 +108,38 @@ func (r *runner) dataPlane(ctx context.Context, workloads []*unstructured.Unstru
 		if _, err := r.apply(ctx, []*unstructured.Unstructured{o}, nil); err != nil {
 			return detail, err
 		}
+		if err := r.restoreStrategy(ctx, o); err != nil {
+			return detail, err
+		}
 	}
 	return detail, nil
+}
+
+// restoreStrategy sets the vendor's update strategy back where the apply
+// could not: OnDelete set by the patch that removed structures from the
+// template (apply.RemoveHusks holds the rollout that way) is owned by that
+// update as well, and an apply that leaves the field out does not take it
+// back. A vendor that names no strategy gets the API's default.
+func (r *runner) restoreStrategy(ctx context.Context, o *unstructured.Unstructured) error {
+	want, ok, _ := unstructured.NestedMap(o.Object, "spec", "updateStrategy")
+	if !ok {
+		want = map[string]any{"type": string(appsv1.RollingUpdateDaemonSetStrategyType)}
+	}
+	ds, err := r.c.Client.AppsV1().DaemonSets(o.GetNamespace()).Get(ctx, o.GetName(), metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading DaemonSet %s/%s: %w", o.GetNamespace(), o.GetName(), err)
+	}
+	if string(ds.Spec.UpdateStrategy.Type) == want["type"] {
+		return nil
+	}
+	body, err := json.Marshal(map[string]any{"spec": map[string]any{"updateStrategy": want}})
+	if err != nil {
+		return err
+	}
+	if _, err := r.c.Client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: apply.FieldManager}); err != nil {
+		return fmt.Errorf("restoring the update strategy of DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	return nil
 }
 
 func groupName(sel string) string {

@@ -305,16 +305,7 @@ func deploymentImage(t *testing.T, ns, name string) string {
 
 func waitSettled(t *testing.T, ns, name string) {
 	t.Helper()
-	clustertest.Eventually(t, 2*time.Minute, func() error {
-		ds, err := env.Client(t).AppsV1().DaemonSets(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if st := ds.Status; st.ObservedGeneration < ds.Generation || st.UpdatedNumberScheduled != st.DesiredNumberScheduled || st.NumberAvailable != st.DesiredNumberScheduled {
-			return errorf("DaemonSet %s/%s rolling: %+v", ns, name, st)
-		}
-		return nil
-	})
+	lifecycletest.WaitSettled(t, env, ns, name)
 }
 
 func revisions(t *testing.T, name string) []*release.Revision {

@@ -217,7 +217,8 @@ func (g *Guard) checkReplace(old, cur *corev1.Pod) {
 	}
 	node := cur.Spec.NodeName
 	if n, ok := g.nodes[node]; !ok || !n.Spec.Unschedulable {
-		g.violate("data-plane pod %s deleted on node %s, which was not cordoned", cur.Name, node)
+		g.violate("data-plane pod %s (revision %s, created %s) deleted on node %s, which was not cordoned", cur.Name,
+			cur.Labels["controller-revision-hash"], cur.CreationTimestamp.Format("15:04:05.000"), node)
 		return
 	}
 	for _, p := range g.pods {
