@@ -66,7 +66,7 @@ func TestGuardChecksCanFail(t *testing.T) {
 			}
 			pdb, err := cs.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "db", metav1.GetOptions{})
 			if err != nil || pdb.Status.CurrentHealthy != 3 {
-				return fmt.Errorf("PDB not yet counting 3 healthy pods (%v)", err)
+				return fmt.Errorf("PDB not yet counting 3 healthy pods (%w)", err)
 			}
 			return nil
 		})
