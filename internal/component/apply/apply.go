@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -175,10 +176,15 @@ func holdRollout(u, live *unstructured.Unstructured, body []byte) ([]byte, error
 	if err := json.Unmarshal(body, &ops); err != nil {
 		return nil, fmt.Errorf("patch of %s: %w", Name(u), err)
 	}
-	// After the resourceVersion test, before any removal.
-	hold := map[string]any{"op": "replace", "path": "/spec/updateStrategy", "value": map[string]any{"type": want}}
-	ops = append(ops[:1], append([]map[string]any{hold}, ops[1:]...)...)
-	return json.Marshal(ops)
+	// After the resourceVersion test, before any removal; removals inside
+	// the strategy are the replacement's to make.
+	held := []map[string]any{ops[0], {"op": "replace", "path": "/spec/updateStrategy", "value": map[string]any{"type": want}}}
+	for _, op := range ops[1:] {
+		if path, _ := op["path"].(string); !strings.HasPrefix(path, "/spec/updateStrategy/") {
+			held = append(held, op)
+		}
+	}
+	return json.Marshal(held)
 }
 
 func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {

@@ -18,17 +18,19 @@ func obj(kind, strategy string) *unstructured.Unstructured {
 // A patch that changes a DaemonSet's pod template switches it to OnDelete
 // in the same request when the apply after it does: never between.
 func TestHoldRollout(t *testing.T) {
-	removal := []byte(`[{"op":"test","path":"/metadata/resourceVersion","value":"7"},{"op":"remove","path":"/spec/template/spec/volumes/1"}]`)
+	removal := []byte(`[{"op":"test","path":"/metadata/resourceVersion","value":"7"},{"op":"remove","path":"/spec/updateStrategy/rollingUpdate"},{"op":"remove","path":"/spec/template/spec/volumes/1"}]`)
 	tests := []struct {
 		name      string
 		u, live   *unstructured.Unstructured
 		wantHeld  bool
 		wantCount int
 	}{
+		// The replacement makes the removal inside the strategy: a
+		// removal of a path it no longer has would fail the patch.
 		{"DaemonSet switched to OnDelete by the apply", obj("DaemonSet", "OnDelete"), obj("DaemonSet", "RollingUpdate"), true, 3},
-		{"DaemonSet already OnDelete", obj("DaemonSet", "OnDelete"), obj("DaemonSet", "OnDelete"), false, 2},
-		{"DaemonSet the apply leaves rolling", obj("DaemonSet", ""), obj("DaemonSet", "RollingUpdate"), false, 2},
-		{"Deployment", obj("Deployment", "OnDelete"), obj("Deployment", "RollingUpdate"), false, 2},
+		{"DaemonSet already OnDelete", obj("DaemonSet", "OnDelete"), obj("DaemonSet", "OnDelete"), false, 3},
+		{"DaemonSet the apply leaves rolling", obj("DaemonSet", ""), obj("DaemonSet", "RollingUpdate"), false, 3},
+		{"Deployment", obj("Deployment", "OnDelete"), obj("Deployment", "RollingUpdate"), false, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
