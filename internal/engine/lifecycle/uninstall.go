@@ -71,7 +71,7 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 		return &Result{Component: opts.Name, Action: ActionUninstall, Resumed: true, Operation: existing.ID, Revision: st.Revision}, nil
 	}
 	if len(inv) == 0 {
-		return nil, &StateError{Msg: fmt.Sprintf("%s is not installed by hitless: no revision holds objects", opts.Name)}
+		return uninstalled(opts, revs)
 	}
 	res := &Result{Component: opts.Name, Action: ActionUninstall, DryRun: opts.DryRun, Resumed: existing != nil}
 	plan := &Plan{Component: opts.Name, Action: ActionUninstall, Objects: len(inv)}
@@ -274,4 +274,27 @@ func outside(ctx context.Context, c Cluster, inv []*unstructured.Unstructured) (
 // builtin reports objects the control plane puts in every namespace.
 func builtin(kind, name string) bool {
 	return (kind == "ServiceAccount" && name == "default") || (kind == "ConfigMap" && name == "kube-root-ca.crt")
+}
+
+// uninstalled answers an uninstall of a component no revision holds
+// objects of: done, when its last revision is an uninstall that finished
+// (the same command again after a crash that came after the end), else
+// refused.
+func uninstalled(opts Options, revs []*release.Revision) (*Result, error) {
+	if last := latest(revs); last != nil && last.Action == ActionUninstall && last.Status == release.Uninstalled && !opts.DryRun {
+		return &Result{Component: opts.Name, Action: ActionUninstall, Operation: last.Operation, Revision: last.Number,
+			Notes: []string{fmt.Sprintf("%s was already uninstalled by operation %s (revision %d)", opts.Name, last.Operation, last.Number)}}, nil
+	}
+	return nil, &StateError{Msg: fmt.Sprintf("%s is not installed by hitless: no revision holds objects", opts.Name)}
+}
+
+// latest is the newest revision, or nil.
+func latest(revs []*release.Revision) *release.Revision {
+	var out *release.Revision
+	for _, r := range revs {
+		if out == nil || r.Number > out.Number {
+			out = r
+		}
+	}
+	return out
 }

@@ -187,6 +187,20 @@ func TestSnapshotSeesEveryChangeAndNoChurn(t *testing.T) {
 	}
 	env.Deployment(t, ns, "web", 2, Workload{})
 	env.WaitDeploymentAvailable(t, ns, "web", time.Minute)
+	// The namespaces of the tests before are still going: a cluster is
+	// quiet once they are gone.
+	Eventually(t, 2*time.Minute, func() error {
+		list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range list.Items {
+			if n.DeletionTimestamp != nil {
+				return fmt.Errorf("namespace %s is being deleted", n.Name)
+			}
+		}
+		return nil
+	})
 	before := Snapshot(t, env.Config(t), nil)
 	if len(before) < 50 {
 		t.Fatalf("a snapshot of %d objects: the cluster holds more", len(before))
