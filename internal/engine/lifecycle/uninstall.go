@@ -65,7 +65,8 @@ func Uninstall(ctx context.Context, c Cluster, opts Options) (*Result, error) {
 		// Killed after its last step: only the journal is left to close.
 		w := journal.NewWriter(jstore, existing)
 		now := time.Now().UTC()
-		if err := w.Force(ctx, func(op *Journal) { op.Status, op.Finished = journal.Succeeded, &now }); err != nil {
+		// This run counts too: the journal explains every run.
+		if err := w.Force(ctx, func(op *Journal) { op.Runs, op.Status, op.Finished = op.Runs+1, journal.Succeeded, &now }); err != nil {
 			return nil, err
 		}
 		return &Result{Component: opts.Name, Action: ActionUninstall, Resumed: true, Operation: existing.ID, Revision: st.Revision}, nil
