@@ -2,7 +2,6 @@ package measure
 
 import (
 	"bytes"
-	"compress/gzip"
 	"testing"
 	"time"
 
@@ -24,12 +23,12 @@ func FuzzProbeResult(f *testing.F) {
 		"windows":[{"start":"2026-01-01T00:00:01Z","end":"2026-01-01T00:00:01.1Z","durationMs":100,"lost":10}]}]}`))
 	f.Add([]byte(`{"paths":[{"sent":-5,"lost":7,"windows":[{"start":"0001-01-01T00:00:00Z","end":"9999-01-01T00:00:00Z"}]},null]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
+		z, err := store.Compress(b)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var res agent.ProbeResult
-		if store.Unpack(buf.Bytes(), &res) != nil {
+		if store.Unpack(z, &res) != nil {
 			return
 		}
 		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

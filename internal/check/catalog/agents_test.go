@@ -1,8 +1,6 @@
 package catalog
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"testing"
 
@@ -27,12 +25,12 @@ func FuzzAgentReport(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
+		z, err := store.Compress(b)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var rep agent.Report
-		if store.Unpack(buf.Bytes(), &rep) != nil {
+		if store.Unpack(z, &rep) != nil {
 			return
 		}
 		other := rep

@@ -1,19 +1,17 @@
 package release
 
 import (
-	"bytes"
-	"compress/gzip"
 	"testing"
 
 	"github.com/hitless-dev/hitless/internal/kube/store"
 )
 
-func packed(b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	_, _ = zw.Write(b)
-	_ = zw.Close()
-	return buf.Bytes()
+func packed(t *testing.T, b []byte) []byte {
+	z, err := store.Compress(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z
 }
 
 // FuzzRevision: a stored revision (or backup) of any shape is decoded or
@@ -25,7 +23,7 @@ func FuzzRevision(f *testing.F) {
 	f.Add([]byte(`[{"kind":"Secret","metadata":{"name":"s"},"data":{"k":"dg=="}}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var rev Revision
-		if store.Unpack(packed(b), &rev) == nil {
+		if store.Unpack(packed(t, b), &rev) == nil {
 			inv := rev.Inventory()
 			objs := Objects(rev.Applied)
 			if len(inv) != len(rev.Applied) || len(objs) != len(rev.Applied) {
@@ -38,7 +36,7 @@ func FuzzRevision(f *testing.F) {
 			}
 		}
 		var backup []map[string]any
-		if store.Unpack(packed(b), &backup) == nil {
+		if store.Unpack(packed(t, b), &backup) == nil {
 			for _, o := range Objects(backup) {
 				_ = RefOf(o).String()
 			}

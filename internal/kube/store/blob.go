@@ -17,6 +17,11 @@ func Pack(v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding: %w", err)
 	}
+	return Compress(raw)
+}
+
+// Compress gzips raw as Pack stores it: what Unpack inflates.
+func Compress(raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if _, err := zw.Write(raw); err != nil {

@@ -2,22 +2,17 @@ package store
 
 import (
 	"bytes"
-	"compress/gzip"
 	"reflect"
 	"strings"
 	"testing"
 )
 
 func gz(t testing.TB, b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(b); err != nil {
+	z, err := Compress(b)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return z
 }
 
 // FuzzUnpack: a stored record of any bytes (compressed or not) is
