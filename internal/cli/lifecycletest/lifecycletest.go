@@ -134,11 +134,7 @@ func Snapshot(t *testing.T, env *clustertest.Env, component string) map[string]s
 		if err != nil {
 			t.Fatalf("revision %d of %s: %v", cur.Number, component, err)
 		}
-		u := live.DeepCopy()
-		delete(u.Object, "status")
-		for _, f := range []string{"managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink"} {
-			unstructured.RemoveNestedField(u.Object, "metadata", f)
-		}
+		u := clustertest.Canonical(live)
 		ann := u.GetAnnotations()
 		delete(ann, "deprecated.daemonset.template.generation")
 		delete(ann, "deployment.kubernetes.io/revision")

@@ -86,15 +86,21 @@ func Snapshot(t testing.TB, cfg *rest.Config, ignore Ignore) Objects {
 	return out
 }
 
-// canonical is the object without what its controllers write on their
-// own.
-func canonical(t testing.TB, u *unstructured.Unstructured) string {
+// Canonical is a copy of the object without what the server and its
+// controllers write on their own: status, uid, resourceVersion,
+// generation, creation time, managed fields.
+func Canonical(u *unstructured.Unstructured) *unstructured.Unstructured {
 	c := u.DeepCopy()
 	delete(c.Object, "status")
 	for _, f := range []string{"managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink"} {
 		unstructured.RemoveNestedField(c.Object, "metadata", f)
 	}
-	b, err := json.Marshal(c.Object)
+	return c
+}
+
+// canonical is Canonical as JSON.
+func canonical(t testing.TB, u *unstructured.Unstructured) string {
+	b, err := json.Marshal(Canonical(u).Object)
 	if err != nil {
 		t.Fatal(err)
 	}
