@@ -10,7 +10,9 @@ want="${1:-.}"
 for b in \
   "BenchmarkOfflineMigration500Nodes ./internal/localcluster/openshift/bench" \
   "BenchmarkRoll500NodesBatch10Percent ./internal/engine/roll" \
-  "BenchmarkRollVsKubectlLoop ./internal/engine/roll"; do
+  "BenchmarkRollVsKubectlLoop ./internal/engine/roll" \
+  "BenchmarkLab ./internal/localcluster/kubelet/bench" \
+  "BenchmarkCutover ./internal/engine/cutover/bench"; do
   set -- $b
   if [[ "$1" =~ $want ]]; then run "^$1\$" "$2"; fi
 done

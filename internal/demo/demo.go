@@ -20,12 +20,18 @@ import (
 	"github.com/hitless-dev/hitless/internal/component/manifest"
 	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/localcluster"
+	"github.com/hitless-dev/hitless/internal/localcluster/kubelet"
 )
 
 // Options configure a demo run.
 type Options struct {
 	Cluster string // local cluster name
 	Nodes   int    // workers, when the cluster is created
+	// Binary is the hitless binary the real data plane's lab kubelet
+	// runs (as root: the demo's last steps); LabImages are added to its
+	// table of images.
+	Binary    string
+	LabImages []kubelet.Image
 	// Progress receives a line as each step starts and ends. May be nil.
 	Progress io.Writer
 }
@@ -43,8 +49,10 @@ type Result struct {
 	Kubeconfig string       `json:"kubeconfig"`
 	Steps      []StepResult `json:"steps"`
 	// Report is the disruption report of the data-plane upgrade (HTML).
-	Report string   `json:"report,omitempty"`
-	Next   []string `json:"next"`
+	Report string `json:"report,omitempty"`
+	// RealReport is the report of the real data plane's upgrade.
+	RealReport string   `json:"realReport,omitempty"`
+	Next       []string `json:"next"`
 }
 
 // state is what steps share.
@@ -56,6 +64,8 @@ type state struct {
 	// stopAgents stops the node agents the demo started.
 	stopAgents func()
 	report     string
+	real       *realLab
+	realReport string
 }
 
 // step is one stage of the demo. Later capabilities add steps here.
@@ -75,7 +85,10 @@ func steps() []step {
 		{"fix the problem", fixPlanted},
 		{"preflight", runChecks(profile.Preflight)},
 		{"postflight", runChecks(profile.Postflight)},
-		{"upgrade the plugin to 1.1.0 with a live customization, data plane node by node, measured", upgradePlugin},
+		{"upgrade the plugin to 1.1.0 with a live customization, data plane node by node, measured (the vRouter a model)", upgradePlugin},
+		{"a real data plane: flannel on a lab of its own", startReal},
+		{"upgrade flannel node by node, measured on the real data plane", upgradeFlannel},
+		{"a fault on the real data plane: flannel's VXLAN device deleted on one node", flannelFault},
 	}
 }
 
@@ -107,6 +120,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res.Kubeconfig = s.cluster.Kubeconfig
 	res.Report = s.report
+	res.RealReport = s.realReport
 	res.Next = []string{
 		"export KUBECONFIG=" + s.cluster.Kubeconfig,
 		"kubectl get pods -A -o wide",
@@ -122,6 +136,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"hitless probe run --duration 30s   (with agents running: hitless cluster up --dataplane netns runs them)",
 		"hitless status",
 		"hitless cluster down --name " + s.cluster.Name,
+	}
+	if s.real != nil {
+		res.Next = append(res.Next,
+			"export KUBECONFIG="+s.real.cluster.Kubeconfig+"   (the real data plane: flannel)",
+			"hitless probe run --duration 10s",
+			"hitless cluster fault --name "+s.real.cluster.Name+" --node "+s.real.cluster.Lab.Nodes[0].Name+" delete-link flannel.1",
+			"hitless cluster down --name "+s.real.cluster.Name)
 	}
 	return res, nil
 }
@@ -178,7 +199,7 @@ func ensureCluster(ctx context.Context, s *state) (string, error) {
 	}
 	lab := "no netns data plane (needs root): probes run on loopback"
 	if c.Lab != nil {
-		lab = "a network namespace per node on bridge " + c.Lab.Bridge
+		lab = "a network namespace per node on bridge " + c.Lab.Bridge + " (in namespace " + c.Lab.Switch + ")"
 	}
 	return fmt.Sprintf(detail+", %d of %d nodes Ready, %s", c.Name, ready, len(nodes.Items), lab), nil
 }

@@ -3,6 +3,7 @@ package demo_test
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -17,16 +18,23 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/hitless-dev/hitless/internal/check"
+	"github.com/hitless-dev/hitless/internal/cli/app"
 	"github.com/hitless-dev/hitless/internal/demo"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
+	"github.com/hitless-dev/hitless/internal/localcluster/kubelet"
 	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
 func TestMain(m *testing.M) {
+	// The real data plane's lab kubelet and agents run this binary as
+	// the CLI.
+	if os.Getenv(clustertest.EnvRunCLI) == "1" {
+		os.Exit(app.Main())
+	}
 	ctrllog.SetLogger(klog.NewKlogr())
 	os.Exit(m.Run())
 }
@@ -41,13 +49,21 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv(localcluster.EnvHome, home)
 	const name = "demo-test"
-	t.Cleanup(func() { _ = localcluster.Down(context.Background(), home, name) })
+	t.Cleanup(func() {
+		_ = localcluster.Down(context.Background(), home, name)
+		_ = localcluster.Down(context.Background(), home, demo.RealName(name))
+	})
 	ctx := context.Background()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(clustertest.EnvRunCLI, "1")
 
 	// The applications' PDBs and the nodes are guarded from the moment
 	// the applications run, through the plugin's upgrade.
 	guard := &guardFrom{t: t, home: home, name: name, step: "] node agents ..."}
-	res, err := demo.Run(ctx, demo.Options{Cluster: name, Nodes: 3, Progress: guard})
+	res, err := demo.Run(ctx, demo.Options{Cluster: name, Nodes: 3, Progress: guard, Binary: self, LabImages: []kubelet.Image{clustertest.HitlessImage(self)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +213,11 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 				}
 			}
 		}
+		// In the lab the vRouter's outage is the lab's model: the report
+		// says so.
+		if said := strings.Contains(string(page), "Model: the data plane of "); said != (c.Lab != nil) {
+			t.Errorf("the report calls the data plane a model: %v, the cluster has a lab: %v", said, c.Lab != nil)
+		}
 		// The report draws every node's steps, as the journal has them,
 		// root or not.
 		for _, n := range nodes {
@@ -213,10 +234,55 @@ func TestDemoFromNothingThenAgain(t *testing.T) {
 		}
 	})
 
+	t.Run("as root, the last steps run on a real data plane: flannel upgraded node by node, its device deleted on one node", func(t *testing.T) {
+		detail := map[string]string{}
+		for _, st := range res.Steps {
+			detail[st.Name] = st.Detail
+		}
+		steps := []string{"a real data plane: flannel on a lab of its own", "upgrade flannel node by node, measured on the real data plane",
+			"a fault on the real data plane: flannel's VXLAN device deleted on one node"}
+		if os.Geteuid() != 0 {
+			for _, st := range steps {
+				if !strings.HasPrefix(detail[st], "skipped: a real data plane needs root") {
+					t.Errorf("%s without root: %q", st, detail[st])
+				}
+			}
+			return
+		}
+		if d := detail[steps[0]]; !strings.Contains(d, "flannel installed by hitless (flanneld v0.27.4, the real daemon, VXLAN)") || !strings.Contains(d, "3 agents probing pod to pod") {
+			t.Errorf("real lab: %q", d)
+		}
+		if d := detail[steps[1]]; !strings.Contains(d, "revision 2: flanneld --iptables-resync=10; 3 nodes rolled one at a time") || res.RealReport == "" {
+			t.Errorf("flannel upgrade: %q (report %q)", d, res.RealReport)
+		}
+		rc, err := localcluster.Get(home, demo.RealName(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcs, _, err := rc.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := rcs.AppsV1().DaemonSets("kube-flannel").Get(ctx, "kube-flannel-ds", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if args := strings.Join(ds.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--iptables-resync=10") || ds.Status.UpdatedNumberScheduled != 3 {
+			t.Errorf("flanneld after the demo's upgrade: %s, %d of 3 pods updated", args, ds.Status.UpdatedNumberScheduled)
+		}
+		// The outage is seconds long on the node's paths (3.2 s here); a
+		// second is far above any noise.
+		target := rc.Lab.Nodes[len(rc.Lab.Nodes)-1].Name
+		var through float64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(detail[steps[2]], "flannel.1 deleted on "+target+": "), "%f s without reach", &through); err != nil || through < 1 {
+			t.Errorf("VXLAN device deleted on %s: %q", target, detail[steps[2]])
+		}
+	})
+
 	// The second run reuses the cluster and changes nothing in it: every
 	// object but the new check runs' records is as the first run left it.
 	before := clustertest.Snapshot(t, cfg, checkRuns)
-	again, err := demo.Run(ctx, demo.Options{Cluster: name})
+	again, err := demo.Run(ctx, demo.Options{Cluster: name, Binary: self, LabImages: []kubelet.Image{clustertest.HitlessImage(self)}})
 	if err != nil {
 		t.Fatal(err)
 	}

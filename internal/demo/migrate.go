@@ -64,14 +64,8 @@ func RunMigrate(ctx context.Context, opts MigrateOptions) (*Result, error) {
 		{"the same command again: the migration resumes and finishes", s.resume},
 		{"the documented rollback to OpenShift SDN", s.rollback},
 	}
-	for i, st := range steps {
-		s.say("[%d/%d] %s ...", i+1, len(steps), st.name)
-		start := time.Now()
-		detail, err := st.run(ctx, nil)
-		if err != nil {
-			return res, fmt.Errorf("demo step %q: %w", st.name, err)
-		}
-		res.Steps = append(res.Steps, StepResult{Name: st.name, Detail: detail, Duration: time.Since(start)})
+	if err := runSteps(ctx, res, s.say, steps); err != nil {
+		return res, err
 	}
 	res.Kubeconfig = s.cluster.Kubeconfig
 	res.Next = []string{
@@ -83,6 +77,22 @@ func RunMigrate(ctx context.Context, opts MigrateOptions) (*Result, error) {
 		"hitless cluster down --name " + s.opts.Cluster,
 	}
 	return res, nil
+}
+
+// runSteps runs a demo of its own (migrate, cutover) step by step,
+// saying each as it starts and keeping each result in res; the first
+// error stops it.
+func runSteps(ctx context.Context, res *Result, say func(string, ...any), steps []step) error {
+	for i, st := range steps {
+		say("[%d/%d] %s ...", i+1, len(steps), st.name)
+		start := time.Now()
+		detail, err := st.run(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("demo step %q: %w", st.name, err)
+		}
+		res.Steps = append(res.Steps, StepResult{Name: st.name, Detail: detail, Duration: time.Since(start)})
+	}
+	return nil
 }
 
 func (s *migrateState) say(format string, args ...any) {

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/printers"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/examples"
 	"github.com/hitless-dev/hitless/internal/component"
@@ -30,7 +31,12 @@ const (
 // pluginSource writes an embedded release of the plugin into the
 // cluster's directory, where the user can run hitless on it too.
 func pluginSource(s *state, dir string) (string, error) {
-	dst := filepath.Join(s.cluster.Dir, dir)
+	return writeExample(s.cluster.Dir, dir)
+}
+
+// writeExample writes the embedded example dir into clusterDir.
+func writeExample(clusterDir, dir string) (string, error) {
+	dst := filepath.Join(clusterDir, dir)
 	err := fs.WalkDir(examples.FS(), dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -39,14 +45,14 @@ func pluginSource(s *state, dir string) (string, error) {
 		if err != nil {
 			return err
 		}
-		out := filepath.Join(s.cluster.Dir, path)
+		out := filepath.Join(clusterDir, path)
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 			return err
 		}
 		return os.WriteFile(out, b, 0o600)
 	})
 	if err != nil {
-		return "", fmt.Errorf("writing the sample plugin to %s: %w", dst, err)
+		return "", fmt.Errorf("writing the example %s to %s: %w", dir, dst, err)
 	}
 	return dst, nil
 }
@@ -112,47 +118,14 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// As `hitless upgrade --probe` does: one guard for the whole
-	// operation, its data-plane rolls gated by it.
-	session := measure.NewSession(s.client, &measure.GuardSpec{Rate: 100})
-	if err := session.Start(ctx); err != nil {
-		return "", err
-	}
-	time.Sleep(time.Second) // a quiet baseline before the first node
-	res, runErr := lifecycle.Upgrade(ctx, s.lifecycle(), lifecycle.Options{
-		Name: plugin, Source: loaded, Command: "hitless demo", Batch: "1", Wait: 3 * time.Minute,
-		Guard: session.Guard(), Guards: session.Guards(),
-		Progress: func(line string) { s.progressf("    %s %s", time.Now().Format("15:04:05.000"), line) },
-		RollProgress: func(e roll.Event) {
-			if e.Node != "" {
-				s.progressf("    %s   %-22s %s %s", e.Time.Format("15:04:05.000"), e.Node, e.Phase, e.Message)
-			}
-		},
-	})
-	id, steps := "", []measure.Steps(nil)
-	if res != nil {
-		id, steps = res.Operation, []measure.Steps{res}
-	}
-	rep, err := session.Finish(ctx, id, steps...)
+	res, rep, nodes, err := s.measuredUpgrade(ctx, s.client, s.lifecycle(), plugin, loaded)
 	if err != nil {
 		return "", err
 	}
-	if runErr != nil {
-		return "", runErr
-	}
-	nodes := 0
-	for _, op := range res.RollJournals {
-		nodes += len(op.Record.Nodes)
-	}
 	s.report = filepath.Join(s.cluster.Dir, "disruption-report.html")
-	if err := measure.WriteHTML(s.report, rep); err != nil {
+	if err := s.writeReport(s.report, rep); err != nil {
 		return "", err
 	}
-	var b bytes.Buffer
-	tw := printers.GetNewTabWriter(&b)
-	measure.PrintTable(tw, rep)
-	_ = tw.Flush()
-	s.progressf("%s", strings.TrimRight(b.String(), "\n"))
 	carried := make([]string, 0, len(res.Carried))
 	for _, c := range res.Carried {
 		carried = append(carried, c.String())
@@ -160,4 +133,55 @@ func upgradePlugin(ctx context.Context, s *state) (string, error) {
 	sm := rep.Summary
 	return fmt.Sprintf("revision %d: carried %s; %d nodes drained and upgraded one at a time; longest outage %.0f ms (%s), %d loss windows; report %s",
 		res.Revision, strings.Join(carried, "; "), nodes, sm.LongestOutageMs, sm.WorstPath, len(rep.Windows), s.report), nil
+}
+
+// measuredUpgrade upgrades component name to src, one node at a time, as
+// `hitless upgrade --probe` does: one probe session for the whole
+// operation, its data-plane rolls gated by it, and every loss window tied
+// to the node and step it belongs to. It returns how many nodes the
+// data-plane rolls took.
+func (s *state) measuredUpgrade(ctx context.Context, cs kubernetes.Interface, lc lifecycle.Cluster, name string, src *component.Source) (*lifecycle.Result, *measure.Report, int, error) {
+	session := measure.NewSession(cs, &measure.GuardSpec{Rate: 100})
+	if err := session.Start(ctx); err != nil {
+		return nil, nil, 0, err
+	}
+	opts := lifecycle.Options{Name: name, Source: src, Command: "hitless demo", Batch: "1", Wait: 3 * time.Minute}
+	time.Sleep(time.Second) // a quiet baseline before the first node
+	opts.Guard, opts.Guards = session.Guard(), session.Guards()
+	opts.Progress = func(line string) { s.progressf("    %s %s", time.Now().Format("15:04:05.000"), line) }
+	opts.RollProgress = func(e roll.Event) {
+		if e.Node != "" {
+			s.progressf("    %s   %-22s %s %s", e.Time.Format("15:04:05.000"), e.Node, e.Phase, e.Message)
+		}
+	}
+	res, runErr := lifecycle.Upgrade(ctx, lc, opts)
+	id, steps := "", []measure.Steps(nil)
+	if res != nil {
+		id, steps = res.Operation, []measure.Steps{res}
+	}
+	rep, err := session.Finish(ctx, id, steps...)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if runErr != nil {
+		return nil, nil, 0, runErr
+	}
+	nodes := 0
+	for _, op := range res.RollJournals {
+		nodes += len(op.Record.Nodes)
+	}
+	return res, rep, nodes, nil
+}
+
+// writeReport writes the HTML report to path and prints the table.
+func (s *state) writeReport(path string, rep *measure.Report) error {
+	if err := measure.WriteHTML(path, rep); err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	tw := printers.GetNewTabWriter(&b)
+	measure.PrintTable(tw, rep)
+	_ = tw.Flush()
+	s.progressf("%s", strings.TrimRight(b.String(), "\n"))
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/hitless-dev/hitless/internal/localcluster/kubelet"
 	"github.com/hitless-dev/hitless/internal/localcluster/pki"
 )
 
@@ -65,7 +66,7 @@ type files struct {
 }
 
 // writeFiles generates the PKI, kubeconfig and component configuration under dir.
-func writeFiles(dir, name string, p ports, quickTermination bool) (files, error) {
+func writeFiles(dir, name string, p ports, quickTermination bool, images kubelet.Images) (files, error) {
 	pkiDir := filepath.Join(dir, "pki")
 	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
 		return files{}, fmt.Errorf("creating %s: %w", pkiDir, err)
@@ -150,7 +151,7 @@ options:
   enablePodsOnNodeSyncListPager: true
   enablePodsOnNodeSyncStreamWatch: false
 ---
-` + stages(quickTermination)
+` + stages(quickTermination, images)
 	if err := os.WriteFile(f.KwokConfig, []byte(kwok), 0o600); err != nil {
 		return files{}, fmt.Errorf("writing %s: %w", f.KwokConfig, err)
 	}
@@ -164,11 +165,20 @@ const graceDelay = `.metadata.annotations["hitless.dev/termination-delay"] // ((
 
 // stages are KWOK's stages; with quickTermination a deleted pod ends at
 // once (its annotation still applies) instead of after its grace period.
-func stages(quickTermination bool) string {
-	if !quickTermination {
-		return stagesYAML
+//
+// With a lab kubelet, every pod stage leaves the pods it runs (images
+// known to it) alone: their status is their real daemons'.
+func stages(quickTermination bool, images kubelet.Images) string {
+	s := stagesYAML
+	if quickTermination {
+		s = strings.Replace(s, graceDelay, `.metadata.annotations["hitless.dev/termination-delay"] // "0s"`, 1)
 	}
-	return strings.Replace(stagesYAML, graceDelay, `.metadata.annotations["hitless.dev/termination-delay"] // "0s"`, 1)
+	if len(images) == 0 {
+		return s
+	}
+	const podSelector = "    kind: Pod\n  selector:\n    matchExpressions:\n"
+	exclude := "    - key: '" + strings.ReplaceAll(images.StageExclusion(), "'", "''") + "'\n      operator: 'NotIn'\n      values: ['true']\n"
+	return strings.ReplaceAll(s, podSelector, podSelector+exclude)
 }
 
 func writeKubeconfig(path, name string, port int, f files) error {

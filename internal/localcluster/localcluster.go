@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
+	"github.com/hitless-dev/hitless/internal/localcluster/kubelet"
 	"github.com/hitless-dev/hitless/internal/localcluster/lab"
 )
 
@@ -50,7 +51,10 @@ type Options struct {
 	Binaries *binaries.Resolver
 	// Progress receives one line per step. May be nil.
 	Progress io.Writer
-	// Lab is "" (none) or "netns": a network namespace per worker.
+	// Lab is "" (none), "netns" (a network namespace per node, agents in
+	// them, the data plane a model: a node's link follows its data-plane
+	// pod) or "cni" (the same namespaces, the lab kubelet running real
+	// CNI daemons in them, agents as pods on the pod network).
 	Lab string
 	// QuickTermination ends a deleted pod at once instead of after its
 	// grace period, for tests about objects rather than timing.
@@ -58,6 +62,12 @@ type Options struct {
 	// AgentBinary is the hitless binary the netns data plane runs one
 	// agent per worker with; "" runs none.
 	AgentBinary string
+	// KubeletBinary is the hitless binary the netns data plane runs its
+	// lab kubelet with ("" runs none): the real daemons of the DaemonSet
+	// pods whose images it knows (kube-router; LabImages add more) run in
+	// the nodes' namespaces, and KWOK leaves those pods to it.
+	KubeletBinary string
+	LabImages     []kubelet.Image
 	// Flavor is "" (plain Kubernetes) or "openshift": a rehearsal cluster
 	// with the OpenShift CRDs from OpenShiftCRDs, the objects of an
 	// OpenShift SDN cluster, and the simulator of its network and
@@ -87,6 +97,8 @@ type Cluster struct {
 	Attached bool `json:"attached,omitempty"`
 	// Lab is the netns data plane, when the cluster has one.
 	Lab *lab.Lab `json:"lab,omitempty"`
+	// LabKubelet is what the lab kubelet serves, when it runs.
+	LabKubelet *kubelet.Config `json:"labKubelet,omitempty"`
 	// Flavor is "" or openshift.
 	Flavor string `json:"flavor,omitempty"`
 }
@@ -142,10 +154,10 @@ func (o *Options) Validate() error {
 	if o.ControlPlaneNodes < 1 || o.ControlPlaneNodes > 7 {
 		return &InvalidError{Field: "--control-plane-nodes", Msg: fmt.Sprintf("%d is out of range: want 1 to 7", o.ControlPlaneNodes)}
 	}
-	if o.Lab != LabNone && o.Lab != LabNetNS {
-		return &InvalidError{Field: "--dataplane", Msg: fmt.Sprintf("%q: want netns or nothing", o.Lab)}
+	if o.Lab != LabNone && o.Lab != LabNetNS && o.Lab != LabCNI {
+		return &InvalidError{Field: "--dataplane", Msg: fmt.Sprintf("%q: want netns, cni or nothing", o.Lab)}
 	}
-	if o.Lab == LabNetNS && o.Nodes+o.ControlPlaneNodes > 250 {
+	if o.Lab != LabNone && o.Nodes+o.ControlPlaneNodes > 250 {
 		return &InvalidError{Field: "--nodes", Msg: fmt.Sprintf("%d nodes: the netns data plane takes at most 250", o.Nodes+o.ControlPlaneNodes)}
 	}
 	switch o.Flavor {
@@ -172,6 +184,19 @@ func (o *Options) Validate() error {
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "cluster.json") }
+
+// Open loads the state of the cluster whose directory is dir.
+func Open(dir string) (*Cluster, error) {
+	b, err := os.ReadFile(statePath(dir))
+	if err != nil {
+		return nil, fmt.Errorf("reading cluster state: %w", err)
+	}
+	c, err := parseState(filepath.Base(dir), b)
+	if err != nil {
+		return nil, fmt.Errorf("reading cluster state %s: %w", statePath(dir), err)
+	}
+	return c, nil
+}
 
 // Get loads the state of the named cluster.
 func Get(home, name string) (*Cluster, error) {

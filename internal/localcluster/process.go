@@ -65,6 +65,13 @@ func componentEnv() []string {
 	if v := os.Getenv("TMPDIR"); v != "" {
 		env = append(env, "TMPDIR="+v)
 	}
+	// hitless's own settings (HITLESS_HOME, HITLESS_BIN_DIR, ...) reach
+	// the hitless processes a cluster runs (agents, the lab kubelet).
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "HITLESS_") {
+			env = append(env, kv)
+		}
+	}
 	return env
 }
 

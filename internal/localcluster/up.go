@@ -23,6 +23,7 @@ import (
 
 	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
+	"github.com/hitless-dev/hitless/internal/localcluster/kubelet"
 )
 
 // Up starts a new local cluster and returns when every node is Ready and
@@ -90,11 +91,35 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.save(); err != nil {
 		return nil, err
 	}
+	if !opts.Attached {
+		// The cluster outlives this command, and the hitless binary it
+		// runs (its lab kubelet and containers, agents, simulator) may
+		// not: `go run` deletes its build when it exits.
+		for _, b := range []*string{&opts.KubeletBinary, &opts.AgentBinary, &opts.SimulatorBinary} {
+			if *b == "" {
+				continue
+			}
+			if *b, err = keepBinary(dir, *b); err != nil {
+				return nil, err
+			}
+		}
+	}
 	p, err := freePorts()
 	if err != nil {
 		return nil, err
 	}
-	f, err := writeFiles(dir, opts.Name, p, opts.QuickTermination)
+	var kl *kubelet.Config
+	var images kubelet.Images
+	if opts.Lab == LabCNI {
+		if opts.KubeletBinary == "" {
+			return nil, &InvalidError{Field: "--dataplane", Msg: "cni needs the hitless binary for its lab kubelet"}
+		}
+		if kl, err = labKubelet(ctx, res, opts); err != nil {
+			return nil, err
+		}
+		images = kl.Images
+	}
+	f, err := writeFiles(dir, opts.Name, p, opts.QuickTermination, images)
 	if err != nil {
 		return nil, err
 	}
@@ -146,9 +171,9 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := waitDefaultServiceAccount(ctx, cs); err != nil {
 		return nil, c.withLogs(err)
 	}
-	if opts.Lab == LabNetNS {
+	if opts.Lab != LabNone {
 		progress("creating the netns data plane: a namespace, address and agent per node")
-		if err := c.startLab(ctx, cs, specs, opts.AgentBinary); err != nil {
+		if err := c.startLab(ctx, cs, specs, opts, kl); err != nil {
 			return nil, c.withLogs(err)
 		}
 	}
@@ -348,4 +373,32 @@ func (c *Cluster) Restart(ctx context.Context, component string) error {
 		ControllerManager: c.Ports["kube-controller-manager"], Scheduler: c.Ports["kube-scheduler"], Kwok: c.Ports["kwok"],
 	}
 	return waitHealthy(ctx, component, proc, p, cfg)
+}
+
+// keepBinary gives the cluster its own copy of the binary at path (a hard
+// link where it can), in its directory's bin, and returns that copy's path.
+func keepBinary(dir, path string) (string, error) {
+	bin := filepath.Join(dir, "bin")
+	dst := filepath.Join(bin, filepath.Base(path))
+	if path == dst {
+		return dst, nil
+	}
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", bin, err)
+	}
+	tmp := dst + ".new"
+	_ = os.Remove(tmp)
+	if err := os.Link(path, tmp); err != nil { // another file system: copy
+		b, err := os.ReadFile(path) //nolint:gosec // the hitless binary
+		if err != nil {
+			return "", fmt.Errorf("keeping %s for the cluster: %w", path, err)
+		}
+		if err := os.WriteFile(tmp, b, 0o755); err != nil { //nolint:gosec // a binary the cluster runs
+			return "", fmt.Errorf("keeping %s for the cluster: %w", path, err)
+		}
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", fmt.Errorf("keeping %s for the cluster: %w", path, err)
+	}
+	return dst, nil
 }

@@ -28,6 +28,10 @@ type Attributed struct {
 	Phase string `json:"phase,omitempty"`
 	// OnPath is true when that node is one end of the path.
 	OnPath bool `json:"onPath"`
+	// After is true when no step overlapped the window and Node and Phase
+	// are the last step that ended before it (a data plane that settles
+	// after its pod is Ready loses packets after the step).
+	After bool `json:"after,omitempty"`
 }
 
 // Steps are the node phases of the operations a report is tied to.
@@ -75,10 +79,43 @@ func Attribute(rep *Report, id string, ops ...Steps) {
 					a.Node, a.Phase, a.OnPath, best = s.Node, s.Phase, on, o
 				}
 			}
+			if a.Node == "" {
+				attributeAfter(&a, rep.Steps)
+			}
 			rep.Windows = append(rep.Windows, a)
 		}
 	}
 	slices.SortFunc(rep.Windows, func(a, b Attributed) int { return a.Start.Compare(b.Start) })
+}
+
+// attributeAfter ties a window no step overlapped to the last step that
+// ended before it, one on a node of the path when there is one.
+func attributeAfter(a *Attributed, steps []Step) {
+	var last time.Time
+	for _, s := range steps {
+		if s.End.After(a.Start) {
+			continue
+		}
+		on := s.Node == a.From || s.Node == a.To
+		if (on && !a.OnPath) || (on == a.OnPath && s.End.After(last)) {
+			a.Node, a.Phase, a.OnPath, a.After, last = s.Node, s.Phase, on, true, s.End
+		}
+	}
+}
+
+// during says what a window happened in.
+func (a Attributed) during(operation string) string {
+	if a.Node == "" {
+		return "no step of " + operation
+	}
+	s := a.Phase + " of " + a.Node
+	if a.After {
+		s = "after " + s
+	}
+	if !a.OnPath {
+		s += " (not on this path)"
+	}
+	return s
 }
 
 // PrintTable writes the report for a terminal.
@@ -89,6 +126,12 @@ func PrintTable(w io.Writer, rep *Report) {
 	if len(rep.Missing) > 0 {
 		_, _ = fmt.Fprintf(w, "No final numbers from: %s\n", strings.Join(rep.Missing, ", "))
 	}
+	if len(rep.Loaded) > 0 {
+		_, _ = fmt.Fprintf(w, "LOADED: %s during the session: short gaps there may be the CPU's, not the network's\n", strings.Join(rep.Loaded, ", "))
+	}
+	if len(rep.Modeled) > 0 {
+		_, _ = fmt.Fprintf(w, "MODEL: the data plane of %s is the lab's model (a node's link follows its data-plane pod): their losses are made, not measured\n", strings.Join(rep.Modeled, ", "))
+	}
 	_, _ = fmt.Fprintln(w, "\nFROM\tTO\tSENT\tLOST\tLOSS%\tLONGEST OUTAGE\tWINDOWS\tP50 MS\tP99 MS\tTCP RESETS")
 	for _, p := range rep.Paths {
 		_, _ = fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.3f\t%.0f ms\t%d\t%.3f\t%.3f\t%d\n", p.From, p.To, p.Sent, p.Lost, p.LossPct,
@@ -97,16 +140,12 @@ func PrintTable(w io.Writer, rep *Report) {
 	if len(rep.Windows) > 0 {
 		_, _ = fmt.Fprintf(w, "\nLOSS WINDOW\tPATH\tDURATION\tLOST\tDURING\n")
 		for _, a := range rep.Windows {
-			during := "no step of " + rep.Operation
-			if a.Node != "" {
-				during = a.Phase + " of " + a.Node
-				if !a.OnPath {
-					during += " (not on this path)"
-				}
-			}
-			_, _ = fmt.Fprintf(w, "%s\t%s -> %s\t%.0f ms\t%d\t%s\n", a.Start.Format("15:04:05.000"), a.From, a.To, a.DurationMs, a.Lost, during)
+			_, _ = fmt.Fprintf(w, "%s\t%s -> %s\t%.0f ms\t%d\t%s\n", a.Start.Format("15:04:05.000"), a.From, a.To, a.DurationMs, a.Lost, a.during(rep.Operation))
 		}
 	}
 	_, _ = fmt.Fprintf(w, "\n%d of %d probes lost (%.3f%%), longest outage %.0f ms%s, %d TCP resets.\n",
 		s.Lost, s.Sent, s.LossPct, s.LongestOutageMs, map[bool]string{true: " on " + s.WorstPath, false: ""}[s.WorstPath != ""], s.TCPResets)
+	if s.LossAt != "" {
+		_, _ = fmt.Fprintf(w, "The loss was at node %s: every path with loss goes to or from it, and all of its paths lost.\n", s.LossAt)
+	}
 }

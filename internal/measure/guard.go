@@ -26,7 +26,16 @@ type GuardSpec struct {
 	Budget Budget `json:"budget"`
 	// OnBudget is pause (default) or abort.
 	OnBudget string `json:"onBudget,omitempty"`
+	// Settle keeps the session going after the operation until no path
+	// has lost a probe for this long (at most MaxSettle): a data plane may
+	// lose packets after its pods are Ready (BGP peers withdrawing routes,
+	// an overlay relearning), and that loss is the operation's too. 0
+	// stops at once.
+	Settle time.Duration `json:"settle,omitempty"`
 }
+
+// MaxSettle bounds the wait for a quiet network after an operation.
+const MaxSettle = 2 * time.Minute
 
 // Guard is one probe session for the length of an operation, with its
 // disruption budget checked before each node: the operation.Guard every
@@ -96,7 +105,13 @@ func (g *Guard) Hit() bool { return g.hit.Load() }
 // to the step of ops (the operation and the rolls inside it) that
 // overlapped it; id names the operation.
 func (g *Guard) Stop(ctx context.Context, id string, ops ...Steps) (*Report, error) {
-	rep, err := g.live.Stop(context.WithoutCancel(ctx), 15*time.Second)
+	ctx = context.WithoutCancel(ctx)
+	if g.spec.Settle > 0 {
+		if err := g.live.Settle(ctx, g.spec.Settle, MaxSettle); err != nil {
+			return nil, err
+		}
+	}
+	rep, err := g.live.Stop(ctx, 15*time.Second)
 	if err != nil {
 		return nil, err
 	}

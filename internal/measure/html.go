@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -105,7 +106,7 @@ func layout(rep *Report) view {
 		title := fmt.Sprintf("%s -> %s: %.0f ms outage, %d probes lost, %s - %s", w.From, w.To, w.DurationMs, w.Lost,
 			w.Start.Format("15:04:05.000"), w.End.Format("15:04:05.000"))
 		if w.Node != "" {
-			title += fmt.Sprintf("; during %s of %s", w.Phase, w.Node)
+			title += "; " + w.during("")
 		}
 		lanes := []string{w.From, w.To}
 		if w.Node != "" && w.OnPath {
@@ -121,7 +122,7 @@ func layout(rep *Report) view {
 	return v
 }
 
-var page = template.Must(template.New("report").Parse(`<!DOCTYPE html>
+var page = template.Must(template.New("report").Funcs(template.FuncMap{"join": func(s []string) string { return strings.Join(s, ", ") }}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>hitless probe report {{.Rep.Session}}</title>
 <style>
@@ -146,10 +147,12 @@ th:first-child,td:first-child,th:nth-child(2),td:nth-child(2),.windows td:last-c
 <h1>Disruption measured{{if .Rep.Operation}} during {{.Rep.Operation}}{{end}}</h1>
 <div class="sub">Probe session {{.Rep.Session}}: {{len .Rep.Agents}} agents, {{.Rep.Summary.Paths}} paths, {{.Rep.Rate}} probes/s per peer,
 {{.Rep.Started.Format "2006-01-02 15:04:05"}} to {{.Rep.Ended.Format "15:04:05"}} UTC</div>
-<div class="kpis">
+{{with .Rep.Loaded}}<div class="sub">Loaded: {{join .}} during the session: short gaps there may be the CPU's, not the network's.</div>
+{{end}}{{with .Rep.Modeled}}<div class="sub bad">Model: the data plane of {{join .}} is the lab's model (a node's link follows its data-plane pod): losses there are made, not measured.</div>
+{{end}}<div class="kpis">
 <div class="kpi">longest outage<b>{{printf "%.0f" .Rep.Summary.LongestOutageMs}} ms</b>{{.Rep.Summary.WorstPath}}</div>
 <div class="kpi">probes lost<b>{{.Rep.Summary.Lost}}</b>of {{.Rep.Summary.Sent}} ({{printf "%.3f" .Rep.Summary.LossPct}}%)</div>
-<div class="kpi">paths with loss<b>{{.Rep.Summary.PathsWithLoss}}</b>of {{.Rep.Summary.Paths}}</div>
+<div class="kpi">paths with loss<b>{{.Rep.Summary.PathsWithLoss}}</b>of {{.Rep.Summary.Paths}}{{with .Rep.Summary.LossAt}}, all at node {{.}}{{end}}</div>
 <div class="kpi">TCP resets<b>{{.Rep.Summary.TCPResets}}</b>long-lived connections</div>
 </div>
 <div class="legend"><span><i class="cordon" style="background:#8fa8d8"></i>cordon</span><span><i style="background:#e0a84f"></i>drain</span><span><i style="background:#7a5cc2"></i>action (data plane restart)</span><span><i style="background:#5fb0a5"></i>wait Ready</span><span><i style="background:#9cc58a"></i>uncordon</span><span><i style="background:#d93636"></i>loss window</span></div>
@@ -160,7 +163,7 @@ th:first-child,td:first-child,th:nth-child(2),td:nth-child(2),.windows td:last-c
 {{end}}{{range .Marks}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="7"><title>{{.Title}}</title></rect>
 {{end}}</svg>
 {{if .Rep.Windows}}<h2>Loss windows</h2><table class="windows"><tr><th>start</th><th>path</th><th>duration</th><th>lost</th><th>during</th></tr>
-{{range .Rep.Windows}}<tr><td>{{.Start.Format "15:04:05.000"}}</td><td>{{.From}} &rarr; {{.To}}</td><td>{{printf "%.0f" .DurationMs}} ms</td><td>{{.Lost}}</td><td>{{if .Node}}{{.Phase}} of {{.Node}}{{if not .OnPath}} (not on this path){{end}}{{else}}no step{{end}}</td></tr>
+{{range .Rep.Windows}}<tr><td>{{.Start.Format "15:04:05.000"}}</td><td>{{.From}} &rarr; {{.To}}</td><td>{{printf "%.0f" .DurationMs}} ms</td><td>{{.Lost}}</td><td>{{if .Node}}{{if .After}}after {{end}}{{.Phase}} of {{.Node}}{{if not .OnPath}} (not on this path){{end}}{{else}}no step{{end}}</td></tr>
 {{end}}</table>{{end}}
 <h2>Paths</h2><table><tr><th>from</th><th>to</th><th>sent</th><th>lost</th><th>loss %</th><th>longest outage</th><th>windows</th><th>p50 ms</th><th>p99 ms</th><th>TCP resets</th></tr>
 {{range .Rep.Paths}}<tr><td>{{.From}}</td><td>{{.To}}</td><td>{{.Sent}}</td><td{{if .Lost}} class="bad"{{end}}>{{.Lost}}</td><td>{{printf "%.3f" .LossPct}}</td><td{{if .Lost}} class="bad"{{end}}>{{printf "%.0f" .LongestOutageMs}} ms</td><td>{{len .Windows}}</td><td>{{printf "%.3f" .Latency.P50}}</td><td>{{printf "%.3f" .Latency.P99}}</td><td>{{.TCPResets}}</td></tr>

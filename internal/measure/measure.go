@@ -26,12 +26,19 @@ type Options struct {
 
 // Report is a session's numbers across the cluster.
 type Report struct {
-	Session   string       `json:"session"`
-	Started   time.Time    `json:"started"`
-	Ended     time.Time    `json:"ended"`
-	Rate      int          `json:"rate"`
-	Agents    []string     `json:"agents"`
-	Missing   []string     `json:"missing,omitempty"` // agents with no final numbers
+	Session string    `json:"session"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+	Rate    int       `json:"rate"`
+	Agents  []string  `json:"agents"`
+	Missing []string  `json:"missing,omitempty"` // agents with no final numbers
+	// Modeled are the nodes whose data plane is the lab's model (a node's
+	// link follows its data-plane pod): their losses are made, not
+	// measured.
+	Modeled []string `json:"modeled,omitempty"`
+	// Loaded are the nodes whose load average reached their CPUs during
+	// the session: a gap of tens of milliseconds there may be the CPU's.
+	Loaded    []string     `json:"loaded,omitempty"`
 	Paths     []probe.Path `json:"paths"`
 	Summary   Summary      `json:"summary"`
 	Operation string       `json:"operation,omitempty"`
@@ -51,6 +58,10 @@ type Summary struct {
 	LongestOutageMs float64 `json:"longestOutageMs"`
 	WorstPath       string  `json:"worstPath,omitempty"`
 	TCPResets       int64   `json:"tcpResets"`
+	// LossAt names the node the loss was at, when there is one: every
+	// path with loss has it at an end, and every path between it and
+	// another agent lost (a node whose data plane failed).
+	LossAt string `json:"lossAt,omitempty"`
 }
 
 func newID() string {
@@ -181,9 +192,27 @@ func (l *Live) report(res map[string]*agent.ProbeResult, now time.Time) *Report 
 	for _, n := range slices.Sorted(maps.Keys(res)) {
 		rep.Agents = append(rep.Agents, n)
 		rep.Paths = append(rep.Paths, res[n].Paths...)
+		if res[n].Modeled {
+			rep.Modeled = append(rep.Modeled, n)
+		}
+		if r := res[n]; r.CPUs > 0 && r.MaxLoad >= float64(r.CPUs) {
+			rep.Loaded = append(rep.Loaded, fmt.Sprintf("%s (load %.1f on %d CPUs)", n, r.MaxLoad, r.CPUs))
+		}
 	}
 	rep.Summary = summarize(rep.Paths)
 	return rep
+}
+
+// PathsOf returns the report's paths of one kind ("udp": the agents'
+// probes of each other).
+func PathsOf(kind string, r *Report) []probe.Path {
+	var out []probe.Path
+	for _, p := range r.Paths {
+		if p.Kind == kind {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func summarize(paths []probe.Path) Summary {
@@ -203,7 +232,42 @@ func summarize(paths []probe.Path) Summary {
 	if s.Sent > 0 {
 		s.LossPct = float64(s.Lost) / float64(s.Sent) * 100
 	}
+	s.LossAt = lossAt(paths)
 	return s
+}
+
+// lossAt returns the one node every path with loss goes to or from and
+// whose every path to or from another agent lost, or "".
+func lossAt(paths []probe.Path) string {
+	agents := map[string]bool{}
+	for _, p := range paths {
+		agents[p.From] = true
+	}
+	found := ""
+	for n := range agents {
+		touched, lost := 0, 0
+		only := true
+		for _, p := range paths {
+			at := p.From == n || p.To == n
+			switch {
+			case p.Lost > 0 && !at:
+				only = false
+			case at && agents[p.From] && agents[p.To] && p.From != p.To:
+				touched++
+				if p.Lost > 0 {
+					lost++
+				}
+			}
+		}
+		if !only || touched == 0 || lost < touched {
+			continue
+		}
+		if found != "" {
+			return "" // two nodes fit (two agents only): not one
+		}
+		found = n
+	}
+	return found
 }
 
 // Budget is the disruption an operation may cause.
@@ -241,6 +305,47 @@ func (l *Live) Fresh(ctx context.Context, since time.Time, timeout time.Duration
 	return l.report(res, time.Now()), nil
 }
 
+// Settle returns once no path has lost a probe for quiet, counted from
+// the call at the earliest, or after limit.
+func (l *Live) Settle(ctx context.Context, quiet, limit time.Duration) error {
+	start := time.Now()
+	deadline := start.Add(limit)
+	for {
+		rep, err := l.Fresh(ctx, time.Now(), 3*time.Second)
+		if err != nil {
+			return err
+		}
+		last := lastLoss(rep, start)
+		if time.Since(last) >= quiet || time.Now().After(deadline) {
+			klog.FromContext(ctx).V(1).Info("network settled", "session", l.id, "waited", time.Since(start), "lastLoss", last)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(quiet-time.Since(last), time.Second)):
+		}
+	}
+}
+
+// lastLoss is when the report last saw a probe lost (now for a window
+// still open), or since when it saw none after it.
+func lastLoss(rep *Report, since time.Time) time.Time {
+	last := since
+	for _, p := range rep.Paths {
+		for _, w := range p.Windows {
+			end := w.End
+			if w.Open {
+				end = time.Now()
+			}
+			if end.After(last) {
+				last = end
+			}
+		}
+	}
+	return last
+}
+
 // BudgetError is a disruption budget exceeded before a node.
 type BudgetError struct {
 	Node string
@@ -257,6 +362,9 @@ func (e *BudgetError) Error() string {
 func (l *Live) Gate(b Budget) func(ctx context.Context, next string) error {
 	return func(ctx context.Context, next string) error {
 		rep, err := l.Fresh(ctx, time.Now(), 3*time.Second)
+		if ctx.Err() != nil {
+			return nil // the operation is stopping: nothing to gate
+		}
 		if err != nil {
 			klog.FromContext(ctx).Error(err, "reading probe numbers for the disruption budget", "node", next)
 			return nil

@@ -29,6 +29,7 @@ func networkChecks() []check.Check[*Input] {
 		check.Func[*Input]{Name: "network.mtu", Heading: "The overlay MTU fits the nodes' MTU minus the encapsulation", Fn: mtu},
 		check.Func[*Input]{Name: "network.ports", Heading: "Geneve and VXLAN ports valid and distinct", Fn: ports},
 		check.Func[*Input]{Name: "network.internal-subnet", Heading: "The internal (join) subnet is large enough; it and the plugin's reserved ranges are unused", Fn: internalSubnet},
+		check.Func[*Input]{Name: "network.bgp-graceful-restart", Heading: "A BGP data plane restarts gracefully (its peers keep its routes)", Fn: bgpGracefulRestart},
 	}
 }
 

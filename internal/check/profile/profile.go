@@ -136,10 +136,11 @@ func basePre() map[string]check.Severity {
 		"openshift.clusteroperators": h, "openshift.machineconfigpools": h,
 		"network.cidrs": h, "network.overlap": h, "network.host-prefix": h, "network.vips": h,
 		"network.cluster-name": h, "network.mtu": h, "network.ports": h, "network.internal-subnet": h,
-		"versions.matrix":    h,
-		"agents.reported":    s,
-		"node.kernel-config": h, "node.kernel-modules": h, "node.resolv-conf": h, "node.mtu": s,
-		"node.resources": h, "node.clock": s, "node.ports": h, "node.hugepages": h,
+		"network.bgp-graceful-restart": s,
+		"versions.matrix":              h,
+		"agents.reported":              s,
+		"node.kernel-config":           h, "node.kernel-modules": h, "node.resolv-conf": h, "node.mtu": s,
+		"node.resources": h, "node.clock": s, "node.ports": h, "node.hugepages": h, "node.overlay-routes": s,
 	}
 }
 
@@ -148,6 +149,7 @@ func basePost() map[string]check.Severity {
 		"nodes.ready": h, "workloads.pods": h, "workloads.rollouts": h, "platform.readyz": h, "platform.apiservices": h,
 		"openshift.clusteroperators": h, "openshift.network-type": h,
 		"agents.reported": h, "agents.apiserver": h, "agents.connectivity": h, "agents.dns": h,
+		"node.overlay-routes": h,
 	}
 }
 

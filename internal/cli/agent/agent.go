@@ -57,20 +57,23 @@ to every other agent, the API server and cluster DNS.
 	fs.StringVar(&opts.Advertise, "advertise", "", "Address peers reach this agent at (default the node's InternalIP)")
 	fs.BoolVar(&opts.FollowDataPlane, "follow-data-plane", false, "Lab only: take the node's link down while its data-plane pod (DaemonSet annotated hitless.dev/data-plane=true) is not Ready")
 	fs.StringVar(&opts.NetNS, "netns", "", "Network namespace (path) the agent's sockets live in; the API server is reached from the agent's own")
+	fs.StringVar(&opts.HostNetNS, "host-netns", "", "Network namespace (path) of the host, where node checks read routes and node tasks remove devices (default: --netns, or the agent's own)")
+	fs.BoolVar(&opts.AllowCleanup, "allow-cleanup", false, "Remove what a data plane left on the host (CNI configuration files in /etc/cni/net.d, network devices) when hitless's cutover asks (hitless.dev/task on the node)")
 	fs.BoolVar(&allowReboot, "allow-reboot", false, "Reboot the host when hitless's reboot action asks (hitless.dev/reboot-request on the node, not yet rebooted since)")
 	fs.StringSliceVar(&rebootCommand, "reboot-command", core.DefaultRebootCommand(), "Command that reboots the host (with --allow-reboot)")
 
-	var image string
+	var mo core.ManifestOptions
 	manifest := &cobra.Command{
 		Use:   "manifest",
 		Short: "Print the agent's DaemonSet, ServiceAccount and RBAC",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			_, err := fmt.Fprint(streams.Out, core.Manifest(image))
+			_, err := fmt.Fprint(streams.Out, core.Manifest(mo))
 			return err
 		},
 	}
-	manifest.Flags().StringVar(&image, "image", core.DefaultImage, "Agent image")
+	manifest.Flags().StringVar(&mo.Image, "image", core.DefaultImage, "Agent image")
+	manifest.Flags().BoolVar(&mo.PodNetwork, "pod-network", false, "Run the agents on the pod network: they probe each other pod to pod, through the CNI's data plane, instead of node to node")
 	cmd.AddCommand(manifest)
 	return cmd
 }

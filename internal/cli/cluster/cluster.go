@@ -22,6 +22,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/output"
 	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/localcluster/binaries"
+	"github.com/hitless-dev/hitless/internal/localcluster/kubelet"
 	"github.com/hitless-dev/hitless/internal/localcluster/openshift"
 	"github.com/hitless-dev/hitless/internal/localcluster/upstream"
 )
@@ -46,7 +47,7 @@ ones. State lives under HITLESS_HOME (default ~/.local/state/hitless).`,
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams), newBinaries(streams), newFault(streams), newSimulate())
+	cmd.AddCommand(newUp(streams), newDown(streams), newList(streams), newKubeconfig(streams), newBinaries(streams), newFault(streams), newSimulate(), newKubelet(), newEnter())
 	return cmd
 }
 
@@ -66,9 +67,10 @@ func addName(cmd *cobra.Command, name *string) {
 
 func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 	var (
-		opts   localcluster.Options
-		labels string
-		format output.Format
+		opts      localcluster.Options
+		labels    string
+		labImages []string
+		format    output.Format
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -83,14 +85,24 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 				return exitcode.BadInput(err)
 			}
 			opts.NodeLabels = l
+			for _, s := range labImages {
+				img, err := kubelet.ParseImage(s)
+				if err != nil {
+					return exitcode.BadInput(fmt.Errorf("--lab-image %w", err))
+				}
+				opts.LabImages = append(opts.LabImages, img)
+			}
 			opts.Progress = streams.ErrOut
-			if opts.Lab == localcluster.LabNetNS || opts.Flavor == localcluster.FlavorOpenShift {
+			if opts.Lab != localcluster.LabNone || opts.Flavor == localcluster.FlavorOpenShift {
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("finding the hitless binary for the lab agents and the simulator: %w", err)
 				}
-				if opts.Lab == localcluster.LabNetNS {
+				switch opts.Lab {
+				case localcluster.LabNetNS:
 					opts.AgentBinary = exe
+				case localcluster.LabCNI:
+					opts.KubeletBinary = exe
 				}
 				opts.SimulatorBinary = exe
 			}
@@ -116,7 +128,8 @@ func newUp(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "Number of worker nodes")
 	cmd.Flags().IntVar(&opts.ControlPlaneNodes, "control-plane-nodes", 1, "Number of control-plane nodes (tainted NoSchedule)")
 	cmd.Flags().StringVar(&labels, "node-labels", "", "Labels added to every worker node, as k=v,k2=v2")
-	cmd.Flags().StringVar(&opts.Lab, "dataplane", "", "netns: give each node a network namespace with its InternalIP on a bridge, and run an agent in each (needs root)")
+	cmd.Flags().StringVar(&opts.Lab, "dataplane", "", "The packet lab (needs root): netns gives each node a network namespace with its InternalIP on a bridge and an agent, and models the data plane (a node's link follows its data-plane pod); cni runs real CNI daemons there instead (kube-router, and --lab-image), the agents as pods on the pod network")
+	cmd.Flags().StringArrayVar(&labImages, "lab-image", nil, "With --dataplane cni: REPOSITORY=BINARY[:ENTRYPOINT], a daemon built on this machine that the lab kubelet runs for pods of that image (repeatable)")
 	cmd.Flags().StringVar(&opts.Flavor, "flavor", "", "openshift: a rehearsal OpenShift SDN cluster (real OpenShift CRDs, its network objects, and a simulator, a model, of the network and machine-config operators) to rehearse migrations on")
 	cmd.Flags().StringVar(&opts.OpenShiftCRDs, "openshift-crds", "", "Directory of openshift/api's CRD manifests for --flavor openshift (default: $HITLESS_TESTDATA/openshift, or ../shared/testdata/openshift beside the source tree)")
 	output.AddFlag(cmd.Flags(), &format)
@@ -151,14 +164,17 @@ func newSimulate() *cobra.Command {
 func newFault(streams genericiooptions.IOStreams) *cobra.Command {
 	var name, node string
 	cmd := &cobra.Command{
-		Use:   "fault --node NODE (link-down DURATION | loss PERCENT% | restart-agent)",
+		Use:   "fault --node NODE (link-down DURATION | loss PERCENT% | restart-agent | delete-link DEVICE)",
 		Short: "Inject a fault into a node of a local cluster's netns data plane",
 		Long: `link-down takes the node's interface down for DURATION, then up again;
 loss drops PERCENT of the packets the node receives, at random (nftables
-numgen; "loss 0%" removes it); restart-agent restarts the node's agent.`,
+numgen; "loss 0%" removes it); restart-agent restarts the node's agent;
+delete-link deletes a device in the node's namespace (a real data plane's:
+flannel.1 under --dataplane cni).`,
 		Example: `  hitless cluster fault --node hitless-worker-2 link-down 2s
   hitless cluster fault --node hitless-worker-3 loss 5%
-  hitless cluster fault --node hitless-worker-1 restart-agent`,
+  hitless cluster fault --node hitless-worker-1 restart-agent
+  hitless cluster fault --node hitless-worker-1 delete-link flannel.1`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := parseFault(node, args)
@@ -189,7 +205,7 @@ numgen; "loss 0%" removes it); restart-agent restarts the node's agent.`,
 
 func parseFault(node string, args []string) (localcluster.Fault, error) {
 	if len(args) == 0 {
-		return localcluster.Fault{}, errors.New("name a fault: link-down DURATION, loss PERCENT or restart-agent")
+		return localcluster.Fault{}, errors.New("name a fault: link-down DURATION, loss PERCENT, restart-agent or delete-link DEVICE")
 	}
 	f := localcluster.Fault{Node: node, Kind: args[0]}
 	if node == "" {
@@ -218,8 +234,13 @@ func parseFault(node string, args []string) (localcluster.Fault, error) {
 		if len(args) != 1 {
 			return f, errors.New("restart-agent takes no value")
 		}
+	case "delete-link":
+		if len(args) != 2 || args[1] == "" {
+			return f, errors.New("delete-link needs a device name, e.g. flannel.1")
+		}
+		f.Link = args[1]
 	default:
-		return f, fmt.Errorf("unknown fault %q: want link-down, loss or restart-agent", f.Kind)
+		return f, fmt.Errorf("unknown fault %q: want link-down, loss, restart-agent or delete-link", f.Kind)
 	}
 	return f, nil
 }
@@ -347,15 +368,17 @@ func newBinaries(streams genericiooptions.IOStreams) *cobra.Command {
 		Use:   "binaries",
 		Short: "Build (on first use) or locate the local cluster's binaries and print their paths",
 		Long: `Builds the pinned etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, kubectl and kwok binaries if they are not cached yet, and
-prints where they are. Run it once to warm a machine or a CI cache.`,
+kube-scheduler, kubectl and kwok binaries, and the packet lab's data plane
+(kube-router and the CNI plugins bridge, host-local and loopback), if they
+are not cached yet, and prints where they are. Run it once to warm a
+machine or a CI cache.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := binaries.NewResolver(streams.ErrOut)
 			if err != nil {
 				return err
 			}
-			paths, err := r.All(cmd.Context())
+			paths, err := r.Everything(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,7 @@ import (
 // can inject or an error; never a panic, a negative or endless link-down,
 // or a loss outside 0-100 %.
 func FuzzFault(f *testing.F) {
-	for _, a := range []string{"link-down 2s", "loss 5%", "restart-agent", "loss -1", "link-down 2h", "", "link-down"} {
+	for _, a := range []string{"link-down 2s", "loss 5%", "restart-agent", "loss -1", "link-down 2h", "", "link-down", "delete-link flannel.1", "delete-link"} {
 		f.Add("n1", a)
 	}
 	f.Fuzz(func(t *testing.T, node, args string) {
@@ -31,6 +31,10 @@ func FuzzFault(f *testing.F) {
 				t.Fatalf("loss of %d%% accepted", fault.Percent)
 			}
 		case "restart-agent":
+		case "delete-link":
+			if fault.Link == "" {
+				t.Fatal("delete-link of no device accepted")
+			}
 		default:
 			t.Fatalf("unknown fault %q accepted", fault.Kind)
 		}

@@ -28,13 +28,22 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Long: `Brings up (or reuses) a local cluster, installs the sample network plugin
 1.0.0 (shaped like Juniper CN2: controllers, a config store and a vRouter
 DaemonSet as the data plane) and the sample applications it must not disrupt,
-and prints what it did and what to try next.
+and prints what it did and what to try next. The vRouter is a model: in the
+packet lab (as root) a node's link follows its pod. As root the demo then
+brings up a second cluster whose data plane is real (flannel's flanneld in
+every node's namespace), upgrades flannel node by node and deletes its VXLAN
+device on one node, measuring both pod to pod.
 
 The first run builds the pinned control-plane binaries (several minutes);
 later runs take seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Progress = streams.ErrOut
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding the hitless binary for the real data plane's lab kubelet: %w", err)
+			}
+			opts.Binary = exe
 			res, err := core.Run(cmd.Context(), opts)
 			var invalid *localcluster.InvalidError
 			if errors.As(err, &invalid) {
@@ -49,7 +58,7 @@ later runs take seconds.`,
 			})
 		},
 	}
-	cmd.AddCommand(newMigrate(streams))
+	cmd.AddCommand(newMigrate(streams), newCutover(streams))
 	cmd.Flags().StringVar(&opts.Cluster, "name", localcluster.DefaultName, "Name of the local cluster to use or create")
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "Worker nodes, when the cluster is created")
 	output.AddFlag(cmd.Flags(), &format)
@@ -98,6 +107,53 @@ cluster back to OpenShift SDN. About three minutes.`,
 	}
 	cmd.Flags().StringVar(&opts.Cluster, "name", "hitless-openshift", "Name of the rehearsal cluster (started afresh)")
 	cmd.Flags().StringVar(&opts.CRDs, "openshift-crds", "", "Directory of openshift/api's CRD manifests (default: $HITLESS_TESTDATA/openshift, or ../shared/testdata/openshift beside the source tree)")
+	output.AddFlag(cmd.Flags(), &format)
+	return cmd
+}
+
+// newCutover returns `demo cutover`: a real lab moved from kube-router
+// to flannel node by node, one node rolled back alone.
+func newCutover(streams genericiooptions.IOStreams) *cobra.Command {
+	var (
+		opts   core.CutoverOptions
+		format output.Format
+	)
+	cmd := &cobra.Command{
+		Use:   "cutover",
+		Short: "As root: move a real lab from kube-router to flannel node by node, probed pod to pod, one node rolled back alone",
+		Long: `Starts (afresh) a 3-node packet lab whose data plane is real: kube-router
+v2.1.0 run by the lab kubelet in every node's namespace, installed by hitless,
+with an application under a PDB and hitless's agents probing pod to pod.
+Runs the built-in plan cni-node-by-node to flannel (each node cordoned,
+drained, cut over, verified, uncordoned), interrupts it once two nodes are
+across, rolls one of them back alone, runs the same migration again to the
+end, and prints the loss measured on each node's paths. Needs root; about
+six minutes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding the hitless binary for the lab kubelet: %w", err)
+			}
+			opts.Binary = exe
+			opts.Progress = func(line string) { _, _ = fmt.Fprintln(streams.ErrOut, line) }
+			res, err := core.RunCutover(cmd.Context(), opts)
+			var invalid *localcluster.InvalidError
+			if errors.As(err, &invalid) {
+				return exitcode.BadInput(err)
+			}
+			if err != nil {
+				return err
+			}
+			return output.Print(streams.Out, format, res, func(w io.Writer) error {
+				_, _ = fmt.Fprintln(w, "kube-router to flannel, node by node, on real data planes (the lab's nodes are network namespaces)")
+				printResult(w, res)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&opts.Cluster, "name", "hitless-cutover", "Name of the lab cluster (started afresh)")
+	cmd.Flags().StringVar(&opts.KubeRouter, "kube-router", "", "kube-router's release manifest (default: $HITLESS_TESTDATA/cni/kube-router/kubeadm-kuberouter-v2.1.0.yaml, or ../shared/testdata beside the source tree)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
 }

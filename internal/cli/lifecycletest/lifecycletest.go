@@ -53,6 +53,19 @@ func MustHitless(t *testing.T, env *clustertest.Env, args ...string) *lifecycle.
 	return &res
 }
 
+// HitlessJSON runs a hitless command with -o json, fails the test unless
+// it exits 0, and decodes its output into out.
+func HitlessJSON(t *testing.T, env *clustertest.Env, out any, args ...string) {
+	t.Helper()
+	code, stdout, stderr := Hitless(t, env, append(args, "-o", "json")...)
+	if code != 0 {
+		t.Fatalf("hitless %s: exit %d\n%s\n%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), out); err != nil {
+		t.Fatalf("hitless %s: %v\n%s", strings.Join(args, " "), err, stdout)
+	}
+}
+
 // Patch patches an object as the field manager would.
 func Patch(t *testing.T, env *clustertest.Env, apiVersion, resource, ns, name, manager string, pt types.PatchType, body string) {
 	t.Helper()

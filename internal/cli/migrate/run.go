@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -19,6 +21,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
+	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	engine "github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
@@ -55,6 +58,7 @@ func newShow(streams genericiooptions.IOStreams) *cobra.Command {
 type runFlags struct {
 	src       source
 	set       []string
+	releases  []string
 	dryRun    bool
 	yes       bool
 	backupDir string
@@ -84,6 +88,7 @@ naming the object; fix it and run the same command again to continue.`,
 	fs := cmd.Flags()
 	f.src.addFlag(cmd)
 	fs.StringArrayVar(&f.set, "set", nil, "A parameter's value, name=value (repeatable)")
+	fs.StringArrayVar(&f.releases, "release", nil, "A release a component step deploys, NAME=PATH (the step's source; a file, directory or kustomization; repeatable)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "Check the plan against the cluster, print it with every step's rollback, change nothing")
 	fs.BoolVar(&f.yes, "yes", false, "Answer yes to the plan's pause steps and its rolls' questions")
 	fs.StringVar(&f.backupDir, "backup-dir", "", "Also write every backup to a file (mode 0600) in this directory")
@@ -113,8 +118,12 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 	if f.agents < 0 {
 		return exitcode.BadInput(errors.New("--agent-timeout: must not be negative"))
 	}
+	sources, err := loadReleases(f.releases)
+	if err != nil {
+		return err
+	}
 	opts := engine.Options{Plan: p, Set: set, DryRun: f.dryRun, Command: opcmd.CommandLine(cmd), Actions: actions, AgentTimeout: f.agents,
-		Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, f.yes)}
+		Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, f.yes), Sources: sources}
 	if f.backupDir != "" {
 		dir := f.backupDir
 		opts.OnBackup = func(_ context.Context, step string, objs []*unstructured.Unstructured) (string, error) {
@@ -238,6 +247,7 @@ func newRollback(streams genericiooptions.IOStreams, getter genericclioptions.RE
 	var (
 		yes    bool
 		format output.Format
+		nodes  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback ID",
@@ -246,9 +256,15 @@ func newRollback(streams genericiooptions.IOStreams, getter genericclioptions.RE
 are restored from the backup taken before it, deleted objects re-created, an
 installed component uninstalled, an upgraded one rolled back; rolls in flight
 are aborted (their nodes uncordoned). Each undo is journaled; running the
-command again continues where it stopped.`,
-		Example: `  hitless migrate rollback migrate-20261202-101500-3fa2`,
-		Args:    cobra.ExactArgs(1),
+command again continues where it stopped. A roll step whose actions can be
+undone on a node (a cutover) rolls every node it moved back.
+
+With --nodes, only those nodes are rolled back, by the roll steps that moved
+them; the migration's other nodes and steps are untouched, it stays open
+(Paused), and its next run moves them again, journaling why.`,
+		Example: `  hitless migrate rollback migrate-20261202-101500-3fa2
+  hitless migrate rollback migrate-20261202-101500-3fa2 --nodes worker-3,worker-4`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := opcmd.Config(getter)
 			if err != nil {
@@ -258,8 +274,16 @@ command again continues where it stopped.`,
 			if err != nil {
 				return fmt.Errorf("creating client: %w", err)
 			}
-			opts := engine.RollbackOptions{Command: opcmd.CommandLine(cmd), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes)}
+			for _, n := range nodes {
+				if msgs := validation.IsDNS1123Subdomain(n); len(msgs) > 0 {
+					return exitcode.BadInput(fmt.Errorf("--nodes: %q is not a node name: %s", n, strings.Join(msgs, "; ")))
+				}
+			}
+			opts := engine.RollbackOptions{Command: opcmd.CommandLine(cmd), Approver: opcmd.NewTerminal(streams.In, streams.ErrOut, yes), Nodes: nodes}
 			if format == output.Table {
+				progress := opcmd.NewProgress(streams.ErrOut)
+				defer progress.Close()
+				opts.RollProgress = progress.Event
 				opts.Progress = func(s string) { _, _ = fmt.Fprintf(streams.ErrOut, "%s %s\n", time.Now().Format("15:04:05.000"), s) }
 			}
 			res, runErr := engine.Rollback(cmd.Context(), operation.Cluster{Client: cs, Config: cfg}, args[0], opts)
@@ -277,6 +301,28 @@ command again continues where it stopped.`,
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "Answer yes to the rollback's pause steps")
+	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "Roll back only these nodes (comma-separated): the roll steps that moved them move them back; the migration stays open")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
+}
+
+// loadReleases reads --release NAME=PATH values; bad input exits 2
+// naming the flag and the file.
+func loadReleases(vals []string) (map[string]*component.Source, error) {
+	out := map[string]*component.Source{}
+	for _, v := range vals {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return nil, exitcode.BadInput(fmt.Errorf("--release %q: want NAME=PATH", v))
+		}
+		if _, dup := out[name]; dup {
+			return nil, exitcode.BadInput(fmt.Errorf("--release: %s is given twice", name))
+		}
+		src, err := component.Load(path)
+		if err != nil {
+			return nil, exitcode.BadInput(fmt.Errorf("--release %s: %w", name, err))
+		}
+		out[name] = src
+	}
+	return out, nil
 }

@@ -83,6 +83,7 @@ type Probing struct {
 	Budget   measure.Budget
 	OnBudget string // pause (default) or abort
 	Report   string // HTML report path
+	Settle   time.Duration
 }
 
 // AddProbeFlags registers --probe and its companions.
@@ -90,6 +91,7 @@ func AddProbeFlags(fs *pflag.FlagSet, p *Probing) {
 	fs.BoolVar(&p.Enabled, "probe", false, "Measure the disruption with the node agents' probes for the whole operation")
 	fs.IntVar(&p.Options.Rate, "probe-rate", 100, "Probes per second to each peer")
 	fs.IntVar(&p.Options.Sample, "probe-sample", 0, "Peers each agent probes (0: all)")
+	fs.DurationVar(&p.Settle, "probe-settle", 5*time.Second, "After the operation, keep probing until no path has lost a probe for this long (at most 2m; 0 stops at once): a data plane may lose packets after its pods are Ready")
 	fs.DurationVar(&p.Budget.MaxOutage, "max-outage", 0, "Pause before the next node when the longest outage on any path exceeds this (with --probe)")
 	fs.Float64Var(&p.Budget.MaxLossPct, "max-loss", 0, "Pause before the next node when the loss over all paths exceeds this percentage (with --probe)")
 	fs.StringVar(&p.OnBudget, "on-budget", "pause", "When a budget is exceeded: pause (resumable) or abort (stop cleanly, uncordon)")
@@ -106,6 +108,9 @@ func (p *Probing) Validate() error {
 	}
 	if p.Enabled && (p.Options.Rate < 1 || p.Options.Rate > agent.MaxRate) {
 		return exitcode.BadInput(fmt.Errorf("--probe-rate %d: want 1 to %d probes per second", p.Options.Rate, agent.MaxRate))
+	}
+	if p.Settle < 0 || p.Settle > measure.MaxSettle {
+		return exitcode.BadInput(fmt.Errorf("--probe-settle %s: want 0 to %s", p.Settle, measure.MaxSettle))
 	}
 	if p.Enabled && p.Options.Sample < 0 {
 		return exitcode.BadInput(fmt.Errorf("--probe-sample %d: want 0 (all peers) or more", p.Options.Sample))
@@ -129,7 +134,7 @@ func (p *Probing) Session(cs kubernetes.Interface, dryRun bool) *measure.Session
 	if !p.Enabled || dryRun {
 		return measure.NewSession(cs, nil)
 	}
-	return measure.NewSession(cs, &measure.GuardSpec{Rate: p.Options.Rate, Sample: p.Options.Sample, Budget: p.Budget, OnBudget: p.OnBudget})
+	return measure.NewSession(cs, &measure.GuardSpec{Rate: p.Options.Rate, Sample: p.Options.Sample, Budget: p.Budget, OnBudget: p.OnBudget, Settle: p.Settle})
 }
 
 // WriteReport writes rep as HTML when --report was given.

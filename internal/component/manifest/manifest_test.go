@@ -97,7 +97,7 @@ func TestParseUpstreamManifests(t *testing.T) {
 }
 
 func TestExamplesParse(t *testing.T) {
-	for dir, min := range map[string]int{examples.PluginV1: 20, examples.PluginV2: 20, examples.Apps: 9} {
+	for dir, min := range map[string]int{examples.PluginV1: 20, examples.PluginV2: 20, examples.PluginV3: 17, examples.Apps: 9} {
 		t.Run(dir, func(t *testing.T) {
 			objs, err := ReadDir(examples.FS(), dir)
 			if err != nil {

@@ -65,6 +65,8 @@ func (r *runner) saved(ctx context.Context, step string) ([]*unstructured.Unstru
 // first backup wins, so a resumed step never backs up what it changed.
 // It returns the backup that is kept.
 func (r *runner) save(ctx context.Context, step string, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	all, err := r.readBackups(ctx)
 	if err != nil {
 		return nil, err

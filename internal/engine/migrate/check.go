@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/hitless-dev/hitless/internal/engine/cutover"
 	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/kube/condition"
@@ -76,6 +79,9 @@ func checkPlan(ctx context.Context, objs *objects, cel *condition.Compiler, p *p
 		if err := checkAction(s.Name, "", s.Action, ref, compile, deleted, opts); err != nil {
 			return warnings, err
 		}
+		if err := checkTransforms(s, cel); err != nil {
+			return warnings, err
+		}
 		if r := s.Rollback; r != nil && !r.None {
 			if r.Type() != "" {
 				if err := checkAction(s.Name, "rollback.", r.Action, ref, compile, map[string]bool{}, opts); err != nil {
@@ -97,7 +103,73 @@ func checkPlan(ctx context.Context, objs *objects, cel *condition.Compiler, p *p
 			installs = true
 		}
 	}
-	return warnings, nil
+	return append(warnings, mixedWarnings(ctx, objs, p, opts)...), nil
+}
+
+// mixedWarnings say, for every cutover of the plan, whether pods on the
+// two data planes reach each other while the cluster is mixed: the
+// source's DaemonSet is read from the cluster, the target's from the
+// cluster or from a release a component step deploys.
+func mixedWarnings(ctx context.Context, objs *objects, p *plan.Plan, opts Options) []string {
+	var out []string
+	for _, s := range p.Steps {
+		if s.Roll == nil {
+			continue
+		}
+		for _, a := range s.Roll.Actions {
+			if a.Name != cutover.ActionName {
+				continue
+			}
+			cp, err := cutover.Decode(a.Params)
+			if err != nil {
+				continue // refused by the action check above
+			}
+			from := daemonSetImages(ctx, objs, cp.From.DaemonSet, opts)
+			to := daemonSetImages(ctx, objs, cp.To.DaemonSet, opts)
+			if len(from) == 0 || len(to) == 0 {
+				continue
+			}
+			ok, why := cutover.Mixed(from, to)
+			verdict := "pods on the two data planes do not reach each other while the cluster is mixed"
+			if ok {
+				verdict = "pods on the two data planes reach each other while the cluster is mixed"
+			}
+			out = append(out, fmt.Sprintf("step %s: %s: %s", s.Name, verdict, why))
+		}
+	}
+	return out
+}
+
+// daemonSetImages are the container images of DaemonSet ref
+// (namespace/name), from the cluster or else from a release given.
+func daemonSetImages(ctx context.Context, objs *objects, ref string, opts Options) []string {
+	ns, name, _ := strings.Cut(ref, "/")
+	var u *unstructured.Unstructured
+	if got, err := objs.get(ctx, plan.ObjectRef{APIVersion: "apps/v1", Kind: "DaemonSet", Namespace: ns, Name: name}); err == nil && got != nil {
+		u = got
+	}
+	for _, src := range opts.Sources {
+		for _, o := range src.Objects {
+			if u == nil && o.GetKind() == "DaemonSet" && o.GetNamespace() == ns && o.GetName() == name {
+				u = o.Unstructured
+			}
+		}
+	}
+	if u == nil {
+		return nil
+	}
+	var out []string
+	for _, field := range []string{"initContainers", "containers"} {
+		cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", field)
+		for _, c := range cs {
+			if m, ok := c.(map[string]any); ok {
+				if img, ok := m["image"].(string); ok {
+					out = append(out, img)
+				}
+			}
+		}
+	}
+	return out
 }
 
 type refCheck func(step, field string, r plan.ObjectRef, mustExist bool) error
@@ -147,11 +219,38 @@ func checkAction(step, prefix string, a plan.Action, ref refCheck, compile celCh
 			}
 			return &plan.Error{Step: step, Field: prefix + "roll.actions", Msg: err.Error()}
 		}
+	case a.Sync != nil:
+		for i, m := range a.Sync.Objects {
+			field := fmt.Sprintf("sync.objects[%d]", i)
+			if err := ref(step, prefix+field+".from", m.From, false); err != nil {
+				return err
+			}
+			if err := ref(step, prefix+field+".to", plan.ObjectRef{APIVersion: m.To.APIVersion, Kind: m.To.Kind}, false); err != nil {
+				return err
+			}
+		}
 	case a.Component != nil:
 		if a.Component.Source != "" {
 			if _, ok := opts.Sources[a.Component.Source]; !ok {
 				return &plan.Error{Step: step, Field: prefix + "component.source", Msg: fmt.Sprintf("no release %q was given", a.Component.Source)}
 			}
+		}
+	}
+	return nil
+}
+
+// checkTransforms type-checks a sync's translations against the source
+// kinds' schemas (a field the old release does not have is named).
+func checkTransforms(s plan.Step, cel *condition.Compiler) error {
+	if s.Sync == nil {
+		return nil
+	}
+	for i, m := range s.Sync.Objects {
+		if m.Transform == "" {
+			continue
+		}
+		if _, err := cel.Map(m.From.GVK(), m.Transform); err != nil {
+			return &plan.Error{Step: s.Name, Field: fmt.Sprintf("sync.objects[%d].transform", i), Msg: err.Error()}
 		}
 	}
 	return nil

@@ -2,8 +2,10 @@ package migrate
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,7 +202,14 @@ func describeDerived(s plan.Step) string {
 		}
 		return "none: an uninstall is undone by installing again"
 	case s.Roll != nil:
+		if invertible(s.Roll) {
+			return "roll every node whose action ran back with the inverse actions (" + actionNames(s.Roll) + " back)"
+		}
 		return "none: nodes rolled stay rolled (a plan's rollback rolls them again)"
+	case s.Label != nil:
+		return "put back what each node had under " + strings.Join(slices.Sorted(maps.Keys(s.Label.Labels)), ", ")
+	case s.Sync != nil:
+		return "delete what the sync created, put back what it changed (from the backup taken before its first write)"
 	}
 	return "none"
 }
@@ -213,6 +222,10 @@ func describeAction(a plan.Action) string {
 		return fmt.Sprintf("delete %d object(s)", len(a.Delete.Objects))
 	case a.Wait != nil:
 		return "wait for " + a.Wait.For.String()
+	case a.Label != nil:
+		return fmt.Sprintf("label %s %s", orEvery(a.Label.Nodes), joinLabels(a.Label.Labels))
+	case a.Sync != nil:
+		return "sync " + a.Sync.SyncName() + " (" + cmp.Or(a.Sync.Mode, plan.SyncOnce) + ")"
 	case a.Roll != nil:
 		var groups, actions []string
 		for i, g := range a.Roll.Groups {

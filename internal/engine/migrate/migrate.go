@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -105,16 +106,22 @@ func (r *Result) Spans(now time.Time) []journal.Span {
 	return out
 }
 
-// PausedError stops a migration before a step, with the reason (a gate
-// that does not hold, a wait that timed out): fixing the cause and
-// running the same command again continues.
+// PausedError stops a migration before a step, or inside one (In: a
+// roll paused before its next node), with the reason (a gate that does
+// not hold, a wait that timed out, a disruption budget exceeded): fixing
+// the cause and running the same command again continues.
 type PausedError struct {
 	Step   string
 	Reason string
+	In     bool
 }
 
 func (e *PausedError) Error() string {
-	return fmt.Sprintf("paused before step %s: %s (fix it and run the same command again to continue)", e.Step, e.Reason)
+	where := "before"
+	if e.In {
+		where = "in"
+	}
+	return fmt.Sprintf("paused %s step %s: %s (fix it and run the same command again to continue)", where, e.Step, e.Reason)
 }
 
 // Record is a migration's own part of its journal.
@@ -131,6 +138,20 @@ type Record struct {
 	Components map[string]componentRecord `json:"components,omitempty"`
 	// Undone are the steps a rollback has undone.
 	Undone []string `json:"undone,omitempty"`
+	// Returned are the nodes a roll step moved that were rolled back
+	// (alone or with the whole migration), by step.
+	Returned map[string][]string `json:"returned,omitempty"`
+	// Again are the nodes moved a second time after a per-node
+	// rollback, with the reason.
+	Again []Again `json:"again,omitempty"`
+}
+
+// Again is one second move of nodes, and why.
+type Again struct {
+	Step   string   `json:"step"`
+	Nodes  []string `json:"nodes"`
+	Roll   string   `json:"roll"`
+	Reason string   `json:"reason"`
 }
 
 type componentRecord struct {
@@ -177,13 +198,19 @@ func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error
 		return nil, err
 	}
 	cel := condition.NewCompiler(condition.Discovery(c.Client.Discovery()))
-	if res.Warnings, err = checkPlan(ctx, objs, cel, rendered, opts); err != nil {
+	sp := spec{Plan: opts.Plan.Metadata.Name, PlanDigest: operation.Hash(opts.Plan), Params: params}
+	// A resumed run does not check what the steps it finished named: a
+	// later step may have removed it (the source uninstalled).
+	finished, err := finishedSteps(ctx, c, sp)
+	if err != nil {
+		return res, err
+	}
+	if res.Warnings, err = checkPlan(ctx, objs, cel, withoutSteps(rendered, finished), opts); err != nil {
 		return res, err
 	}
 	if opts.DryRun {
 		return res, nil
 	}
-	sp := spec{Plan: opts.Plan.Metadata.Name, PlanDigest: operation.Hash(opts.Plan), Params: params}
 	r := &runner{c: c, opts: opts, objs: objs, res: res, plan: rendered, cel: cel}
 	if err := r.start(ctx, sp); err != nil {
 		return res, err
@@ -205,6 +232,38 @@ func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error
 	return res, r.close(ctx, runErr)
 }
 
+// finishedSteps are the steps the unfinished migration of sp finished
+// (none for a new one).
+func finishedSteps(ctx context.Context, c operation.Cluster, sp spec) (map[string]bool, error) {
+	raw, err := journal.NewStore(c.Client).Resumable(ctx, Kind, operation.Hash(sp))
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, s := range raw.Steps {
+		if s.Finished != nil && s.Error == "" {
+			out[s.Name] = true
+		}
+	}
+	return out, nil
+}
+
+// withoutSteps is p less the steps named in drop; an earlier component
+// step among them still counts as bringing kinds and objects.
+func withoutSteps(p *plan.Plan, drop map[string]bool) *plan.Plan {
+	if len(drop) == 0 {
+		return p
+	}
+	out := *p
+	out.Steps = nil
+	for _, s := range p.Steps {
+		if !drop[s.Name] {
+			out.Steps = append(out.Steps, s)
+		}
+	}
+	return &out
+}
+
 // runner is one process's run of a migration (or its rollback).
 type runner struct {
 	c     operation.Cluster
@@ -218,6 +277,14 @@ type runner struct {
 	cel   *condition.Compiler
 	// compiled are the conditions compiled so far, by kind and text.
 	compiled map[string][2]*condition.Program
+	// ctx is the run's context, which run-syncs live in; syncs are the
+	// run-syncs going on.
+	ctx   context.Context
+	syncs map[string]*runSync
+	// mu guards what a run-sync shares with the steps: the backups'
+	// read-modify-write and the compiled transforms.
+	mu         sync.Mutex
+	transforms map[string]*condition.Program
 }
 
 func (r *runner) start(ctx context.Context, sp spec) error {
@@ -276,6 +343,8 @@ func (r *runner) start(ctx context.Context, sp spec) error {
 // run runs the profile's preflight, the steps in order and the
 // postflight; each is skipped when an earlier run finished it.
 func (r *runner) run(ctx context.Context) error {
+	r.ctx = ctx
+	defer r.stopAllRunSyncs()
 	if p := r.plan.Profile; p != "" {
 		if err := r.step(ctx, "preflight", func(ctx context.Context) ([]string, error) {
 			return r.runCheck(ctx, plan.Check{Profile: p, Kind: "preflight"})
@@ -286,6 +355,7 @@ func (r *runner) run(ctx context.Context) error {
 	for _, s := range r.plan.Steps {
 		if done := r.w.Snapshot().StepByName(s.Name); done != nil && done.Finished != nil && done.Error == "" {
 			r.opts.progressf("%-10s done before the restart", s.Name)
+			r.resumeRunSync(s)
 			continue
 		}
 		if !s.SkipGates {

@@ -2,14 +2,19 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/hitless-dev/hitless/internal/check/catalog"
+	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/component/manifest"
+	"github.com/hitless-dev/hitless/internal/engine/cutover"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
@@ -52,12 +57,20 @@ func (r *runner) roll(ctx context.Context, step string, p *plan.Roll) ([]string,
 				err = jerr
 			}
 		}
+		var incomplete *roll.IncompleteError
+		if errors.As(err, &incomplete) && incomplete.Status == journal.Paused {
+			// A paused roll (a disruption budget, a drain that timed out)
+			// pauses the migration inside the step: the same command
+			// resumes the roll at its next node.
+			return lines, &PausedError{Step: step, In: true, Reason: fmt.Sprintf("group %s: %s", groupName(g, i), err)}
+		}
 		if err != nil {
 			return lines, fmt.Errorf("group %s: %w", groupName(g, i), err)
 		}
 		lines = append(lines, fmt.Sprintf("group %s: %d node(s) rolled (%s)", groupName(g, i), len(nodes), res.Operation.ID))
 	}
-	return lines, nil
+	more, err := r.again(ctx, step, p)
+	return append(lines, more...), err
 }
 
 func rollSpec(p *plan.Roll, g plan.RollGroup, nodes []string) roll.Spec {
@@ -90,6 +103,10 @@ func (r *runner) undoRolls(ctx context.Context, step string, p *plan.Roll) ([]st
 			return nil, err
 		}
 		lines = append(lines, "aborted roll "+raw.ID+" of group "+groupName(p.Groups[i], i))
+	}
+	if invertible(p) {
+		more, err := r.returnAll(ctx, step, p)
+		return append(lines, more...), err
 	}
 	if len(lines) == 0 {
 		lines = append(lines, "no roll in flight; rolled nodes stay rolled")
@@ -133,10 +150,12 @@ func (r *runner) actions() *roll.Actions {
 	return Actions()
 }
 
-// Actions is roll.DefaultActions plus reboot.
+// Actions is roll.DefaultActions plus reboot and cutover.
 func Actions() *roll.Actions {
 	a := roll.DefaultActions()
-	_ = a.Register(RebootAction()) // a fresh registry has no reboot yet
+	// A fresh registry has neither yet.
+	_ = a.Register(RebootAction())
+	_ = a.Register(cutover.Type())
 	return a
 }
 
@@ -165,6 +184,13 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 			return nil, &plan.Error{Step: step, Field: "component.source", Msg: fmt.Sprintf("no release %q was given", p.Source)}
 		}
 		opts.Source = src
+		if len(p.NodeSelector) > 0 {
+			sel, err := selectNodes(src, p.NodeSelector)
+			if err != nil {
+				return nil, &plan.Error{Step: step, Field: "component.nodeSelector", Msg: err.Error()}
+			}
+			opts.Source = sel
+		}
 	}
 	var res *lifecycle.Result
 	var err error
@@ -223,4 +249,31 @@ func (r *runner) runCheck(ctx context.Context, chk plan.Check) ([]string, error)
 		return lines, fmt.Errorf("%s %s failed: %s", chk.Kind, chk.Profile, strings.Join(failed, "; "))
 	}
 	return lines, nil
+}
+
+// selectNodes returns a copy of the release whose DaemonSets carry the
+// node selector; the release's own objects are not changed. A release
+// without a DaemonSet is refused: the selector would place nothing.
+func selectNodes(src *component.Source, sel map[string]string) (*component.Source, error) {
+	out := *src
+	out.Objects = make([]manifest.Object, len(src.Objects))
+	n := 0
+	for i, o := range src.Objects {
+		out.Objects[i] = o
+		if o.GetKind() != "DaemonSet" {
+			continue
+		}
+		u := o.DeepCopy()
+		for k, v := range sel {
+			if err := unstructured.SetNestedField(u.Object, v, "spec", "template", "spec", "nodeSelector", k); err != nil {
+				return nil, fmt.Errorf("DaemonSet %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+			}
+		}
+		out.Objects[i] = manifest.Object{Unstructured: u, File: o.File, Document: o.Document}
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("release %s has no DaemonSet to place", src.Path)
+	}
+	return &out, nil
 }

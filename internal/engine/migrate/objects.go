@@ -38,6 +38,28 @@ func newObjects(c operation.Cluster) (*objects, error) {
 // resource maps a ref to its resource; an unknown kind is read again
 // from discovery once (an earlier step may have created its CRD).
 func (o *objects) resource(ref plan.ObjectRef) (dynamic.ResourceInterface, error) {
+	m, err := o.mapping(ref)
+	if err != nil {
+		return nil, err
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return o.dyn.Resource(m.Resource).Namespace(ref.Namespace), nil
+	}
+	return o.dyn.Resource(m.Resource), nil
+}
+
+// namespaced tells whether the ref's kind is namespaced.
+func (o *objects) namespaced(ref plan.ObjectRef) (bool, error) {
+	m, err := o.mapping(ref)
+	if err != nil {
+		return false, err
+	}
+	return m.Scope.Name() == meta.RESTScopeNameNamespace, nil
+}
+
+// mapping maps a ref's kind; an unknown kind is read again from
+// discovery once (an earlier step may have created its CRD).
+func (o *objects) mapping(ref plan.ObjectRef) (*meta.RESTMapping, error) {
 	gvk := ref.GVK()
 	m, err := o.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if meta.IsNoMatchError(err) {
@@ -47,10 +69,7 @@ func (o *objects) resource(ref plan.ObjectRef) (dynamic.ResourceInterface, error
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		return o.dyn.Resource(m.Resource).Namespace(ref.Namespace), nil
-	}
-	return o.dyn.Resource(m.Resource), nil
+	return m, nil
 }
 
 // get reads the named object; nil when it does not exist.

@@ -18,6 +18,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/migrate/plan"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/kube/condition"
 )
 
@@ -27,6 +28,13 @@ type RollbackOptions struct {
 	Approver operation.Approver
 	Progress func(string)
 	Poll     time.Duration
+	// Nodes, when set, rolls back only these nodes: the roll steps that
+	// moved them with an inverse action (a cutover) move them back; the
+	// migration's other nodes and steps are untouched, and its next run
+	// moves them again.
+	Nodes []string
+	// RollProgress reports the rolls' node lines.
+	RollProgress func(roll.Event)
 }
 
 // Rollback undoes a migration's finished steps, newest first: each step's
@@ -47,12 +55,74 @@ func Rollback(ctx context.Context, c operation.Cluster, id string, opts Rollback
 		return nil, err
 	}
 	defer lk.Close(ctx)
+	if len(opts.Nodes) > 0 {
+		return returnNodes(ctx, c, store, raw, lk, opts)
+	}
 	res, runErr := undoSteps(ctx, c, store, raw, lk, opts)
 	return res, runErr
 }
 
+// returnNodes is Rollback of some nodes under the lock: the migration
+// stays open (Paused) so that its next run moves them again.
+func returnNodes(ctx context.Context, c operation.Cluster, store *journal.Store, raw *journal.Raw, lk *lock.Lock, opts RollbackOptions) (*Result, error) {
+	switch raw.Status {
+	case journal.Succeeded, journal.Aborted, journal.Aborting:
+		return nil, &operation.FieldError{Field: "nodes", Msg: fmt.Sprintf("migration %s is %s: only an unfinished migration rolls nodes back alone (roll the whole migration back instead)", raw.ID, raw.Status)}
+	}
+	r, err := openRunner(ctx, c, store, raw, lk, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.w.Update(ctx, func(op *Journal) { op.Runs++ }); err != nil {
+		return r.res, err
+	}
+	runErr := r.returnNodes(ctx, opts.Nodes)
+	status, msg := journal.Paused, "node(s) "+strings.Join(opts.Nodes, ", ")+" rolled back alone; run the migration again to move them again"
+	if runErr != nil {
+		status, msg = journal.Failed, "rolling back "+strings.Join(opts.Nodes, ", ")+": "+runErr.Error()
+	}
+	if err := r.w.Force(context.WithoutCancel(ctx), func(op *Journal) {
+		op.Status, op.Message = status, msg
+	}); err != nil && runErr == nil {
+		runErr = err
+	}
+	r.res.Steps = r.w.Snapshot().Steps
+	return r.res, runErr
+}
+
 // undoSteps is Rollback under the lock; the registry's abort runs it too.
 func undoSteps(ctx context.Context, c operation.Cluster, store *journal.Store, raw *journal.Raw, lk *lock.Lock, opts RollbackOptions) (*Result, error) {
+	r, err := openRunner(ctx, c, store, raw, lk, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := r.res
+	if err := r.w.Update(ctx, func(op *Journal) {
+		op.Runs++
+		op.Status, op.Message, op.Finished = journal.Aborting, "rolling back", nil
+	}); err != nil {
+		return res, err
+	}
+	runErr := r.undo(ctx)
+	status, msg := journal.Aborted, "rolled back"
+	if runErr != nil {
+		status, msg = journal.Failed, "rollback: "+runErr.Error()
+		if errors.Is(runErr, context.Canceled) {
+			status = journal.Interrupted
+		}
+	}
+	now := time.Now().UTC()
+	if err := r.w.Force(context.WithoutCancel(ctx), func(op *Journal) {
+		op.Status, op.Message, op.Finished = status, msg, &now
+	}); err != nil && runErr == nil {
+		runErr = err
+	}
+	res.Steps = r.w.Snapshot().Steps
+	return res, runErr
+}
+
+// openRunner reads a migration's journal and plan for a rollback.
+func openRunner(ctx context.Context, c operation.Cluster, store *journal.Store, raw *journal.Raw, lk *lock.Lock, opts RollbackOptions) (*runner, error) {
 	if err := journal.Current(&raw.Operation); err != nil {
 		return nil, err
 	}
@@ -77,31 +147,10 @@ func undoSteps(ctx context.Context, c operation.Cluster, store *journal.Store, r
 	}
 	res := &Result{Operation: raw.ID, Plan: rendered, Params: rec.Params, Rollbacks: map[string]string{}}
 	r := &runner{c: c, objs: objs, res: res, plan: rendered, lock: lk, store: store,
-		opts: Options{Command: opts.Command, Approver: opts.Approver, Progress: opts.Progress, Poll: opts.Poll},
+		opts: Options{Command: opts.Command, Approver: opts.Approver, Progress: opts.Progress, Poll: opts.Poll, RollProgress: opts.RollProgress},
 		cel:  condition.NewCompiler(condition.Discovery(c.Client.Discovery()))}
 	r.w = journal.NewWriter(store, op)
-	if err := r.w.Update(ctx, func(op *Journal) {
-		op.Runs++
-		op.Status, op.Message, op.Finished = journal.Aborting, "rolling back", nil
-	}); err != nil {
-		return res, err
-	}
-	runErr := r.undo(ctx)
-	status, msg := journal.Aborted, "rolled back"
-	if runErr != nil {
-		status, msg = journal.Failed, "rollback: "+runErr.Error()
-		if errors.Is(runErr, context.Canceled) {
-			status = journal.Interrupted
-		}
-	}
-	now := time.Now().UTC()
-	if err := r.w.Force(context.WithoutCancel(ctx), func(op *Journal) {
-		op.Status, op.Message, op.Finished = status, msg, &now
-	}); err != nil && runErr == nil {
-		runErr = err
-	}
-	res.Steps = r.w.Snapshot().Steps
-	return res, runErr
+	return r, nil
 }
 
 // undo walks the started steps back, newest first.
@@ -204,6 +253,10 @@ func (r *runner) derived(ctx context.Context, s plan.Step) ([]string, error) {
 		return r.undoComponent(ctx, s)
 	case s.Roll != nil:
 		return r.undoRolls(ctx, s.Name, s.Roll)
+	case s.Label != nil:
+		return r.unlabel(ctx, s.Name, s.Label)
+	case s.Sync != nil:
+		return r.undoSync(ctx, s.Sync)
 	}
 	return []string{"nothing to undo"}, nil
 }

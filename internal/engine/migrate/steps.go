@@ -48,6 +48,10 @@ func (r *runner) act(ctx context.Context, step string, a plan.Action, gated bool
 		return r.pause(ctx, step, a.Pause)
 	case a.Delete != nil:
 		return r.delete(ctx, step, a.Delete)
+	case a.Label != nil:
+		return r.label(ctx, step, a.Label)
+	case a.Sync != nil:
+		return r.sync(ctx, a.Sync)
 	}
 	return nil, fmt.Errorf("step %s has no action", step)
 }

@@ -116,7 +116,7 @@ func restartDaemonSetPods(ctx context.Context, cs kubernetes.Interface, node, re
 			return 0, fmt.Errorf("deleting pod %s/%s of DaemonSet %s: %w", ns, p.Name, ref, err)
 		}
 	}
-	err = poll(ctx, time.Second, func() (bool, error) {
+	err = transient.Poll(ctx, time.Second, func() (bool, error) {
 		pods, err := podsOn()
 		if err != nil {
 			return false, err
@@ -156,7 +156,7 @@ func setNodeLabels(ctx context.Context, cs kubernetes.Interface, node string, la
 // desiredConfig, as OpenShift's machine-config daemon reports an update
 // done.
 func waitNodeAnnotations(ctx context.Context, cs kubernetes.Interface, node string, want map[string]string) error {
-	return poll(ctx, time.Second, func() (bool, error) {
+	return transient.Poll(ctx, time.Second, func() (bool, error) {
 		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false, fmt.Errorf("reading node %s: %w", node, err)
@@ -182,7 +182,7 @@ type nodeGetter interface {
 // it Ready.
 func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGetter, node string) error {
 	var why string
-	err := poll(ctx, 500*time.Millisecond, func() (bool, error) {
+	err := transient.Poll(ctx, 500*time.Millisecond, func() (bool, error) {
 		n, err := nodes.Get(node)
 		if err != nil {
 			return false, fmt.Errorf("reading node %s: %w", node, err)
@@ -207,23 +207,4 @@ func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGet
 		return fmt.Errorf("waiting for node %s: %s: %w", node, why, err)
 	}
 	return err
-}
-
-// poll calls f every interval until it reports done, fails for good, or
-// ctx ends; transient API errors are polled through.
-func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) error {
-	for {
-		done, err := f()
-		if err != nil && !transient.Is(err) {
-			return err
-		}
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
 }

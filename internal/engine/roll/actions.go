@@ -72,6 +72,10 @@ type DaemonSetRestarter interface {
 type ActionType struct {
 	Name string
 	New  func(params json.RawMessage) (Action, error)
+	// Inverse, when set, gives the parameters of the same action that
+	// undoes it on a node (a cutover back): a node rolled with it can be
+	// rolled back alone.
+	Inverse func(params json.RawMessage) (json.RawMessage, error)
 }
 
 // Actions is a registry of action types. A new per-node action is added
@@ -105,6 +109,28 @@ func (a *Actions) Register(t ActionType) error {
 	}
 	a.types[t.Name] = t
 	return nil
+}
+
+// Inverse returns the actions that undo specs on a node, newest first;
+// an action without an inverse is refused, naming it.
+func (a *Actions) Inverse(specs []ActionSpec) ([]ActionSpec, error) {
+	out := make([]ActionSpec, 0, len(specs))
+	for i := len(specs) - 1; i >= 0; i-- {
+		s := specs[i]
+		t, ok := a.types[s.Name]
+		if !ok {
+			return nil, &operation.FieldError{Field: "actions", Msg: fmt.Sprintf("actions[%d]: unknown action %q", i, s.Name)}
+		}
+		if t.Inverse == nil {
+			return nil, &operation.FieldError{Field: "actions", Msg: fmt.Sprintf("actions[%d]: action %q cannot be undone on a node", i, s.Name)}
+		}
+		p, err := t.Inverse(s.Params)
+		if err != nil {
+			return nil, fmt.Errorf("actions[%d] (%s): %w", i, s.Name, err)
+		}
+		out = append(out, ActionSpec{Name: s.Name, Params: p})
+	}
+	return out, nil
 }
 
 // Names lists the registered actions, sorted.

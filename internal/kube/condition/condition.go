@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/version"
 	apiservercel "k8s.io/apiserver/pkg/cel"
@@ -91,6 +92,12 @@ func (c *Compiler) String(gvk schema.GroupVersionKind, expr string) (*Program, e
 	return c.compile(gvk, expr, cel.StringType)
 }
 
+// Map compiles expr, which must give a map with string keys (the fields
+// of an object built from another: a translation).
+func (c *Compiler) Map(gvk schema.GroupVersionKind, expr string) (*Program, error) {
+	return c.compile(gvk, expr, cel.MapType(cel.StringType, cel.DynType))
+}
+
 func (c *Compiler) compile(gvk schema.GroupVersionKind, expr string, want *cel.Type) (*Program, error) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, &CompileError{Expr: expr, Msg: "the expression is empty"}
@@ -103,7 +110,7 @@ func (c *Compiler) compile(gvk schema.GroupVersionKind, expr string, want *cel.T
 	if iss.Err() != nil {
 		return nil, &CompileError{Expr: expr, Msg: iss.Err().Error()}
 	}
-	if out := checked.OutputType(); !out.IsExactType(want) && !out.IsExactType(cel.DynType) {
+	if out := checked.OutputType(); !gives(out, want) {
 		return nil, &CompileError{Expr: expr, Msg: fmt.Sprintf("gives %s, want %s", out, want)}
 	}
 	// The typed AST checks fields; the program runs on the dyn AST, over
@@ -141,6 +148,9 @@ func (p *Program) Eval(ctx context.Context, object map[string]any, params map[st
 		return nil, err
 	}
 	out, err := val.ConvertToNative(nativeOf(p.output))
+	if s, ok := out.(*structpb.Struct); ok && err == nil {
+		return s.AsMap(), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the expression gave %v (%s), want %s", val.Value(), val.Type().TypeName(), p.output)
 	}

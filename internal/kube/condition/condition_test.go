@@ -2,6 +2,7 @@ package condition
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -109,6 +110,47 @@ func TestEval(t *testing.T) {
 			}
 			if got != tc.got {
 				t.Errorf("got %v, want %v", got, tc.got)
+			}
+		})
+	}
+}
+
+// A translation gives a map of JSON values whatever the types inside:
+// numbers, lists and nested objects come out as a decoded JSON document.
+func TestMap(t *testing.T) {
+	c := NewCompiler(nil)
+	tests := []struct {
+		name    string
+		expr    string
+		obj     map[string]any
+		want    string
+		wantErr string
+	}{
+		{name: "renamed and nested", expr: `{"spec": {"bgp": dyn({"asn": object.spec.as}), "tags": dyn(object.spec.tags)}}`,
+			obj: map[string]any{"spec": map[string]any{"as": int64(64512), "tags": []any{"a", "b"}}}, want: `{"spec":{"bgp":{"asn":64512},"tags":["a","b"]}}`},
+		{name: "a default for a missing field", expr: `{"aging": has(object.spec.aging) ? object.spec.aging : 180}`,
+			obj: map[string]any{"spec": map[string]any{}}, want: `{"aging":180}`},
+		{name: "missing field", expr: `{"a": object.spec.nope}`, obj: map[string]any{"spec": map[string]any{}}, wantErr: "no such key"},
+		{name: "not a map", expr: `"text"`, wantErr: "want map"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := c.Map(schema.GroupVersionKind{}, tc.expr)
+			if err == nil {
+				var v any
+				v, err = p.Eval(context.Background(), tc.obj, nil)
+				if err == nil {
+					b, _ := json.Marshal(v)
+					if string(b) != tc.want {
+						t.Errorf("got %s, want %s", b, tc.want)
+					}
+				}
+			}
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("err = %v, want %q", err, tc.wantErr)
 			}
 		})
 	}

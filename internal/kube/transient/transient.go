@@ -46,3 +46,22 @@ func Retry(ctx context.Context, fn func() error) error {
 	}
 	return err
 }
+
+// Poll runs f every interval until it is done, fails with an error that
+// is not transient, or ctx ends.
+func Poll(ctx context.Context, interval time.Duration, f func() (bool, error)) error {
+	for {
+		done, err := f()
+		if err != nil && !Is(err) {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,6 +26,11 @@ const (
 	KubernetesVersion = "v1.37.2"
 	EtcdVersion       = "v3.7.3"
 	KwokVersion       = "v0.8.0"
+	// The packet lab's real data planes: kube-router, flannel, and the
+	// CNI plugins nodes ship.
+	KubeRouterVersion = "v2.1.0"
+	FlannelVersion    = "v0.27.4"
+	CNIPluginsVersion = "v1.9.1"
 )
 
 // Names of the binaries.
@@ -35,6 +41,11 @@ const (
 	Kubectl               = "kubectl"
 	Etcd                  = "etcd"
 	Kwok                  = "kwok"
+	KubeRouter            = "kube-router"
+	Flanneld              = "flanneld"
+	CNIBridge             = "bridge"
+	CNIHostLocal          = "host-local"
+	CNILoopback           = "loopback"
 )
 
 // EnvBinDir names the environment variable that points at prebuilt binaries.
@@ -47,6 +58,8 @@ type group struct {
 	binaries []string
 	packages []string // import paths, or "." for the module's own main
 	ldflags  string
+	lab      bool // the packet lab's, not the control plane's
+	cgo      bool // needs cgo (a C compiler on the machine)
 }
 
 func groups() []group {
@@ -85,6 +98,36 @@ func groups() []group {
 			binaries: []string{Kwok},
 			packages: []string{"sigs.k8s.io/kwok/cmd/kwok"},
 			ldflags:  "-s -w",
+		},
+		{
+			module:   "kube-router",
+			version:  KubeRouterVersion,
+			binaries: []string{KubeRouter},
+			packages: []string{"github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"},
+			ldflags:  "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=" + KubeRouterVersion,
+			lab:      true,
+		},
+		{
+			module:   "flannel",
+			version:  FlannelVersion,
+			binaries: []string{Flanneld},
+			packages: []string{"github.com/flannel-io/flannel"},
+			ldflags:  "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=" + FlannelVersion,
+			lab:      true,
+			cgo:      true, // its main imports the UDP backend, written in C
+
+		},
+		{
+			module:   "cni-plugins",
+			version:  CNIPluginsVersion,
+			binaries: []string{CNIBridge, CNIHostLocal, CNILoopback},
+			packages: []string{
+				"github.com/containernetworking/plugins/plugins/main/bridge",
+				"github.com/containernetworking/plugins/plugins/ipam/host-local",
+				"github.com/containernetworking/plugins/plugins/main/loopback",
+			},
+			ldflags: "-s -w",
+			lab:     true,
 		},
 	}
 }
@@ -139,10 +182,29 @@ func (r *Resolver) Path(ctx context.Context, name string) (string, error) {
 	return p, nil
 }
 
-// All returns the paths of every binary, building the missing ones.
+// All returns the paths of the control plane's binaries, building the
+// missing ones.
 func (r *Resolver) All(ctx context.Context) (map[string]string, error) {
+	return r.paths(ctx, func(g group) bool { return !g.lab })
+}
+
+// Lab returns the paths of the packet lab's binaries (its data plane's
+// daemons and CNI plugins), building the missing ones.
+func (r *Resolver) Lab(ctx context.Context) (map[string]string, error) {
+	return r.paths(ctx, func(g group) bool { return g.lab })
+}
+
+// Everything returns the paths of every binary, the lab's too.
+func (r *Resolver) Everything(ctx context.Context) (map[string]string, error) {
+	return r.paths(ctx, func(group) bool { return true })
+}
+
+func (r *Resolver) paths(ctx context.Context, want func(group) bool) (map[string]string, error) {
 	out := map[string]string{}
 	for _, g := range groups() {
+		if !want(g) {
+			continue
+		}
 		for _, b := range g.binaries {
 			p, err := r.Path(ctx, b)
 			if err != nil {
@@ -208,7 +270,11 @@ func (r *Resolver) build(ctx context.Context, g group, dir string) error {
 	args := append([]string{"build", "-trimpath", "-ldflags", g.ldflags, "-o", out + string(os.PathSeparator)}, g.packages...)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "CGO_ENABLED=0")
+	cgo := "CGO_ENABLED=0"
+	if g.cgo {
+		cgo = "CGO_ENABLED=1"
+	}
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", cgo)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	cmd.Stdout = &stderr
@@ -219,10 +285,19 @@ func (r *Resolver) build(ctx context.Context, g group, dir string) error {
 	if err != nil {
 		return fmt.Errorf("building %s %s: %w\n%s", strings.Join(g.binaries, ", "), g.version, err, lastLines(stderr.String(), 30))
 	}
-	if g.packages[0] == "." {
-		// A module's own main package is named after the module's last element.
-		if err := os.Rename(filepath.Join(out, g.module), filepath.Join(out, g.binaries[0])); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("naming %s: %w", g.binaries[0], err)
+	// go build names a binary after its package's last element, a
+	// module's own main after the module's: some are known by another
+	// name (flannel's is flanneld).
+	for i, pkg := range g.packages {
+		built := path.Base(pkg)
+		if pkg == "." {
+			built = g.module
+		}
+		if built == g.binaries[i] {
+			continue
+		}
+		if err := os.Rename(filepath.Join(out, built), filepath.Join(out, g.binaries[i])); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("naming %s: %w", g.binaries[i], err)
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil {

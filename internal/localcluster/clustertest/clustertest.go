@@ -25,6 +25,7 @@ import (
 
 	knode "github.com/hitless-dev/hitless/internal/kube/node"
 	"github.com/hitless-dev/hitless/internal/localcluster"
+	"github.com/hitless-dev/hitless/internal/localcluster/kubelet"
 )
 
 // Options shape the package's cluster.
@@ -36,12 +37,27 @@ type Options struct {
 	// NodeLabels are added to every worker.
 	NodeLabels map[string]string
 	// Lab "netns" gives every worker a network namespace (the lab);
-	// tests run the agents in it themselves.
+	// tests run the agents in it themselves. Lab "cni" runs the lab
+	// kubelet too (real daemons for the images it knows, agents as pods
+	// on the pod network): the test binary is the hitless binary it runs,
+	// so the package's TestMain must hand over to the CLI when EnvRunCLI
+	// is "1".
 	Lab string
 	// QuickTermination ends a deleted pod at once instead of after its
 	// grace period: for tests about objects, not timing.
 	QuickTermination bool
 }
+
+// HitlessImage makes the test binary self hitless's image for a lab
+// kubelet: its pods (the agents) run it as the CLI.
+func HitlessImage(self string) kubelet.Image {
+	return kubelet.Image{Repository: kubelet.Repository(localcluster.ProbeImage), Binary: self,
+		Entrypoint: "/usr/local/bin/hitless", Env: []string{EnvRunCLI + "=1"}}
+}
+
+// EnvRunCLI makes a test binary act as the hitless CLI when it is "1"
+// (its TestMain calls app.Main), so that a cluster's processes can run it.
+const EnvRunCLI = "HITLESS_TEST_RUN_CLI"
 
 // Env is one test package's cluster.
 type Env struct {
@@ -88,7 +104,22 @@ func (e *Env) Run(m *testing.M) int {
 		progress = os.Stderr
 	}
 	name := fmt.Sprintf("t%d", os.Getpid())
+	self := ""
+	if e.opts.Lab == localcluster.LabCNI {
+		if self, err = os.Executable(); err != nil {
+			_, _ = fmt.Fprintf(os.Stderr, "clustertest: %v\n", err)
+			return 1
+		}
+		// The cluster's processes inherit hitless's own variables.
+		_ = os.Setenv(EnvRunCLI, "1")
+	}
+	var images []kubelet.Image
+	if self != "" {
+		images = append(images, HitlessImage(self))
+	}
 	c, err := localcluster.Up(ctx, localcluster.Options{
+		KubeletBinary:     self,
+		LabImages:         images,
 		Name:              name,
 		Nodes:             e.opts.Workers,
 		ControlPlaneNodes: e.opts.ControlPlanes,

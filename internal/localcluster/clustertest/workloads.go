@@ -185,3 +185,31 @@ func (e *Env) PodsOnNode(t testing.TB, ns, node string) []corev1.Pod {
 }
 
 func resourceMust(s string) resource.Quantity { return resource.MustParse(s) }
+
+// DataPlaneRelease is a data plane's release, as one file, for tests of
+// per-node migrations: a namespace name and a DaemonSet name in it,
+// marked as the data plane, on every node, whose pods take 2 s to stop.
+func DataPlaneRelease(name string) string {
+	return `apiVersion: v1
+kind: Namespace
+metadata: {name: ` + name + `}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: ` + name + `
+  namespace: ` + name + `
+  annotations: {hitless.dev/data-plane: "true"}
+spec:
+  selector: {matchLabels: {app: ` + name + `}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1}}
+  template:
+    metadata: {labels: {app: ` + name + `}}
+    spec:
+      hostNetwork: true
+      terminationGracePeriodSeconds: 2
+      tolerations: [{operator: Exists}]
+      containers:
+      - {name: agent, image: "registry.example.com/` + name + `/agent:1.0.0"}
+`
+}

@@ -30,16 +30,59 @@ func (l *Lab) SetLink(node string, up bool) error {
 	return nil
 }
 
-// SetLinkIn takes eth0 of the namespace at path down or up.
-func SetLinkIn(path string, up bool) error {
+// Netlink opens netlink in the network namespace at path ("" is the
+// caller's own); the caller closes the handle.
+func Netlink(path string) (*netlink.Handle, error) {
+	if path == "" {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return nil, fmt.Errorf("opening netlink: %w", err)
+		}
+		return h, nil
+	}
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
-		return fmt.Errorf("opening namespace %s: %w", path, err)
+		return nil, fmt.Errorf("opening network namespace %s: %w", path, err)
 	}
 	defer func() { _ = ns.Close() }()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", path, err)
+		return nil, fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// DeleteLink deletes a network device in a node's namespace, as an
+// operator's mistake or a broken script would (a data plane's VXLAN
+// device, flannel.1); the lab's own eth0 is not for deleting.
+func (l *Lab) DeleteLink(node, name string) error {
+	n, ok := l.NodeByName(node)
+	if !ok {
+		return fmt.Errorf("node %s is not in the lab", node)
+	}
+	if name == "eth0" || name == "lo" {
+		return fmt.Errorf("node %s: %s is the lab's own; take it down with link-down instead", node, name)
+	}
+	h, err := Netlink(n.Path())
+	if err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("node %s has no device %s: %w", node, name, err)
+	}
+	if err := h.LinkDel(link); err != nil {
+		return fmt.Errorf("deleting %s on node %s: %w", name, node, err)
+	}
+	return nil
+}
+
+// SetLinkIn takes eth0 of the namespace at path down or up.
+func SetLinkIn(path string, up bool) error {
+	h, err := Netlink(path)
+	if err != nil {
+		return err
 	}
 	defer h.Close()
 	link, err := h.LinkByName("eth0")

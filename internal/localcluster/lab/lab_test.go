@@ -3,8 +3,11 @@ package lab
 import (
 	"net"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 func testLab(t *testing.T) *Lab {
@@ -116,5 +119,45 @@ func TestLabPathsLinkDownAndLoss(t *testing.T) {
 	}
 	if got := roundTrips(t, a, toC, 100); got != 100 {
 		t.Fatalf("loss removed but %d of 100", got)
+	}
+}
+
+// TestLabIgnoresHostFirewall rejects every forwarded packet of the lab's
+// subnet in the host's firewall: once br_netfilter is loaded (kube-router
+// loads it), a bridge in the host namespace would pass the lab's packets
+// through it, and a CI machine's firewall rejected them all. The lab's
+// bridge lives in a namespace of its own, so nodes still reach each other.
+func TestLabIgnoresHostFirewall(t *testing.T) {
+	l := testLab(t)
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Fatalf("iptables is needed to give the host a firewall: %v", err)
+	}
+	rule := []string{"FORWARD", "-s", "172.31.0.0/16", "-j", "REJECT"}
+	if out, err := exec.Command("iptables", append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables -I %v: %v: %s", rule, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("iptables", append([]string{"-D"}, rule...)...).CombinedOutput(); err != nil {
+			t.Errorf("iptables -D %v: %v: %s", rule, err, out)
+		}
+	})
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
+		t.Log("br_netfilter is not loaded on this host: a host bridge would not meet the rule either")
+	}
+	a, _ := l.NodeByName("a")
+	b, _ := l.NodeByName("b")
+	if got := roundTrips(t, a, echo(t, b), 50); got != 50 {
+		t.Fatalf("with the host rejecting forwarded packets: %d of 50 round trips a->b", got)
+	}
+	sw, err := Netlink(l.SwitchPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if _, err := sw.LinkByName(l.Bridge); err != nil {
+		t.Errorf("bridge %s is not in namespace %s: %v", l.Bridge, l.Switch, err)
+	}
+	if _, err := netlink.LinkByName(l.Bridge); err == nil {
+		t.Errorf("bridge %s is in the host's namespace", l.Bridge)
 	}
 }

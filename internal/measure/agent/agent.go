@@ -42,6 +42,15 @@ type Options struct {
 	// in (the node's, in the lab); "" for the agent's own. The agent talks
 	// to the API server from its own namespace.
 	NetNS string
+	// HostNetNS is the path of the host's network namespace, where node
+	// checks read routes and node tasks remove devices; "" for NetNS (an
+	// agent on the host network). A lab agent on the pod network names
+	// its node's.
+	HostNetNS string
+	// AllowCleanup lets node tasks remove a data plane's leftovers (CNI
+	// configuration files, devices) from the host; verification tasks
+	// run without it.
+	AllowCleanup bool
 	// FollowDataPlane couples the lab node's link to its data-plane pods
 	// (lab only: needs NetNS).
 	FollowDataPlane bool
@@ -132,9 +141,10 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) error {
 	// do not wait for it; one that crashes leaves it, and runs name it
 	// silent.
 	defer a.deregister(log)
-	if opts.FollowDataPlane && opts.NetNS != "" {
+	if a.models() {
 		go a.followDataPlane(ctx)
 	}
+	go a.honourTasks(ctx, cs, time.Second)
 	if opts.Rebooter != nil {
 		go honourReboots(ctx, cs, opts.Node, opts.Rebooter, 2*time.Second)
 	}
@@ -201,6 +211,10 @@ func (a *Agent) watch(ctx context.Context, name string, on func(*corev1.ConfigMa
 	return errors.New("watch closed")
 }
 
+// models says the agent's node has the lab's model of a data plane: the
+// node's link follows its data-plane pod (lab only: needs NetNS).
+func (a *Agent) models() bool { return a.opts.FollowDataPlane && a.opts.NetNS != "" }
+
 // dial opens a connection from the agent's network namespace.
 func (a *Agent) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
 	err = lab.Do(a.opts.NetNS, func() error {
@@ -222,7 +236,14 @@ func (a *Agent) answer(ctx context.Context, req Request) error {
 	if err != nil {
 		return fmt.Errorf("reading node %s: %w", a.opts.Node, err)
 	}
-	h := &Host{Root: a.opts.Root, Proc: a.opts.Proc, Node: node, Profile: p, Address: a.opts.Advertise, KernelRelease: KernelRelease()}
+	h := &Host{Root: a.opts.Root, Proc: a.opts.Proc, Node: node, Profile: p, Address: a.opts.Advertise, KernelRelease: KernelRelease(), NetNS: a.hostNetNS()}
+	// The other nodes' pod subnets (the overlay check); an agent whose
+	// role cannot list nodes (an older manifest) runs the rest.
+	if nodes, err := a.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{ResourceVersion: "0"}); err != nil {
+		h.NodesErr = err
+	} else {
+		h.Nodes = nodes.Items
+	}
 	r := &Report{Node: a.opts.Node, Request: req.ID, Profile: p.Name, Endpoint: a.endpoint, Kernel: h.KernelRelease}
 	_, r.MTU = nodeMTU(h)
 	var wg sync.WaitGroup

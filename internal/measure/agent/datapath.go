@@ -6,6 +6,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -19,6 +20,21 @@ import (
 
 // AnnotationDataPlane marks a DaemonSet as the network's data plane.
 const AnnotationDataPlane = "hitless.dev/data-plane"
+
+// realDaemon reports whether the lab kubelet runs the pod's real daemon
+// (its condition hitless.dev/LabKubelet says so): its data path is
+// real, not modeled.
+func realDaemon(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == labKubelet {
+			return true
+		}
+	}
+	return false
+}
+
+// labKubelet is the lab kubelet's pod condition (kubelet.ConditionLabKubelet).
+const labKubelet corev1.PodConditionType = "hitless.dev/LabKubelet"
 
 // followDataPlane couples the lab node's link to its data plane, as a
 // real node's traffic depends on its vRouter or CNI agent: once a
@@ -44,7 +60,7 @@ func (a *Agent) followDataPlane(ctx context.Context) {
 				continue
 			}
 			ds, err := dsInf.Lister().DaemonSets(p.Namespace).Get(c.Name)
-			if err != nil || !dataPlane(ds) {
+			if err != nil || !dataPlane(ds) || realDaemon(p) {
 				continue
 			}
 			seen = true

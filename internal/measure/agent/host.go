@@ -36,6 +36,13 @@ type Host struct {
 	Address string
 	// KernelRelease is uname -r.
 	KernelRelease string
+	// Nodes are the cluster's nodes (their pod subnets); NodesErr why
+	// they could not be read.
+	Nodes    []corev1.Node
+	NodesErr error
+	// NetNS is the path of the node's network namespace; "" is the
+	// agent's own (a host-network pod's is the node's).
+	NetNS string
 }
 
 // NodeChecks returns the node-level checks.
@@ -49,6 +56,7 @@ func NodeChecks() []check.Check[*Host] {
 		check.Func[*Host]{Name: "node.clock", Heading: "The clock is synchronised", Fn: clock},
 		check.Func[*Host]{Name: "node.ports", Heading: "The network plugin's ports are free", Fn: freePorts},
 		check.Func[*Host]{Name: "node.hugepages", Heading: "Hugepages on DPDK nodes", Fn: hugepages},
+		check.Func[*Host]{Name: "node.overlay-routes", Heading: "The overlay device is up and routes every other node's pod subnet", Fn: overlayRoutes},
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // The shipped DaemonSet parses, runs privileged on the host network with
 // the host's files, and names the image asked for.
 func TestManifest(t *testing.T) {
-	objs, err := manifest.Parse("agent.yaml", strings.NewReader(Manifest("registry.example.com/hitless:v1")))
+	objs, err := manifest.Parse("agent.yaml", strings.NewReader(Manifest(ManifestOptions{Image: "registry.example.com/hitless:v1"})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,5 +46,37 @@ func TestManifest(t *testing.T) {
 	}
 	if mounts["host"] != "/" || mounts["modules"] != "/lib/modules" || mounts["boot"] != "/boot" {
 		t.Fatalf("host paths %v", mounts)
+	}
+}
+
+// On the pod network the agents advertise their pod's address, so that
+// peers probe them pod to pod through the CNI.
+func TestManifestPodNetwork(t *testing.T) {
+	objs, err := manifest.Parse("agent.yaml", strings.NewReader(Manifest(ManifestOptions{PodNetwork: true})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	for _, u := range manifest.Unstructured(objs) {
+		if u.GetKind() == "DaemonSet" {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &ds); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	spec := ds.Spec.Template.Spec
+	c := spec.Containers[0]
+	if spec.HostNetwork || spec.DNSPolicy != "ClusterFirst" || c.Image != DefaultImage {
+		t.Fatalf("hostNetwork %t, dnsPolicy %s, image %s", spec.HostNetwork, spec.DNSPolicy, c.Image)
+	}
+	if !strings.Contains(strings.Join(c.Args, " "), "--advertise=$(POD_IP)") {
+		t.Fatalf("args %v", c.Args)
+	}
+	podIP := false
+	for _, e := range c.Env {
+		podIP = podIP || (e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP")
+	}
+	if !podIP {
+		t.Fatalf("env %v lacks POD_IP from status.podIP", c.Env)
 	}
 }

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +39,9 @@ const (
 	publishEvery = time.Second
 	// pollRate is the rate of the API server probes.
 	pollRate = 10
+	// retargetEvery is how many publish ticks pass between reads of the
+	// peers' addresses.
+	retargetEvery = 2
 )
 
 // ProbeRequest asks every agent to probe its peers.
@@ -56,6 +63,14 @@ type ProbeResult struct {
 	Updated time.Time    `json:"updated"`
 	Final   bool         `json:"final"`
 	Paths   []probe.Path `json:"paths"`
+	// Modeled says the node's data plane is the lab's model (its link
+	// follows its data-plane pod: --follow-data-plane), so a loss at
+	// the node is made, not measured.
+	Modeled bool `json:"modeled,omitempty"`
+	// MaxLoad is the highest one-minute load average the node showed
+	// during the session, beside its CPUs: a loaded node delays probes.
+	MaxLoad float64 `json:"maxLoad,omitempty"`
+	CPUs    int     `json:"cpus,omitempty"`
 }
 
 func probeRequestOf(cm *corev1.ConfigMap) ProbeRequest {
@@ -186,15 +201,26 @@ func (a *Agent) startSession(ctx context.Context, req ProbeRequest, left time.Du
 		t := time.NewTicker(publishEvery)
 		defer t.Stop()
 		end := time.After(left)
+		maxLoad := LoadAverage(a.opts.Proc)
 		result := func(final bool) *ProbeResult {
+			maxLoad = max(maxLoad, LoadAverage(a.opts.Proc))
 			return &ProbeResult{Session: req.ID, Node: a.opts.Node, Rate: req.Rate, Started: started, Updated: time.Now(),
-				Final: final, Paths: probe.Merge(prior, s.Paths())}
+				Final: final, Paths: probe.Merge(prior, s.Paths()), Modeled: a.models(),
+				MaxLoad: maxLoad, CPUs: runtime.NumCPU()}
 		}
+		ticks := 0
 		for {
 			select {
 			case <-t.C:
 				if err := publishProbe(sctx, a.cs, result(false)); err != nil {
 					log.V(1).Info("publishing probe numbers", "err", err)
+				}
+				// A peer restarted on the pod network has a new address:
+				// its report says where, every few seconds.
+				if ticks++; ticks%retargetEvery == 0 {
+					if reports, _, err := Reports(sctx, a.cs); err == nil {
+						s.Retarget(a.targets(reports, req.Sample))
+					}
 				}
 				continue
 			case <-end:
@@ -209,6 +235,23 @@ func (a *Agent) startSession(ctx context.Context, req ProbeRequest, left time.Du
 			log.Error(err, "publishing the final probe numbers")
 		}
 	}()
+}
+
+// LoadAverage reads the one-minute load average from proc's loadavg, or 0.
+func LoadAverage(proc string) float64 {
+	b, err := os.ReadFile(filepath.Join(proc, "loadavg"))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v
 }
 
 // stopSession ends the running session and waits for its final numbers.

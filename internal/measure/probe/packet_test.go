@@ -2,6 +2,8 @@ package probe
 
 import (
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -26,10 +28,10 @@ func FuzzPacket(f *testing.F) {
 				t.Fatalf("the answer to %x is not taken for its answer", b)
 			}
 		case deliver:
-			s := &Session{tag: 0, byAddr: map[string]*Tracker{}}
+			s := &Session{tag: 0}
 			tr := NewTracker("a", "b", "udp", 100, time.Second)
 			from := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 9473}
-			s.byAddr[from.String()] = tr
+			s.table.Store(&addrTable{addrs: []*net.UDPAddr{from}, byAddr: map[string]*Tracker{from.String(): tr}})
 			tr.Next(time.Unix(1, 0))
 			s.answered(from, b, time.Unix(2, 0))
 			tr.Judge(time.Unix(10, 0))
@@ -90,5 +92,39 @@ func TestEndpointsNeverBounce(t *testing.T) {
 				t.Fatalf("the endpoint sent back %x", got)
 			}
 		})
+	}
+}
+
+// A served socket has the large receive buffer (as root, past the
+// system's rmem_max): a reader held up by a busy CPU loses nothing that
+// arrived meanwhile.
+func TestServeGrowsReceiveBuffer(t *testing.T) {
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	size := func() int {
+		raw, err := conn.(*net.UDPConn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		var gerr error
+		if err := raw.Control(func(fd uintptr) { n, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) }); err != nil || gerr != nil {
+			t.Fatal(err, gerr)
+		}
+		return n
+	}
+	before := size()
+	Serve(conn)
+	after := size()
+	// The kernel doubles what is asked (its bookkeeping).
+	want := before + 1
+	if os.Geteuid() == 0 {
+		want = ReceiveBuffer
+	}
+	if after < want {
+		t.Fatalf("receive buffer %d bytes after Serve (was %d), want at least %d", after, before, want)
 	}
 }

@@ -299,3 +299,44 @@ func TestPollWindow(t *testing.T) {
 		t.Fatalf("window of %.0f ms, want about 1000", d)
 	}
 }
+
+// A peer restarted at a new address (an agent's pod re-wired by a new
+// data plane) is probed there once the session is retargeted: its path
+// carries on, the outage ends, and it is one path, not two.
+func TestRetarget(t *testing.T) {
+	listen := func() (net.PacketConn, *net.UDPAddr) {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, c.LocalAddr().(*net.UDPAddr)
+	}
+	selfConn, _ := listen()
+	defer func() { _ = selfConn.Close() }()
+	self := Serve(selfConn)
+	oldConn, oldAddr := listen()
+	Serve(oldConn)
+	s := Start(context.Background(), self, Options{ID: "retarget", From: "a", Rate: 100, Timeout: 200 * time.Millisecond},
+		[]Target{{Node: "b", UDP: oldAddr}})
+	time.Sleep(500 * time.Millisecond)
+	_ = oldConn.Close() // the peer's pod goes
+	time.Sleep(500 * time.Millisecond)
+	newConn, newAddr := listen() // and comes back elsewhere
+	defer func() { _ = newConn.Close() }()
+	Serve(newConn)
+	s.Retarget([]Target{{Node: "b", UDP: newAddr}, {Node: "unknown", UDP: oldAddr}})
+	time.Sleep(time.Second)
+	s.Stop()
+	paths := s.Paths()
+	if len(paths) != 1 || paths[0].To != "b" {
+		t.Fatalf("paths %+v, want the one path a -> b", paths)
+	}
+	p := paths[0]
+	if p.Lost == 0 || p.LongestOutageMs < 300 || p.LongestOutageMs > 1500 {
+		t.Errorf("lost %d, longest outage %.0f ms: want the restart's half second or so", p.Lost, p.LongestOutageMs)
+	}
+	if last := p.Windows[len(p.Windows)-1]; last.Open {
+		t.Errorf("the outage is still open after the retarget: %+v", last)
+	}
+	t.Logf("sent %d, lost %d, longest outage %.0f ms", p.Sent, p.Lost, p.LongestOutageMs)
+}

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -50,8 +51,9 @@ type Session struct {
 	opts    Options
 	ep      *Endpoint
 	tag     uint32
-	byAddr  map[string]*Tracker
+	table   atomic.Pointer[addrTable]
 	udp     []*Tracker // by target, fixed at Start
+	nodes   []string   // each udp tracker's node
 	mu      sync.Mutex
 	polls   []*Tracker
 	ctx     context.Context // ends sending
@@ -60,6 +62,13 @@ type Session struct {
 	wg      sync.WaitGroup
 	judgeWG sync.WaitGroup
 	stopped atomic.Bool
+}
+
+// addrTable is where each target is probed (by the index of its
+// tracker) and whose answer an address is; Retarget swaps it whole.
+type addrTable struct {
+	addrs  []*net.UDPAddr
+	byAddr map[string]*Tracker
 }
 
 func sessionTag(id string) uint32 {
@@ -79,16 +88,20 @@ func Start(ctx context.Context, ep *Endpoint, opts Options, targets []Target) *S
 	}
 	jctx, judging := context.WithCancel(ctx)
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Session{opts: opts, ep: ep, tag: sessionTag(opts.ID), byAddr: map[string]*Tracker{}, ctx: ctx, cancel: cancel, judging: judging}
+	s := &Session{opts: opts, ep: ep, tag: sessionTag(opts.ID), ctx: ctx, cancel: cancel, judging: judging}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].Node < targets[j].Node })
+	table := &addrTable{byAddr: map[string]*Tracker{}}
 	for _, t := range targets {
 		tr := NewTracker(opts.From, t.Node, "udp", opts.Rate, opts.Timeout)
-		s.byAddr[t.UDP.String()] = tr
+		table.byAddr[t.UDP.String()] = tr
+		table.addrs = append(table.addrs, t.UDP)
 		s.udp = append(s.udp, tr)
+		s.nodes = append(s.nodes, t.Node)
 		if t.TCP != "" && opts.Dial != nil {
 			s.wg.Go(func() { keepTCP(ctx, opts.Dial, t.TCP, tr) })
 		}
 	}
+	s.table.Store(table)
 	ep.session.Store(s)
 	s.wg.Go(func() { s.send(ctx, targets) })
 	s.judgeWG.Go(func() { s.judge(jctx) })
@@ -130,18 +143,24 @@ func (s *Session) send(ctx context.Context, targets []Target) {
 	t := time.NewTicker(time.Second / time.Duration(s.opts.Rate))
 	defer t.Stop()
 	msgs := newMessages(len(targets), packetLen)
-	for i, target := range targets {
+	for i := range targets {
 		buf := msgs[i].Buffers[0]
 		copy(buf, magic)
 		buf[4] = kindAsk
 		binary.BigEndian.PutUint32(buf[5:], s.tag)
-		msgs[i].Addr = target.UDP
 	}
+	var table *addrTable
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			if cur := s.table.Load(); cur != table {
+				table = cur
+				for i := range msgs {
+					msgs[i].Addr = table.addrs[i]
+				}
+			}
 			for i := range targets {
 				buf := msgs[i].Buffers[0]
 				binary.BigEndian.PutUint64(buf[9:], s.udp[i].Next(now))
@@ -174,9 +193,33 @@ func (s *Session) answered(from net.Addr, b []byte, at time.Time) {
 	if binary.BigEndian.Uint32(b[5:]) != s.tag {
 		return // an earlier session's late answer
 	}
-	if tr := s.byAddr[from.String()]; tr != nil {
+	if tr := s.table.Load().byAddr[from.String()]; tr != nil {
 		tr.Answered(binary.BigEndian.Uint64(b[9:]), at)
 	}
+}
+
+// Retarget probes each target's node at its new address from now on (a
+// peer restarted on the pod network has a new one); its path carries on.
+// A node the session did not start with is ignored.
+func (s *Session) Retarget(targets []Target) {
+	old := s.table.Load()
+	table := &addrTable{addrs: slices.Clone(old.addrs), byAddr: map[string]*Tracker{}}
+	changed := false
+	for _, t := range targets {
+		for i, node := range s.nodes {
+			if node == t.Node && t.UDP != nil && t.UDP.String() != table.addrs[i].String() {
+				table.addrs[i] = t.UDP
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return
+	}
+	for i, tr := range s.udp {
+		table.byAddr[table.addrs[i].String()] = tr
+	}
+	s.table.Store(table)
 }
 
 func (s *Session) all() []*Tracker {
@@ -288,8 +331,17 @@ type Endpoint struct {
 	session atomic.Pointer[Session]
 }
 
-// Serve starts serving conn until it is closed.
+// ReceiveBuffer is the receive buffer a served socket asks for: a busy
+// CPU (a build beside the measurement on two cores) delays the reader for
+// a hundred milliseconds and more, and the kernel's default buffer drops
+// what arrives meanwhile, which would read as loss on the network.
+const ReceiveBuffer = 4 << 20
+
+// Serve starts serving conn until it is closed. It enlarges the socket's
+// receive buffer to ReceiveBuffer (beyond net.core.rmem_max where it is
+// allowed to: CAP_NET_ADMIN).
 func Serve(conn net.PacketConn) *Endpoint {
+	growReceiveBuffer(conn)
 	ep := &Endpoint{conn: conn, b: newBatcher(conn)}
 	go ep.loop()
 	return ep
@@ -324,6 +376,28 @@ func (ep *Endpoint) loop() {
 		}
 		if len(out) > 0 {
 			ep.b.write(out)
+		}
+	}
+}
+
+// growReceiveBuffer asks for ReceiveBuffer bytes of receive buffer, forced
+// past the system's limit when the process may, else up to that limit.
+func growReceiveBuffer(conn net.PacketConn) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	forced := false
+	_ = raw.Control(func(fd uintptr) {
+		forced = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, ReceiveBuffer) == nil
+	})
+	if !forced {
+		if rb, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
+			_ = rb.SetReadBuffer(ReceiveBuffer)
 		}
 	}
 }

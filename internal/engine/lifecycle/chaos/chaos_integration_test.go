@@ -1,15 +1,11 @@
 package chaos_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,12 +25,8 @@ import (
 
 var env = clustertest.New(clustertest.Options{Workers: 3, QuickTermination: true})
 
-// envRunCLI makes the test binary act as the hitless CLI, so that the
-// tests can SIGKILL real processes.
-const envRunCLI = "HITLESS_TEST_RUN_CLI"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(envRunCLI) == "1" {
+	if os.Getenv(clustertest.EnvRunCLI) == "1" {
 		os.Exit(app.Main())
 	}
 	os.Exit(env.Run(m))
@@ -46,40 +38,6 @@ const (
 	component = "contrail"
 	kills     = 10
 )
-
-// start runs the CLI as a process of its own.
-func start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, chan error) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"--kubeconfig", env.Kubeconfig(t)}, args...)...) //nolint:gosec // the test binary
-	cmd.Env = append(os.Environ(), envRunCLI+"=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	return cmd, &out, done
-}
-
-// opOf returns the journal of the operation of kind started since, or nil.
-func opOf(t *testing.T, kind string, since time.Time) *journal.Raw {
-	t.Helper()
-	ops, err := journal.NewStore(env.Client(t)).List(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found *journal.Raw
-	for _, op := range ops {
-		if op.Kind == kind && !op.Started.Before(since) {
-			if found != nil && found.ID != op.ID {
-				t.Fatalf("two %s operations since %s: %s and %s; a re-run must resume, not start anew", kind, since, found.ID, op.ID)
-			}
-			found = op
-		}
-	}
-	return found
-}
 
 // bystanders are the cluster's objects that are not the component's: its
 // namespaces, hitless's own records, the workloads' pods and what the
@@ -101,60 +59,28 @@ func bystanders(gr schema.GroupResource, u *unstructured.Unstructured) bool {
 	return false
 }
 
-// chaos runs the command and kills it with SIGKILL at a random moment
-// after the run has begun acting (its journal created, or its run
-// counted in it): ten times, then lets it finish. It returns the
-// operation's journal and how many runs found it.
-func chaos(t *testing.T, kind string, maxDelay time.Duration, args ...string) (*journal.Raw, int) {
+// holdNamespace puts a ConfigMap with a finalizer of the test's in the
+// component's namespace, so that the namespace, once deleted, stays
+// terminating until the returned release takes the finalizer off.
+func holdNamespace(t *testing.T) func() {
 	t.Helper()
-	since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 17)) //nolint:gosec // random kill moments
-	resuming, runs := 0, 0
-	for k := 0; k < kills; k++ {
-		if opOf(t, kind, since) != nil {
-			resuming++ // this run finds the journal
-		}
-		cmd, out, done := start(t, args...)
-		// However slow the process starts (a race-instrumented binary on
-		// a busy machine), the kill lands in the operation.
-		clustertest.Eventually(t, 2*time.Minute, func() error {
-			select {
-			case err := <-done:
-				t.Fatalf("kill %d: %s ended (%v) before it was killed; the operation is too short for %d kills\n%s", k+1, kind, err, kills, out)
-			default:
+	ctx := context.Background()
+	cms := env.Client(t).CoreV1().ConfigMaps(component)
+	const name, finalizer = "held", "hitless.dev/chaos-test-hold"
+	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{finalizer}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		clustertest.Eventually(t, time.Minute, func() error {
+			cm, err := cms.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
 			}
-			if op := opOf(t, kind, since); op != nil && op.Runs > runs {
-				runs = op.Runs
-				return nil
-			}
-			return errors.New("this run has not journaled yet")
+			cm.Finalizers = nil
+			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+			return err
 		})
-		delay := time.Duration(rng.Int64N(int64(maxDelay)))
-		select {
-		case err := <-done:
-			t.Fatalf("kill %d: %s ended (%v) before the kill %s into it; the operation is too short for %d kills\n%s", k+1, kind, err, delay, kills, out)
-		case <-time.After(delay):
-		}
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-		t.Logf("kill %d %s after run %d journaled", k+1, delay.Round(time.Millisecond), runs)
 	}
-	resuming++ // the last run finds it
-	cmd, out, done := start(t, args...)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the run after %d kills: %v\n%s", kills, err, out)
-		}
-	case <-time.After(5 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("the run after %d kills hung\n%s", kills, out)
-	}
-	op := opOf(t, kind, since)
-	if op == nil {
-		t.Fatalf("no %s journal", kind)
-	}
-	return op, resuming
 }
 
 func cordoned(t *testing.T) []string {
@@ -193,18 +119,26 @@ func TestKilledTenTimes(t *testing.T) {
 	// Each kill lands up to maxDelay after the run counted itself, every
 	// run going a little further: the uninstall, mostly waiting for
 	// namespaces to go, is killed sooner than the upgrade and rollback
-	// (a few seconds of work here each).
+	// (a few seconds of work here each). The namespaces go on terminating
+	// while the killed runs restart, so the uninstall's namespace is held
+	// by a finalizer until the tenth kill: without it the last runs could
+	// find nothing left to wait for and end before their kill.
 	for _, op := range []struct {
 		kind      string
 		args      []string
 		dataPlane bool
 		maxDelay  time.Duration
+		hold      func(t *testing.T) (release func())
 	}{
-		{"upgrade", []string{"upgrade", "-f", pluginV2, "--name", component}, true, 800 * time.Millisecond},
-		{"rollback", []string{"rollback", "--name", component}, true, 800 * time.Millisecond},
-		{"uninstall", []string{"uninstall", "--name", component, "--force-namespaces"}, false, 300 * time.Millisecond},
+		{"upgrade", []string{"upgrade", "-f", pluginV2, "--name", component}, true, 800 * time.Millisecond, nil},
+		{"rollback", []string{"rollback", "--name", component}, true, 800 * time.Millisecond, nil},
+		{"uninstall", []string{"uninstall", "--name", component, "--force-namespaces"}, false, 300 * time.Millisecond, holdNamespace},
 	} {
 		t.Run(op.kind, func(t *testing.T) {
+			var release func()
+			if op.hold != nil {
+				release = op.hold(t)
+			}
 			before := clustertest.Snapshot(t, env.Config(t), bystanders)
 			var g *clustertest.Guard
 			if op.dataPlane {
@@ -212,7 +146,7 @@ func TestKilledTenTimes(t *testing.T) {
 			} else {
 				g = clustertest.StartGuard(t, cs, apps, pool, 1)
 			}
-			j, resuming := chaos(t, op.kind, op.maxDelay, op.args...)
+			j, resuming := env.KillAndRerun(t, clustertest.Kills{Kind: op.kind, Times: kills, MaxDelay: op.maxDelay, Release: release}, op.args...)
 			if j.Status != journal.Succeeded {
 				t.Errorf("%s %s: %s (%s)", op.kind, j.ID, j.Status, j.Message)
 			}
@@ -282,14 +216,14 @@ func TestAPIServerRestarts(t *testing.T) {
 		t.Run(op.kind, func(t *testing.T) {
 			g := clustertest.StartGuard(t, cs, apps, pool, 1)
 			since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
-			_, out, done := start(t, op.args...)
+			_, out, done := env.StartCLI(t, op.args...)
 			clustertest.Eventually(t, 2*time.Minute, func() error {
 				select {
 				case err := <-done:
 					t.Fatalf("%s ended (%v) before the API server restart\n%s", op.kind, err, out)
 				default:
 				}
-				if opOf(t, op.kind, since) == nil {
+				if env.OperationSince(t, op.kind, since) == nil {
 					return errors.New("not journaled yet")
 				}
 				return op.mid()
@@ -299,14 +233,14 @@ func TestAPIServerRestarts(t *testing.T) {
 			runs := 1
 			for err != nil && runs < 4 {
 				t.Logf("run %d: %v; the same command again:\n%s", runs, err, out)
-				_, out, done = start(t, op.args...)
+				_, out, done = env.StartCLI(t, op.args...)
 				err = <-done
 				runs++
 			}
 			if err != nil {
 				t.Fatalf("%s did not finish in %d runs: %v\n%s", op.kind, runs, err, out)
 			}
-			j := opOf(t, op.kind, since)
+			j := env.OperationSince(t, op.kind, since)
 			if j == nil || j.Status != journal.Succeeded {
 				t.Fatalf("%s after the restart: %+v", op.kind, j)
 			}

@@ -95,6 +95,31 @@ func convert(par Parameter, v any) (any, error) {
 			}
 			return b, nil
 		}
+	case TypeList:
+		// A --set value is comma-separated; a YAML default is a list of
+		// strings. Empty items are dropped.
+		var items []any
+		switch l := v.(type) {
+		case []any:
+			for _, x := range l {
+				xs, ok := x.(string)
+				if !ok {
+					return nil, fmt.Errorf("%v: want a list of strings", v)
+				}
+				items = append(items, xs)
+			}
+			return items, nil
+		case string:
+			for _, x := range strings.Split(l, ",") {
+				if x = strings.TrimSpace(x); x != "" {
+					items = append(items, x)
+				}
+			}
+			if items == nil {
+				items = []any{}
+			}
+			return items, nil
+		}
 	default:
 		if isString {
 			return s, nil
@@ -268,6 +293,16 @@ func substitute(v any, params map[string]any) (any, error) {
 			}
 			if dropped(x, r) {
 				continue
+			}
+			if hasRef(k) {
+				// A key is text (the NUL keeps it from being a whole
+				// reference): its references must be set, as in a node
+				// selector's label key.
+				rk, err := substitute(k+"\x00", params)
+				if err != nil {
+					return nil, err
+				}
+				k = strings.TrimSuffix(rk.(string), "\x00")
 			}
 			out[k] = r
 		}

@@ -50,6 +50,8 @@ const (
 	TypeString = "string"
 	TypeInt    = "int"
 	TypeBool   = "bool"
+	// TypeList is a list of strings: comma-separated in --set.
+	TypeList = "list"
 )
 
 // Parameter is a value the user gives with --set name=value.
@@ -158,6 +160,8 @@ type Action struct {
 	Component *Component `json:"component,omitempty"`
 	Pause     *Pause     `json:"pause,omitempty"`
 	Delete    *Delete    `json:"delete,omitempty"`
+	Label     *Label     `json:"label,omitempty"`
+	Sync      *Sync      `json:"sync,omitempty"`
 }
 
 // Type is the action's step type, "" when none is set.
@@ -179,7 +183,8 @@ func (a Action) types() []actionField {
 	return []actionField{
 		{"backup", a.Backup != nil}, {"patch", a.Patch != nil}, {"wait", a.Wait != nil},
 		{"check", a.Check != nil}, {"roll", a.Roll != nil}, {"component", a.Component != nil},
-		{"pause", a.Pause != nil}, {"delete", a.Delete != nil},
+		{"pause", a.Pause != nil}, {"delete", a.Delete != nil}, {"label", a.Label != nil},
+		{"sync", a.Sync != nil},
 	}
 }
 
@@ -281,6 +286,10 @@ type Component struct {
 	Name   string `json:"name"`
 	Action string `json:"action"`
 	Source string `json:"source,omitempty"`
+	// NodeSelector is added to the release's DaemonSets: their pods run
+	// only on the nodes so labelled (a data plane installed beside
+	// another, taking nodes one by one).
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 }
 
 // Pause asks a person before going on (seed 003's "stop routing to
@@ -296,6 +305,71 @@ type Delete struct {
 	Force   bool        `json:"force,omitempty"`
 	// Timeout bounds the wait for the objects to go (finalizers).
 	Timeout string `json:"timeout,omitempty"`
+}
+
+// Label sets labels on every node the selector matches (every node
+// without one); its derived rollback puts back what each node had.
+type Label struct {
+	Nodes  string            `json:"nodes,omitempty"`
+	Labels map[string]string `json:"labels"`
+}
+
+// Sync modes.
+const (
+	// SyncOnce copies once (seed 004's pre-sync).
+	SyncOnce = "once"
+	// SyncStart copies once, then again every interval while the steps
+	// after it run, until the stop of the same name (run-sync).
+	SyncStart = "start"
+	// SyncStop ends a run-sync with one last pass (post-sync).
+	SyncStop = "stop"
+)
+
+// Sync copies, or translates, configuration from one release to another
+// installed beside it: the objects a mapping's From selects become
+// objects of To's kind, one per source, of the same name unless To names
+// one. What it writes is labelled with the operation; its derived
+// rollback deletes what it created and puts back what it changed.
+type Sync struct {
+	// Mode is once (default), start or stop.
+	Mode string `json:"mode,omitempty"`
+	// Name pairs a start with its stop (default "sync").
+	Name string `json:"name,omitempty"`
+	// Interval is a run-sync's period (default 2s).
+	Interval string `json:"interval,omitempty"`
+	// Objects are the mappings (once and start; a stop runs its start's).
+	Objects []SyncMapping `json:"objects,omitempty"`
+}
+
+// SyncName is the sync's name, "sync" unless given.
+func (s *Sync) SyncName() string {
+	if s.Name == "" {
+		return "sync"
+	}
+	return s.Name
+}
+
+// SyncStart is the step's sync that starts run-sync name, or nil.
+func (p *Plan) SyncStart(name string) *Sync {
+	for _, s := range p.Steps {
+		if s.Sync != nil && s.Sync.Mode == SyncStart && s.Sync.SyncName() == name {
+			return s.Sync
+		}
+	}
+	return nil
+}
+
+// SyncMapping maps the objects From selects to objects of To.
+type SyncMapping struct {
+	From ObjectRef `json:"from"`
+	// To gives the target's apiVersion and kind, its namespace (default
+	// the source's) and, for a single source, its name.
+	To ObjectRef `json:"to"`
+	// Transform is CEL over object (the source) and params giving the
+	// target's fields other than metadata (spec, data): the translation
+	// between two releases' schemas. Without one every field but
+	// metadata and status is copied.
+	Transform string `json:"transform,omitempty"`
 }
 
 // Error is bad plan input: the file, the step (or "" for the plan) and

@@ -35,12 +35,72 @@ func TestBuiltinsParse(t *testing.T) {
 			if p.Metadata.Name != n {
 				t.Errorf("plan in %s.yaml is named %q", n, p.Metadata.Name)
 			}
-			params, err := p.Params(context.Background(), nil)
+			// Required parameters get a value a user could give.
+			set := map[string]string{}
+			for _, par := range p.Parameters {
+				if par.Required {
+					set[par.Name] = "x"
+				}
+			}
+			params, err := p.Params(context.Background(), set)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, _, err := p.Render(context.Background(), params); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A list parameter fills a list (comma-separated in --set, empty items
+// dropped; unset, its key is left out), and a reference in a map key
+// (a node selector's label) is replaced.
+func TestRenderListsAndKeys(t *testing.T) {
+	doc := `apiVersion: hitless.dev/v1alpha1
+kind: MigrationPlan
+metadata: {name: lists}
+parameters:
+- {name: key, default: example.com/plane}
+- {name: files, type: list}
+- {name: links, type: list, default: [a, b]}
+steps:
+- name: l
+  label: {nodes: "", labels: {"${key}": "on"}}
+- name: r
+  roll:
+    groups: [{selector: "${key}=on"}]
+    actions: [{name: cutover, params: {files: "${files}", links: "${links}"}}]
+`
+	p, err := Parse("lists.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		set       map[string]string
+		labels    string
+		actionArg string
+	}{
+		{name: "defaults", labels: `{"example.com/plane":"on"}`, actionArg: `{"links":["a","b"]}`},
+		{name: "set", set: map[string]string{"files": "10-a.conflist, ,20-b.conf", "key": "k", "links": ""},
+			labels: `{"k":"on"}`, actionArg: `{"files":["10-a.conflist","20-b.conf"],"links":[]}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			params, err := p.Params(context.Background(), tc.set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _, err := p.Render(context.Background(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := json.Marshal(r.Steps[0].Label.Labels); string(got) != tc.labels {
+				t.Errorf("labels = %s, want %s", got, tc.labels)
+			}
+			if got := string(r.Steps[1].Roll.Actions[0].Params); got != tc.actionArg {
+				t.Errorf("action params = %s, want %s", got, tc.actionArg)
 			}
 		})
 	}
@@ -168,6 +228,20 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown profile", doc: head + "steps:\n- name: c\n  check: {profile: nope, kind: preflight}\n", step: "c", want: "field check.profile"},
 		{name: "unknown network field", doc: head + "network: {mtuu: 1400}\nsteps:\n- name: a\n  pause: {message: x}\n", want: "bad.yaml: field network.mtuu: unknown field"},
 		{name: "bad network value", doc: head + "network: {internalSubnet: 100.64.0.1/16}\nsteps:\n- name: a\n  pause: {message: x}\n", want: "field network.internalSubnet: \"100.64.0.1/16\" has host bits set"},
+		{name: "label without labels", doc: head + "steps:\n- name: l\n  label: {nodes: a=b}\n", step: "l", want: "field label.labels"},
+		{name: "bad label selector", doc: head + "steps:\n- name: l\n  label: {nodes: \"a in (b\", labels: {x: z}}\n", step: "l", want: "field label.nodes"},
+		{name: "bad node selector", doc: head + "steps:\n- name: c\n  component: {name: c, action: install, source: s, nodeSelector: {\"a b\": x}}\n", step: "c", want: "field component.nodeSelector"},
+		{name: "list default not a list", doc: head + "parameters:\n- {name: l, type: list, default: 3}\nsteps:\n- name: a\n  pause: {message: x}\n", want: "field parameters[0].default"},
+		{name: "sync without mappings", doc: head + "steps:\n- name: s\n  sync: {}\n", step: "s", want: "field sync.objects: map at least one kind"},
+		{name: "bad sync mode", doc: head + "steps:\n- name: s\n  sync: {mode: live, objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap}}]}\n", step: "s", want: "field sync.mode"},
+		{name: "sync target selected", doc: head + "steps:\n- name: s\n  sync: {objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap, selector: a=b}}]}\n", step: "s", want: "field sync.objects[0].to.selector"},
+		{name: "many sources to one name", doc: head + "steps:\n- name: s\n  sync: {objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap, name: one}}]}\n", step: "s", want: "field sync.objects[0].to.name"},
+		{name: "transform not a map", doc: head + "steps:\n- name: s\n  sync: {objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap}, transform: \"'x'\"}]}\n", step: "s", want: "field sync.objects[0].transform"},
+		{name: "interval on a once", doc: head + "steps:\n- name: s\n  sync: {interval: 1s, objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap}}]}\n", step: "s", want: "field sync.interval"},
+		{name: "run-sync never stopped", doc: head + "steps:\n- name: s\n  sync: {mode: start, objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap}}]}\n", step: "s", want: "is never stopped"},
+		{name: "stop without start", doc: head + "steps:\n- name: s\n  sync: {mode: stop, name: cfg}\n", step: "s", want: "no step before this one starts run-sync \"cfg\""},
+		{name: "stop with mappings", doc: head + "steps:\n- name: s\n  sync: {mode: stop, objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap}}]}\n", step: "s", want: "a stop runs its start's mappings"},
+		{name: "run-sync in a rollback", doc: head + "steps:\n- name: s\n  pause: {message: x}\n  rollback: {sync: {mode: start, objects: [{from: {apiVersion: v1, kind: ConfigMap}, to: {apiVersion: v1, kind: ConfigMap}}]}}\n", step: "s", want: "field rollback.sync.mode: a rollback syncs once"},
 		{name: "network names no parameter", doc: head + "network: {mtu: \"${mtu}\"}\nsteps:\n- name: a\n  pause: {message: x}\n", want: "field network: ${mtu} names no parameter"},
 	}
 	for _, tc := range tests {

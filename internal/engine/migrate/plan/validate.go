@@ -49,9 +49,9 @@ func (p *Plan) validate() error {
 		}
 		declared[par.Name] = true
 		switch par.Type {
-		case "", TypeString, TypeInt, TypeBool:
+		case "", TypeString, TypeInt, TypeBool, TypeList:
 		default:
-			return &Error{Field: field + ".type", Msg: fmt.Sprintf("%q: want string, int or bool", par.Type)}
+			return &Error{Field: field + ".type", Msg: fmt.Sprintf("%q: want string, int, bool or list", par.Type)}
 		}
 		if par.Default != nil {
 			if _, err := convert(par, par.Default); err != nil {
@@ -96,6 +96,46 @@ func (p *Plan) validate() error {
 			return err
 		}
 	}
+	return p.validateSyncPairs()
+}
+
+// onceOnly refuses a run-sync in a rollback: a rollback's actions run
+// once each, newest step first, and nothing would stop it.
+func onceOnly(r *Rollback) *Error {
+	actions := append(append([]Action{r.Action}, r.Before...), r.Then...)
+	for _, a := range actions {
+		if a.Sync != nil && a.Sync.Mode != "" && a.Sync.Mode != SyncOnce {
+			return &Error{Field: "rollback.sync.mode", Msg: "a rollback syncs once: give mode once (or none)"}
+		}
+	}
+	return nil
+}
+
+// validateSyncPairs checks that every run-sync started is stopped by a
+// later step, and every stop ends one started before it.
+func (p *Plan) validateSyncPairs() error {
+	running := map[string]string{}
+	for _, s := range p.Steps {
+		if s.Sync == nil {
+			continue
+		}
+		name := s.Sync.SyncName()
+		switch s.Sync.Mode {
+		case SyncStart:
+			if prev, ok := running[name]; ok {
+				return &Error{Step: s.Name, Field: "sync.name", Msg: fmt.Sprintf("run-sync %q is already started by step %s", name, prev)}
+			}
+			running[name] = s.Name
+		case SyncStop:
+			if _, ok := running[name]; !ok {
+				return &Error{Step: s.Name, Field: "sync.name", Msg: fmt.Sprintf("no step before this one starts run-sync %q", name)}
+			}
+			delete(running, name)
+		}
+	}
+	for name, step := range running {
+		return &Error{Step: step, Field: "sync.mode", Msg: fmt.Sprintf("run-sync %q is never stopped: add a later step with sync mode stop", name)}
+	}
 	return nil
 }
 
@@ -125,6 +165,9 @@ func (s *Step) validate(cel *condition.Compiler, declared map[string]bool) *Erro
 				if err := r.validate(cel, "rollback."); err != nil {
 					return err
 				}
+			}
+			if err := onceOnly(r); err != nil {
+				return err
 			}
 			for i := range r.Before {
 				if err := r.Before[i].validate(cel, fmt.Sprintf("rollback.before[%d].", i)); err != nil {
@@ -169,6 +212,10 @@ func (a *Action) validate(cel *condition.Compiler, prefix string) *Error {
 		err = a.Roll.validate()
 	case a.Component != nil:
 		err = a.Component.validate()
+	case a.Label != nil:
+		err = a.Label.validate()
+	case a.Sync != nil:
+		err = a.Sync.validate(cel)
 	case a.Pause != nil:
 		if strings.TrimSpace(a.Pause.Message) == "" {
 			err = &Error{Field: "pause.message", Msg: "say what the person is asked to do"}
@@ -283,8 +330,19 @@ func (c *Component) validate() *Error {
 			return &Error{Field: "component.source", Msg: "an install or upgrade names the release it deploys"}
 		}
 	case ComponentUninstall:
+		if len(c.NodeSelector) > 0 {
+			return &Error{Field: "component.nodeSelector", Msg: "an uninstall places no pods"}
+		}
 	default:
 		return &Error{Field: "component.action", Msg: fmt.Sprintf("%q: want install, upgrade or uninstall", c.Action)}
+	}
+	for k, v := range c.NodeSelector {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 && !hasRef(k) {
+			return &Error{Field: "component.nodeSelector", Msg: fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 && !hasRef(v) {
+			return &Error{Field: "component.nodeSelector", Msg: fmt.Sprintf("%s=%q: %s", k, v, strings.Join(msgs, "; "))}
+		}
 	}
 	return nil
 }
@@ -467,4 +525,64 @@ func (p *Plan) ParamNames() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func (l *Label) validate() *Error {
+	if _, err := labels.Parse(l.Nodes); err != nil && !hasRef(l.Nodes) {
+		return &Error{Field: "label.nodes", Msg: err.Error()}
+	}
+	if len(l.Labels) == 0 {
+		return &Error{Field: "label.labels", Msg: "name at least one label"}
+	}
+	for k, v := range l.Labels {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 && !hasRef(k) {
+			return &Error{Field: "label.labels", Msg: fmt.Sprintf("key %q: %s", k, strings.Join(msgs, "; "))}
+		}
+		if msgs := validation.IsValidLabelValue(v); len(msgs) > 0 && !hasRef(v) {
+			return &Error{Field: "label.labels", Msg: fmt.Sprintf("%s=%q: %s", k, v, strings.Join(msgs, "; "))}
+		}
+	}
+	return nil
+}
+
+func (s *Sync) validate(cel *condition.Compiler) *Error {
+	switch s.Mode {
+	case "", SyncOnce, SyncStart:
+		if len(s.Objects) == 0 {
+			return &Error{Field: "sync.objects", Msg: "map at least one kind of object"}
+		}
+	case SyncStop:
+		if len(s.Objects) > 0 {
+			return &Error{Field: "sync.objects", Msg: "a stop runs its start's mappings: give none"}
+		}
+	default:
+		return &Error{Field: "sync.mode", Msg: fmt.Sprintf("%q: want once, start or stop", s.Mode)}
+	}
+	if s.Interval != "" && s.Mode != SyncStart {
+		return &Error{Field: "sync.interval", Msg: "only a start runs again"}
+	}
+	if err := checkDuration(s.Interval, "sync.interval"); err != nil {
+		return err
+	}
+	for i, m := range s.Objects {
+		field := fmt.Sprintf("sync.objects[%d]", i)
+		if err := checkRef(m.From, false, field+".from"); err != nil {
+			return err
+		}
+		if err := checkRef(m.To, false, field+".to"); err != nil {
+			return err
+		}
+		if m.To.Selector != "" {
+			return &Error{Field: field + ".to.selector", Msg: "a target is named, not selected"}
+		}
+		if m.To.Name != "" && m.From.Name == "" && !hasRef(m.To.Name) {
+			return &Error{Field: field + ".to.name", Msg: "only a single source (from.name) maps to a named target"}
+		}
+		if m.Transform != "" {
+			if _, err := cel.Map(schema.GroupVersionKind{}, m.Transform); err != nil {
+				return &Error{Field: field + ".transform", Msg: err.Error()}
+			}
+		}
+	}
+	return nil
 }
