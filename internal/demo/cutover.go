@@ -125,14 +125,7 @@ func (s *cutoverState) say(format string, args ...any) {
 // application under a PDB, and starts the probe session the rest of the
 // demo is measured by.
 func (s *cutoverState) lab(ctx context.Context, kr *component.Source) (string, error) {
-	home, err := localcluster.Home()
-	if err != nil {
-		return "", err
-	}
-	if err := localcluster.Down(ctx, home, s.opts.Cluster); err != nil && !errors.Is(err, localcluster.ErrNotFound) {
-		return "", err
-	}
-	c, err := localcluster.Up(ctx, localcluster.Options{Name: s.opts.Cluster, Nodes: 2, ControlPlaneNodes: 1, Home: home,
+	c, err := afresh(ctx, localcluster.Options{Name: s.opts.Cluster, Nodes: 2, ControlPlaneNodes: 1,
 		Lab: localcluster.LabCNI, KubeletBinary: s.opts.Binary, LabImages: s.opts.LabImages, Progress: progressWriter{s.say}})
 	if err != nil {
 		return "", err

@@ -153,6 +153,19 @@ func (s *state) progressf(format string, args ...any) {
 	}
 }
 
+// afresh starts the cluster o names after taking down any of that name.
+func afresh(ctx context.Context, o localcluster.Options) (*localcluster.Cluster, error) {
+	home, err := localcluster.Home()
+	if err != nil {
+		return nil, err
+	}
+	if err := localcluster.Down(ctx, home, o.Name); err != nil && !errors.Is(err, localcluster.ErrNotFound) {
+		return nil, err
+	}
+	o.Home = home
+	return localcluster.Up(ctx, o)
+}
+
 // ensureCluster reuses a running local cluster of the name or starts one.
 func ensureCluster(ctx context.Context, s *state) (string, error) {
 	home, err := localcluster.Home()

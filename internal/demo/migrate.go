@@ -104,14 +104,7 @@ func (s *migrateState) say(format string, args ...any) {
 // rehearsal starts the rehearsal cluster afresh: the demo shows a
 // migration from SDN.
 func (s *migrateState) rehearsal(ctx context.Context, _ *state) (string, error) {
-	home, err := localcluster.Home()
-	if err != nil {
-		return "", err
-	}
-	if err := localcluster.Down(ctx, home, s.opts.Cluster); err != nil && !errors.Is(err, localcluster.ErrNotFound) {
-		return "", err
-	}
-	c, err := localcluster.Up(ctx, localcluster.Options{Name: s.opts.Cluster, Nodes: 3, ControlPlaneNodes: 3, Home: home,
+	c, err := afresh(ctx, localcluster.Options{Name: s.opts.Cluster, Nodes: 3, ControlPlaneNodes: 3,
 		Flavor: localcluster.FlavorOpenShift, OpenShiftCRDs: s.opts.CRDs, SimulatorBinary: s.opts.Binary})
 	if err != nil {
 		return "", err

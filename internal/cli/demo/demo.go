@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,23 +40,11 @@ later runs take seconds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Progress = streams.ErrOut
-			exe, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("finding the hitless binary for the real data plane's lab kubelet: %w", err)
-			}
-			opts.Binary = exe
-			res, err := core.Run(cmd.Context(), opts)
-			var invalid *localcluster.InvalidError
-			if errors.As(err, &invalid) {
-				return exitcode.BadInput(err)
-			}
-			if err != nil {
-				return err
-			}
-			return output.Print(streams.Out, format, res, func(w io.Writer) error {
-				printResult(w, res)
-				return nil
-			})
+			return runDemo(cmd.Context(), streams, format, "the real data plane's lab kubelet", "",
+				func(ctx context.Context, binary string, _ func(string)) (*core.Result, error) {
+					opts.Binary = binary
+					return core.Run(ctx, opts)
+				})
 		},
 	}
 	cmd.AddCommand(newMigrate(streams), newCutover(streams))
@@ -84,25 +73,12 @@ the migration to the end; then the documented rollback plan takes the
 cluster back to OpenShift SDN. About three minutes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("finding the hitless binary for the simulator: %w", err)
-			}
-			opts.Binary = exe
-			opts.Progress = func(line string) { _, _ = fmt.Fprintln(streams.ErrOut, line) }
-			res, err := core.RunMigrate(cmd.Context(), opts)
-			var invalid *localcluster.InvalidError
-			if errors.As(err, &invalid) {
-				return exitcode.BadInput(err)
-			}
-			if err != nil {
-				return err
-			}
-			return output.Print(streams.Out, format, res, func(w io.Writer) error {
-				_, _ = fmt.Fprintln(w, "Seed 002 on a rehearsal cluster (the OpenShift operators are simulated: a model, not OpenShift)")
-				printResult(w, res)
-				return nil
-			})
+			return runDemo(cmd.Context(), streams, format, "the simulator",
+				"Seed 002 on a rehearsal cluster (the OpenShift operators are simulated: a model, not OpenShift)",
+				func(ctx context.Context, binary string, progress func(string)) (*core.Result, error) {
+					opts.Binary, opts.Progress = binary, progress
+					return core.RunMigrate(ctx, opts)
+				})
 		},
 	}
 	cmd.Flags().StringVar(&opts.Cluster, "name", "hitless-openshift", "Name of the rehearsal cluster (started afresh)")
@@ -131,31 +107,43 @@ end, and prints the loss measured on each node's paths. Needs root; about
 six minutes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exe, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("finding the hitless binary for the lab kubelet: %w", err)
-			}
-			opts.Binary = exe
-			opts.Progress = func(line string) { _, _ = fmt.Fprintln(streams.ErrOut, line) }
-			res, err := core.RunCutover(cmd.Context(), opts)
-			var invalid *localcluster.InvalidError
-			if errors.As(err, &invalid) {
-				return exitcode.BadInput(err)
-			}
-			if err != nil {
-				return err
-			}
-			return output.Print(streams.Out, format, res, func(w io.Writer) error {
-				_, _ = fmt.Fprintln(w, "kube-router to flannel, node by node, on real data planes (the lab's nodes are network namespaces)")
-				printResult(w, res)
-				return nil
-			})
+			return runDemo(cmd.Context(), streams, format, "the lab kubelet",
+				"kube-router to flannel, node by node, on real data planes (the lab's nodes are network namespaces)",
+				func(ctx context.Context, binary string, progress func(string)) (*core.Result, error) {
+					opts.Binary, opts.Progress = binary, progress
+					return core.RunCutover(ctx, opts)
+				})
 		},
 	}
 	cmd.Flags().StringVar(&opts.Cluster, "name", "hitless-cutover", "Name of the lab cluster (started afresh)")
 	cmd.Flags().StringVar(&opts.KubeRouter, "kube-router", "", "kube-router's release manifest (default: $HITLESS_TESTDATA/cni/kube-router/kubeadm-kuberouter-v2.1.0.yaml, or ../shared/testdata beside the source tree)")
 	output.AddFlag(cmd.Flags(), &format)
 	return cmd
+}
+
+// runDemo runs one demo with this binary (for what needs it: why) and
+// prints its result, under title when there is one. Bad input exits 2.
+func runDemo(ctx context.Context, streams genericiooptions.IOStreams, format output.Format, why, title string,
+	run func(ctx context.Context, binary string, progress func(string)) (*core.Result, error)) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the hitless binary for %s: %w", why, err)
+	}
+	res, err := run(ctx, exe, func(line string) { _, _ = fmt.Fprintln(streams.ErrOut, line) })
+	var invalid *localcluster.InvalidError
+	if errors.As(err, &invalid) {
+		return exitcode.BadInput(err)
+	}
+	if err != nil {
+		return err
+	}
+	return output.Print(streams.Out, format, res, func(w io.Writer) error {
+		if title != "" {
+			_, _ = fmt.Fprintln(w, title)
+		}
+		printResult(w, res)
+		return nil
+	})
 }
 
 // printResult prints a demo's steps and what to try next.
