@@ -45,19 +45,14 @@ func (r *runner) touchedNodes(ctx context.Context, step string, p *plan.Roll) ([
 	}
 	// A roll interrupted before it returned is not in the record yet:
 	// it is found by its spec.
-	for i, nodes := range r.w.Snapshot().Record.Groups[step] {
-		if i >= len(p.Groups) || len(nodes) == 0 {
-			continue
-		}
-		spec := rollSpec(p, p.Groups[i], nodes)
-		spec.Defaults()
-		raw, err := r.store.Resumable(ctx, roll.Kind, spec.Hash())
-		if err != nil {
-			return nil, err
-		}
-		if raw != nil && !slices.ContainsFunc(raws, func(x *journal.Raw) bool { return x.ID == raw.ID }) {
+	err := r.openRolls(ctx, step, p, func(_ int, raw *journal.Raw) error {
+		if !slices.ContainsFunc(raws, func(x *journal.Raw) bool { return x.ID == raw.ID }) {
 			raws = append(raws, raw)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, raw := range raws {
 		op, err := journal.Decode[roll.Record](raw)

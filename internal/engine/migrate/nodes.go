@@ -78,12 +78,10 @@ func rollSpec(p *plan.Roll, g plan.RollGroup, nodes []string) roll.Spec {
 		DrainTimeout: plan.Duration(p.DrainTimeout, 0), ActionTimeout: plan.Duration(p.ActionTimeout, 0)}
 }
 
-// undoRolls aborts the rolls of a step that did not finish (their nodes
-// in flight are uncordoned); rolled nodes stay rolled.
-func (r *runner) undoRolls(ctx context.Context, step string, p *plan.Roll) ([]string, error) {
-	groups := r.w.Snapshot().Record.Groups[step]
-	var lines []string
-	for i, nodes := range groups {
+// openRolls calls fn with each group of a step whose roll was
+// interrupted before it returned (found by its spec), and its journal.
+func (r *runner) openRolls(ctx context.Context, step string, p *plan.Roll, fn func(group int, raw *journal.Raw) error) error {
+	for i, nodes := range r.w.Snapshot().Record.Groups[step] {
 		if i >= len(p.Groups) || len(nodes) == 0 {
 			continue
 		}
@@ -91,18 +89,33 @@ func (r *runner) undoRolls(ctx context.Context, step string, p *plan.Roll) ([]st
 		spec.Defaults()
 		raw, err := r.store.Resumable(ctx, roll.Kind, spec.Hash())
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if raw == nil {
-			continue
+		if raw != nil {
+			if err := fn(i, raw); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+// undoRolls aborts the rolls of a step that did not finish (their nodes
+// in flight are uncordoned); rolled nodes stay rolled.
+func (r *runner) undoRolls(ctx context.Context, step string, p *plan.Roll) ([]string, error) {
+	var lines []string
+	err := r.openRolls(ctx, step, p, func(i int, raw *journal.Raw) error {
 		if err := roll.OperationKind().Undo(ctx, r.c, raw); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := r.store.Close(ctx, raw.ID, journal.Aborted, "aborted with migration "+r.res.Operation); err != nil {
-			return nil, err
+			return err
 		}
 		lines = append(lines, "aborted roll "+raw.ID+" of group "+groupName(p.Groups[i], i))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if invertible(p) {
 		more, err := r.returnAll(ctx, step, p)
