@@ -360,19 +360,32 @@ func (c *cluster) patchNode(ctx context.Context, meta map[string]any) error {
 	return err
 }
 
-// podsOf lists the pods of DaemonSet ref on the node.
+// podsOf lists the pods of DaemonSet ref on the node; none if the
+// DaemonSet is gone.
 func (c *cluster) podsOf(ctx context.Context, ref string) ([]corev1.Pod, error) {
-	ns, name, _ := strings.Cut(ref, "/")
-	ds, err := c.cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	pods, err := c.daemonSetPods(ctx, ref, c.node)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
+	return pods, err
+}
+
+// daemonSetPods lists the pods of DaemonSet ref, on one node or ("")
+// every node. A DaemonSet that is not found is an error apierrors
+// recognises.
+func (c *cluster) daemonSetPods(ctx context.Context, ref, node string) ([]corev1.Pod, error) {
+	ns, name, _ := strings.Cut(ref, "/")
+	ds, err := c.cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading DaemonSet %s: %w", ref, err)
 	}
-	list, err := c.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + c.node})
+	opts := metav1.ListOptions{}
+	if node != "" {
+		opts.FieldSelector = "spec.nodeName=" + node
+	}
+	list, err := c.cs.CoreV1().Pods(ns).List(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("listing pods on node %s: %w", c.node, err)
+		return nil, fmt.Errorf("listing the pods of DaemonSet %s: %w", ref, err)
 	}
 	var out []corev1.Pod
 	for _, p := range list.Items {
@@ -482,26 +495,11 @@ func (c *cluster) peers(ctx context.Context, agents, label, value string) ([]str
 
 // agentPods lists the agents' pods, on one node or ("") every node.
 func (c *cluster) agentPods(ctx context.Context, agents, node string) ([]corev1.Pod, error) {
-	ns, name, _ := strings.Cut(agents, "/")
-	ds, err := c.cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	pods, err := c.daemonSetPods(ctx, agents, node)
 	if err != nil {
-		return nil, fmt.Errorf("reading hitless's agents (DaemonSet %s): %w", agents, err)
+		return nil, fmt.Errorf("hitless's agents: %w", err)
 	}
-	opts := metav1.ListOptions{}
-	if node != "" {
-		opts.FieldSelector = "spec.nodeName=" + node
-	}
-	list, err := c.cs.CoreV1().Pods(ns).List(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("listing hitless's agents: %w", err)
-	}
-	var out []corev1.Pod
-	for _, p := range list.Items {
-		if o := metav1.GetControllerOf(&p); o != nil && o.UID == ds.UID {
-			out = append(out, p)
-		}
-	}
-	return out, nil
+	return pods, nil
 }
 
 // task asks the node's agent to carry t out and waits for its result;

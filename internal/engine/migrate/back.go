@@ -79,11 +79,10 @@ func (r *runner) rollBack(ctx context.Context, step string, p *plan.Roll, nodes 
 	}
 	back := slices.Clone(nodes)
 	slices.Reverse(back)
-	spec := roll.Spec{Nodes: back, Batch: "1", Actions: inv, MaxFailures: p.MaxFailures,
-		DrainTimeout: plan.Duration(p.DrainTimeout, 0), ActionTimeout: plan.Duration(p.ActionTimeout, 0)}
+	spec := rollSpec(p, plan.RollGroup{Batch: "1"}, back)
+	spec.Actions = inv
 	r.opts.progressf("%-10s rolling %d node(s) back: %s", step, len(back), strings.Join(back, ", "))
-	res, err := roll.Run(ctx, r.c.Client, roll.Options{Spec: spec, Command: r.opts.Command, Approver: r.opts.Approver,
-		Progress: r.opts.RollProgress, Guard: r.opts.Guard, Guards: r.opts.Guards, Actions: r.actions(), Lock: r.lock})
+	res, err := r.runRoll(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("rolling %s back: %w", strings.Join(back, ", "), err)
 	}
@@ -186,10 +185,8 @@ func (r *runner) again(ctx context.Context, step string, p *plan.Roll) ([]string
 		return nil, nil
 	}
 	r.opts.progressf("%-10s moving %s again (rolled back alone before)", step, strings.Join(nodes, ", "))
-	spec := roll.Spec{Nodes: nodes, Batch: "1", Actions: p.Actions, MaxFailures: p.MaxFailures,
-		DrainTimeout: plan.Duration(p.DrainTimeout, 0), ActionTimeout: plan.Duration(p.ActionTimeout, 0)}
-	res, err := roll.Run(ctx, r.c.Client, roll.Options{Spec: spec, Command: r.opts.Command, Approver: r.opts.Approver,
-		Progress: r.opts.RollProgress, Guard: r.opts.Guard, Guards: r.opts.Guards, Actions: r.actions(), Lock: r.lock})
+	spec := rollSpec(p, plan.RollGroup{Batch: "1"}, nodes)
+	res, err := r.runRoll(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("moving %s again: %w", strings.Join(nodes, ", "), err)
 	}

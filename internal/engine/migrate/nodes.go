@@ -39,8 +39,7 @@ func (r *runner) roll(ctx context.Context, step string, p *plan.Roll) ([]string,
 		}
 		spec := rollSpec(p, g, nodes)
 		r.opts.progressf("%-10s group %s: %d node(s), batch %s", step, groupName(g, i), len(nodes), batchOf(g))
-		res, err := roll.Run(ctx, r.c.Client, roll.Options{Spec: spec, Command: r.opts.Command, Approver: r.opts.Approver,
-			Progress: r.opts.RollProgress, Guard: r.opts.Guard, Guards: r.opts.Guards, Actions: r.actions(), Lock: r.lock})
+		res, err := r.runRoll(ctx, spec)
 		if res != nil && res.Operation != nil {
 			if r.res.RollJournals == nil {
 				r.res.RollJournals = map[string][]*roll.Journal{}
@@ -71,6 +70,12 @@ func (r *runner) roll(ctx context.Context, step string, p *plan.Roll) ([]string,
 	}
 	more, err := r.again(ctx, step, p)
 	return append(lines, more...), err
+}
+
+// runRoll runs (or resumes) one roll of the migration's nodes.
+func (r *runner) runRoll(ctx context.Context, spec roll.Spec) (*roll.Result, error) {
+	return roll.Run(ctx, r.c.Client, roll.Options{Spec: spec, Command: r.opts.Command, Approver: r.opts.Approver,
+		Progress: r.opts.RollProgress, Guard: r.opts.Guard, Guards: r.opts.Guards, Actions: r.actions(), Lock: r.lock})
 }
 
 func rollSpec(p *plan.Roll, g plan.RollGroup, nodes []string) roll.Spec {
