@@ -263,9 +263,7 @@ func (c *Cluster) LabAddress(node string) string {
 // root): the lab kubelet runs them once a CNI has wired their pods, and
 // they probe each other pod to pod through the real data plane.
 func startAgentPods(ctx context.Context, cs kubernetes.Interface, cluster string) error {
-	m := agent.Manifest(agent.ManifestOptions{Image: ProbeImage + ":lab", PodNetwork: true})
-	m = strings.NewReplacer("--root=/host", "--root=/, --host-netns="+filepath.Join(lab.NetNSDir, lab.NodeNamespace(cluster, "$(NODE_NAME)")),
-		", --allow-reboot", "").Replace(m)
+	m := labAgentManifest(cluster)
 	dec := scheme.Codecs.UniversalDeserializer()
 	for _, doc := range strings.Split(m, "\n---\n") {
 		obj, _, err := dec.Decode([]byte(doc), nil, nil)
@@ -277,6 +275,14 @@ func startAgentPods(ctx context.Context, cs kubernetes.Interface, cluster string
 		}
 	}
 	return nil
+}
+
+// labAgentManifest is the agents' manifest for the lab: the machine's
+// files as their root, their node's namespace as the host's, no reboot.
+func labAgentManifest(cluster string) string {
+	m := agent.Manifest(agent.ManifestOptions{Image: ProbeImage + ":lab", PodNetwork: true})
+	return strings.NewReplacer("--root=/host, --host-netns="+agent.HostNetNSOfPID1, "--root=/, --host-netns="+filepath.Join(lab.NetNSDir, lab.NodeNamespace(cluster, "$(NODE_NAME)")),
+		", --allow-reboot", "").Replace(m)
 }
 
 func createObject(ctx context.Context, cs kubernetes.Interface, obj runtime.Object) error {

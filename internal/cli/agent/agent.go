@@ -73,7 +73,7 @@ to every other agent, the API server and cluster DNS.
 		},
 	}
 	manifest.Flags().StringVar(&mo.Image, "image", core.DefaultImage, "Agent image")
-	manifest.Flags().BoolVar(&mo.PodNetwork, "pod-network", false, "Run the agents on the pod network: they probe each other pod to pod, through the CNI's data plane, instead of node to node")
+	manifest.Flags().BoolVar(&mo.PodNetwork, "pod-network", false, "Run the agents on the pod network: they probe each other pod to pod, through the CNI's data plane, instead of node to node (their node checks and tasks enter the host's network namespace, /proc/1/ns/net through hostPID)")
 	cmd.AddCommand(manifest)
 	return cmd
 }

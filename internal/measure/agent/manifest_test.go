@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,7 +70,7 @@ func TestManifestPodNetwork(t *testing.T) {
 	if spec.HostNetwork || spec.DNSPolicy != "ClusterFirst" || c.Image != DefaultImage {
 		t.Fatalf("hostNetwork %t, dnsPolicy %s, image %s", spec.HostNetwork, spec.DNSPolicy, c.Image)
 	}
-	if !strings.Contains(strings.Join(c.Args, " "), "--advertise=$(POD_IP)") {
+	if !slices.Contains(c.Args, "--advertise=$(POD_IP)") || !slices.Contains(c.Args, "--host-netns=/proc/1/ns/net") {
 		t.Fatalf("args %v", c.Args)
 	}
 	podIP := false
