@@ -1,9 +1,11 @@
 package chaos_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -216,7 +218,7 @@ func TestAPIServerRestarts(t *testing.T) {
 		t.Run(op.kind, func(t *testing.T) {
 			g := clustertest.StartGuard(t, cs, apps, pool, 1)
 			since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
-			_, out, done := env.StartCLI(t, op.args...)
+			cmd, out, done := env.StartCLI(t, op.args...)
 			clustertest.Eventually(t, 2*time.Minute, func() error {
 				select {
 				case err := <-done:
@@ -229,12 +231,12 @@ func TestAPIServerRestarts(t *testing.T) {
 				return op.mid()
 			})
 			env.Restart(t, "kube-apiserver")
-			err := <-done
+			err := ended(t, op.kind, cmd, out, done)
 			runs := 1
 			for err != nil && runs < 4 {
 				t.Logf("run %d: %v; the same command again:\n%s", runs, err, out)
-				_, out, done = env.StartCLI(t, op.args...)
-				err = <-done
+				cmd, out, done = env.StartCLI(t, op.args...)
+				err = ended(t, op.kind, cmd, out, done)
 				runs++
 			}
 			if err != nil {
@@ -252,5 +254,21 @@ func TestAPIServerRestarts(t *testing.T) {
 				t.Errorf("nodes left cordoned: %v", left)
 			}
 		})
+	}
+}
+
+// ended waits for one run of the CLI; a run that has not ended in five
+// minutes (a hang after the API server's restart) is killed and fails the
+// test with what it printed.
+func ended(t *testing.T, kind string, cmd *exec.Cmd, out *bytes.Buffer, done chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s still running 5m after the API server restart; its output:\n%s", kind, out)
+		return nil
 	}
 }
