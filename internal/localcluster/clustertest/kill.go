@@ -31,6 +31,22 @@ func (e *Env) StartCLI(t testing.TB, args ...string) (cmd *exec.Cmd, out *bytes.
 	return cmd, out, done
 }
 
+// WaitCLI waits for a run StartCLI began and returns how it ended; a run
+// still going after within is killed and fails the test with what it
+// printed.
+func WaitCLI(t testing.TB, cmd *exec.Cmd, out *bytes.Buffer, done chan error, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s still running after %s, killed; its output:\n%s", cmd.Args[1:], within, out)
+		return nil
+	}
+}
+
 // OperationSince returns the journal of the operation of kind started
 // since, or nil; two such operations fail the test (a re-run must resume,
 // not start anew).
@@ -114,14 +130,8 @@ func (e *Env) KillAndRerun(t testing.TB, k Kills, args ...string) (*journal.Raw,
 		k.Finish = 5 * time.Minute
 	}
 	cmd, out, done := e.StartCLI(t, args...)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("the run after %d kills: %v\n%s", k.Times, err, out)
-		}
-	case <-time.After(k.Finish):
-		_ = cmd.Process.Kill()
-		t.Fatalf("the run after %d kills hung\n%s", k.Times, out)
+	if err := WaitCLI(t, cmd, out, done, k.Finish); err != nil {
+		t.Fatalf("the run after %d kills: %v\n%s", k.Times, err, out)
 	}
 	op := e.OperationSince(t, k.Kind, since)
 	if op == nil {

@@ -1,11 +1,9 @@
 package chaos_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -231,12 +229,12 @@ func TestAPIServerRestarts(t *testing.T) {
 				return op.mid()
 			})
 			env.Restart(t, "kube-apiserver")
-			err := ended(t, op.kind, cmd, out, done)
+			err := clustertest.WaitCLI(t, cmd, out, done, 5*time.Minute)
 			runs := 1
 			for err != nil && runs < 4 {
 				t.Logf("run %d: %v; the same command again:\n%s", runs, err, out)
 				cmd, out, done = env.StartCLI(t, op.args...)
-				err = ended(t, op.kind, cmd, out, done)
+				err = clustertest.WaitCLI(t, cmd, out, done, 5*time.Minute)
 				runs++
 			}
 			if err != nil {
@@ -254,21 +252,5 @@ func TestAPIServerRestarts(t *testing.T) {
 				t.Errorf("nodes left cordoned: %v", left)
 			}
 		})
-	}
-}
-
-// ended waits for one run of the CLI; a run that has not ended in five
-// minutes (a hang after the API server's restart) is killed and fails the
-// test with what it printed.
-func ended(t *testing.T, kind string, cmd *exec.Cmd, out *bytes.Buffer, done chan error) error {
-	t.Helper()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(5 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s still running 5m after the API server restart; its output:\n%s", kind, out)
-		return nil
 	}
 }
