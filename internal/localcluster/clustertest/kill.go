@@ -32,17 +32,23 @@ func (e *Env) StartCLI(t testing.TB, args ...string) (cmd *exec.Cmd, out *bytes.
 }
 
 // WaitCLI waits for a run StartCLI began and returns how it ended; a run
-// still going after within is killed and fails the test with what it
-// printed.
+// still going after within gets SIGQUIT (the Go runtime prints every
+// goroutine's stack and exits), then SIGKILL, and fails the test with
+// what it printed: where it hung.
 func WaitCLI(t testing.TB, cmd *exec.Cmd, out *bytes.Buffer, done chan error, within time.Duration) error {
 	t.Helper()
 	select {
 	case err := <-done:
 		return err
 	case <-time.After(within):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s still running after %s, killed; its output:\n%s", cmd.Args[1:], within, out)
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		t.Fatalf("%s still running after %s, stopped with SIGQUIT; its output and goroutines:\n%s", cmd.Args[1:], within, out)
 		return nil
 	}
 }
