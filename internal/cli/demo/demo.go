@@ -104,7 +104,7 @@ Runs the built-in plan cni-node-by-node to flannel (each node cordoned,
 drained, cut over, verified, uncordoned), interrupts it once two nodes are
 across, rolls one of them back alone, runs the same migration again to the
 end, and prints the loss measured on each node's paths. Needs root; about
-six minutes.`,
+three minutes once the binaries are built.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), streams, format, "the lab kubelet",
