@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	"k8s.io/kubectl/pkg/drain"
 
 	"github.com/hitless-dev/hitless/internal/kube/eviction"
@@ -127,18 +129,33 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 
 // podsToDrain lists the pods kubectl's filters (and hitless's) let a
 // drain of node evict; a pod they refuse makes a *DrainRefusedError.
+//
+// kubectl's DaemonSet filter reads each DaemonSet pod's owner and reports
+// a failed read only as text ("cannot delete Get ...: connection
+// refused"): the reads go through a client that keeps their transient
+// errors, so an API server restart is retried, not taken for a refusal.
 func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]corev1.Pod, error) {
 	var (
 		list *drain.PodDeleteList
 		errs []error
 	)
-	_ = transient.Retry(ctx, func() error {
-		list, errs = helper.GetPodsForDeletion(node)
+	reads := &daemonSetReads{}
+	filtering := *helper
+	filtering.Client = readsKept{Interface: helper.Client, reads: reads}
+	err := transient.Retry(ctx, func() error {
+		reads.reset()
+		list, errs = filtering.GetPodsForDeletion(node)
 		if len(errs) == 1 && transient.Is(errs[0]) {
 			return errs[0]
 		}
+		if len(errs) > 0 {
+			return reads.failed()
+		}
 		return nil
 	})
+	if err != nil { // the API server kept failing, or ctx ended
+		return nil, fmt.Errorf("listing the pods to drain from node %s: %w", node, err)
+	}
 	if len(errs) > 0 {
 		reasons := make([]string, 0, len(errs))
 		for _, e := range errs {
@@ -147,6 +164,65 @@ func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]core
 		return nil, &DrainRefusedError{Node: node, Reasons: reasons}
 	}
 	return list.Pods(), nil
+}
+
+// daemonSetReads keeps the first transient error of the DaemonSet reads of
+// one GetPodsForDeletion.
+type daemonSetReads struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (d *daemonSetReads) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.err = nil
+}
+
+func (d *daemonSetReads) keep(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err == nil && transient.Is(err) {
+		d.err = err
+	}
+}
+
+func (d *daemonSetReads) failed() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// readsKept is a client whose DaemonSet reads keep their transient errors.
+type readsKept struct {
+	kubernetes.Interface
+	reads *daemonSetReads
+}
+
+func (c readsKept) AppsV1() appsv1client.AppsV1Interface {
+	return appsKept{AppsV1Interface: c.Interface.AppsV1(), reads: c.reads}
+}
+
+type appsKept struct {
+	appsv1client.AppsV1Interface
+	reads *daemonSetReads
+}
+
+func (a appsKept) DaemonSets(namespace string) appsv1client.DaemonSetInterface {
+	return daemonSetsKept{DaemonSetInterface: a.AppsV1Interface.DaemonSets(namespace), reads: a.reads}
+}
+
+type daemonSetsKept struct {
+	appsv1client.DaemonSetInterface
+	reads *daemonSetReads
+}
+
+func (d daemonSetsKept) Get(ctx context.Context, name string, opts metav1.GetOptions) (*appsv1.DaemonSet, error) {
+	ds, err := d.DaemonSetInterface.Get(ctx, name, opts)
+	if err != nil {
+		d.reads.keep(err)
+	}
+	return ds, err
 }
 
 // byBudget groups pods by the PodDisruptionBudget covering them; a pod

@@ -437,7 +437,7 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 			outcome = OutcomeUnreachable
 		}
 	}
-	rerr := restore()
+	rerr := transient.Retry(cleanup, restore)
 	if rerr != nil {
 		msg += "; and restoring the node failed: " + rerr.Error()
 	}

@@ -244,7 +244,7 @@ func TestAPIServerRestarts(t *testing.T) {
 			if j == nil || j.Status != journal.Succeeded {
 				t.Fatalf("%s after the restart: %+v", op.kind, j)
 			}
-			t.Logf("%s finished in %d run(s) across the API server restart", op.kind, runs)
+			t.Logf("%s finished in %d run(s) across the API server restart; the last run printed:\n%s", op.kind, runs, out)
 			if v := g.Take(true); len(v) > 0 {
 				t.Errorf("guard: %v", v)
 			}
