@@ -39,7 +39,7 @@ func (c *clients) network(ctx context.Context, st *state) (string, error) {
 	case spec != current:
 		return current, c.operatorStatus(ctx, "network", true, fmt.Sprintf("spec.networkType %s waits for spec.migration.networkType (offline) or the %s annotation (live)", spec, AnnotationLiveMigration))
 	}
-	if err := c.operatorStatus(ctx, "network", false, ""); err != nil {
+	if err := c.settled(ctx, current); err != nil {
 		return "", err
 	}
 	if migration != "" {
@@ -178,6 +178,33 @@ func (c *clients) finish(ctx context.Context, st *state, target string, annotati
 	}
 	if _, err := c.merge(ctx, st.operator, map[string]any{"spec": map[string]any{"defaultNetwork": map[string]any{"type": target}}}); err != nil {
 		return err
+	}
+	return c.settled(ctx, target)
+}
+
+// settled reports the network operator Progressing while one of its
+// DaemonSets (Multus, the plugin of network type t) is still rolling out,
+// as the real operator does, and settled once they are all updated and
+// available.
+func (c *clients) settled(ctx context.Context, t string) error {
+	ns, name := plugin(t)
+	for _, ref := range [][2]string{{"openshift-multus", "multus"}, {ns, name}} {
+		ds, err := c.cs.AppsV1().DaemonSets(ref[0]).Get(ctx, ref[1], metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading DaemonSet %s/%s: %w", ref[0], ref[1], err)
+		}
+		st := ds.Status
+		switch {
+		case st.ObservedGeneration < ds.Generation:
+			return c.operatorStatus(ctx, "network", true, fmt.Sprintf("DaemonSet %q is being processed (generation %d)", ref[0]+"/"+ref[1], ds.Generation))
+		case st.UpdatedNumberScheduled < st.DesiredNumberScheduled:
+			return c.operatorStatus(ctx, "network", true, fmt.Sprintf("DaemonSet %q update is rolling out (%d out of %d updated)", ref[0]+"/"+ref[1], st.UpdatedNumberScheduled, st.DesiredNumberScheduled))
+		case st.NumberAvailable < st.DesiredNumberScheduled:
+			return c.operatorStatus(ctx, "network", true, fmt.Sprintf("DaemonSet %q is not available (awaiting %d nodes)", ref[0]+"/"+ref[1], st.DesiredNumberScheduled-st.NumberAvailable))
+		}
 	}
 	return c.operatorStatus(ctx, "network", false, "")
 }
