@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -111,7 +112,23 @@ func Install(ctx context.Context, cfg *rest.Config, crdDir string) error {
 	if err := c.ensureDaemonSet(ctx, "openshift-sdn", "sdn"); err != nil {
 		return err
 	}
-	return c.ensureDaemonSet(ctx, "openshift-multus", "multus")
+	if err := c.ensureDaemonSet(ctx, "openshift-multus", "multus"); err != nil {
+		return err
+	}
+	// An installed cluster is settled: its network DaemonSets run
+	// everywhere before anything is asked of it.
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, ref := range [][2]string{{"openshift-sdn", "sdn"}, {"openshift-multus", "multus"}} {
+			ds, err := c.cs.AppsV1().DaemonSets(ref[0]).Get(ctx, ref[1], metav1.GetOptions{})
+			if err != nil {
+				return false, fmt.Errorf("reading DaemonSet %s/%s: %w", ref[0], ref[1], err)
+			}
+			if st := ds.Status; st.ObservedGeneration < ds.Generation || st.DesiredNumberScheduled == 0 || st.NumberAvailable < st.DesiredNumberScheduled {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }
 
 func installCRDs(ctx context.Context, cfg *rest.Config, dir string) error {
