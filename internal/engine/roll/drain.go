@@ -143,13 +143,13 @@ func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]core
 	filtering := *helper
 	filtering.Client = readsKept{Interface: helper.Client, reads: reads}
 	err := transient.Retry(ctx, func() error {
-		reads.reset()
+		reads.err = nil
 		list, errs = filtering.GetPodsForDeletion(node)
 		if len(errs) == 1 && transient.Is(errs[0]) {
 			return errs[0]
 		}
 		if len(errs) > 0 {
-			return reads.failed()
+			return reads.err
 		}
 		return nil
 	})
@@ -167,30 +167,13 @@ func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]core
 }
 
 // daemonSetReads keeps the first transient error of the DaemonSet reads of
-// one GetPodsForDeletion.
-type daemonSetReads struct {
-	mu  sync.Mutex
-	err error
-}
-
-func (d *daemonSetReads) reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.err = nil
-}
+// one GetPodsForDeletion (its filters run one pod after the other).
+type daemonSetReads struct{ err error }
 
 func (d *daemonSetReads) keep(err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.err == nil && transient.Is(err) {
 		d.err = err
 	}
-}
-
-func (d *daemonSetReads) failed() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.err
 }
 
 // readsKept is a client whose DaemonSet reads keep their transient errors.

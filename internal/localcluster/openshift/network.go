@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -115,7 +116,8 @@ func (c *clients) live(ctx context.Context, st *state, target, original string) 
 		return setPhase(phaseTarget, modeMTU(original))
 	case phaseTarget:
 		conds["NetworkTypeMigrationMTUReady"] = true
-		ok, err := c.rolledOut(ctx, target)
+		ns, name := plugin(target)
+		ok, err := c.rolledOut(ctx, ns, name)
 		if err != nil || !ok {
 			return modeMTU(original), err
 		}
@@ -196,14 +198,8 @@ func (c *clients) settled(ctx context.Context, t string) error {
 		if err != nil {
 			return fmt.Errorf("reading DaemonSet %s/%s: %w", ref[0], ref[1], err)
 		}
-		st := ds.Status
-		switch {
-		case st.ObservedGeneration < ds.Generation:
-			return c.operatorStatus(ctx, "network", true, fmt.Sprintf("DaemonSet %q is being processed (generation %d)", ref[0]+"/"+ref[1], ds.Generation))
-		case st.UpdatedNumberScheduled < st.DesiredNumberScheduled:
-			return c.operatorStatus(ctx, "network", true, fmt.Sprintf("DaemonSet %q update is rolling out (%d out of %d updated)", ref[0]+"/"+ref[1], st.UpdatedNumberScheduled, st.DesiredNumberScheduled))
-		case st.NumberAvailable < st.DesiredNumberScheduled:
-			return c.operatorStatus(ctx, "network", true, fmt.Sprintf("DaemonSet %q is not available (awaiting %d nodes)", ref[0]+"/"+ref[1], st.DesiredNumberScheduled-st.NumberAvailable))
+		if msg := rollingOut(ds); msg != "" {
+			return c.operatorStatus(ctx, "network", true, msg)
 		}
 	}
 	return c.operatorStatus(ctx, "network", false, "")
@@ -230,15 +226,29 @@ func (c *clients) deploy(ctx context.Context, target string) error {
 	return nil
 }
 
-// rolledOut tells whether the plugin's DaemonSet runs everywhere.
-func (c *clients) rolledOut(ctx context.Context, t string) (bool, error) {
-	ns, name := plugin(t)
+// rolledOut tells whether the DaemonSet ns/name runs everywhere, updated.
+func (c *clients) rolledOut(ctx context.Context, ns, name string) (bool, error) {
 	ds, err := c.cs.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return false, fmt.Errorf("reading DaemonSet %s/%s: %w", ns, name, err)
 	}
-	s := ds.Status
-	return s.ObservedGeneration == ds.Generation && s.DesiredNumberScheduled > 0 && s.NumberAvailable == s.DesiredNumberScheduled, nil
+	return ds.Status.DesiredNumberScheduled > 0 && rollingOut(ds) == "", nil
+}
+
+// rollingOut says, as the network operator's status does, why the
+// DaemonSet is not rolled out, or "" once every scheduled pod is updated
+// and available.
+func rollingOut(ds *appsv1.DaemonSet) string {
+	ref, st := ds.Namespace+"/"+ds.Name, ds.Status
+	switch {
+	case st.ObservedGeneration < ds.Generation:
+		return fmt.Sprintf("DaemonSet %q is being processed (generation %d)", ref, ds.Generation)
+	case st.UpdatedNumberScheduled < st.DesiredNumberScheduled:
+		return fmt.Sprintf("DaemonSet %q update is rolling out (%d out of %d updated)", ref, st.UpdatedNumberScheduled, st.DesiredNumberScheduled)
+	case st.NumberAvailable < st.DesiredNumberScheduled:
+		return fmt.Sprintf("DaemonSet %q is not available (awaiting %d nodes)", ref, st.DesiredNumberScheduled-st.NumberAvailable)
+	}
+	return ""
 }
 
 // retire deletes the original plugin's DaemonSet (its namespace is the

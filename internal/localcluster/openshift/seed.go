@@ -118,13 +118,9 @@ func Install(ctx context.Context, cfg *rest.Config, crdDir string) error {
 	// An installed cluster is settled: its network DaemonSets run
 	// everywhere before anything is asked of it.
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, ref := range [][2]string{{"openshift-sdn", "sdn"}, {"openshift-multus", "multus"}} {
-			ds, err := c.cs.AppsV1().DaemonSets(ref[0]).Get(ctx, ref[1], metav1.GetOptions{})
-			if err != nil {
-				return false, fmt.Errorf("reading DaemonSet %s/%s: %w", ref[0], ref[1], err)
-			}
-			if st := ds.Status; st.ObservedGeneration < ds.Generation || st.DesiredNumberScheduled == 0 || st.NumberAvailable < st.DesiredNumberScheduled {
-				return false, nil
+		for _, ds := range [][2]string{{"openshift-sdn", "sdn"}, {"openshift-multus", "multus"}} {
+			if ok, err := c.rolledOut(ctx, ds[0], ds[1]); err != nil || !ok {
+				return false, err
 			}
 		}
 		return true, nil
