@@ -16,10 +16,13 @@ go mod download
 go mod verify >/dev/null
 
 step "gofmt"
-unformatted=$(gofmt -l cmd internal examples)
+unformatted=$(gofmt -l cmd internal examples api config)
 if [ -n "$unformatted" ]; then
   echo "gofmt needed on:"; echo "$unformatted"; exit 1
 fi
+
+step "generated code is current (controller-gen)"
+bash hack/gen.sh --check
 
 step "go vet"
 go vet ./...

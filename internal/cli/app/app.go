@@ -20,6 +20,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/agent"
 	"github.com/hitless-dev/hitless/internal/cli/checks"
 	"github.com/hitless-dev/hitless/internal/cli/cluster"
+	controllercmd "github.com/hitless-dev/hitless/internal/cli/controller"
 	"github.com/hitless-dev/hitless/internal/cli/demo"
 	"github.com/hitless-dev/hitless/internal/cli/diff"
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
@@ -164,6 +165,7 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		uninstall.NewCommand(streams, flags),
 		history.NewCommand(streams, flags),
 		migratecmd.NewCommand(streams, flags, opts.Actions),
+		controllercmd.NewCommand(streams, flags, opts.Actions),
 	)
 	return root, reached
 }

@@ -43,6 +43,9 @@ type Options struct {
 	Approver operation.Approver
 	// Progress receives every transition. May be nil.
 	Progress func(Event)
+	// Started, when set, is told the operation's ID once its journal
+	// exists (created or found to resume), before any node is touched.
+	Started func(id string)
 	// Guard, when set, is asked before each node starts; an error pauses
 	// the roll before that node, with the error as the reason (a
 	// disruption budget exceeded), or aborts it when the guard says so.
@@ -169,6 +172,9 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		}
 	}
 	res.Plan = r.plan
+	if opts.Started != nil {
+		opts.Started(id)
+	}
 	runErr := r.execute(ctx)
 	res.Operation = r.w.Snapshot()
 	res.Recap = MakeRecap(res.Operation)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Generates what is generated from the API types in api/: the deep copies
+# (api/*/zz_generated.deepcopy.go) and the CustomResourceDefinitions
+# (config/crd), with the pinned controller-gen. `hack/gen.sh --check`
+# generates into a scratch copy and fails if the committed files differ.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONTROLLER_TOOLS_VERSION=v0.23.0
+export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+gen() { # gen DIR: generate into the tree rooted at DIR
+  (cd "$1" && go run "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_TOOLS_VERSION" \
+    object paths=./api/... \
+    crd:maxDescLen=400 paths=./api/... output:crd:artifacts:config=config/crd)
+}
+
+if [ "${1:-}" != "--check" ]; then
+  gen .
+  exit 0
+fi
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+cp -r go.mod go.sum api config "$scratch"/
+rm -f "$scratch"/config/crd/*.yaml
+gen "$scratch"
+if ! diff -ru api "$scratch/api" || ! diff -ru config/crd "$scratch/config/crd"; then
+  echo "generated files are stale: run hack/gen.sh and commit the result"
+  exit 1
+fi

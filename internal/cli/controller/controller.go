@@ -1,0 +1,58 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
+
+	"github.com/hitless-dev/hitless/internal/cli/opcmd"
+	core "github.com/hitless-dev/hitless/internal/controller"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// NewCommand returns `hitless controller`; actions is the registry of
+// per-node actions NodeRolls may name.
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "The in-cluster controller: the same engines, driven by hitless.dev custom resources",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newRun(streams, getter, actions))
+	return cmd
+}
+
+func newRun(_ genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) *cobra.Command {
+	opts := core.Options{Actions: actions}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the controller until it is stopped (SIGTERM)",
+		Long: `Runs the controller: it reconciles NodeRolls (hitless.dev/v1alpha1) with the
+roll engine the CLI uses, one operation per cluster through the same lock,
+journaled in hitless-system so that any crash is resumed by the next leader.
+
+Inside a pod it uses the pod's ServiceAccount; outside, the kubeconfig.
+Several replicas elect one leader (--leader-elect); the others wait.`,
+		Example: `  hitless controller run --leader-elect --metrics-bind-address :8080 --health-probe-bind-address :8081`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := opcmd.Config(getter)
+			if err != nil {
+				return err
+			}
+			ctx := klog.NewContext(cmd.Context(), klog.Background().WithName("controller"))
+			return core.Run(ctx, cfg, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", "0", "address of the Prometheus /metrics endpoint (\"0\" for none)")
+	f.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (\"0\" for none)")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect one leader among the controller's replicas")
+	f.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal")
+	f.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it stops leading")
+	f.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to take the lead")
+	return cmd
+}

@@ -1,0 +1,126 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/hitless-dev/hitless/api/v1alpha1"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// LeaderElectionID is the Lease the controllers elect their leader with,
+// in hitless-system beside the operation lock.
+const LeaderElectionID = "hitless-controller"
+
+// Options configure Run.
+type Options struct {
+	// MetricsAddr serves /metrics ("0" for none).
+	MetricsAddr string
+	// HealthAddr serves /healthz and /readyz ("0" for none).
+	HealthAddr string
+	// LeaderElection makes one of several controllers act at a time.
+	LeaderElection bool
+	// LeaseDuration, RenewDeadline and RetryPeriod tune the election
+	// (defaults 15s, 10s, 2s).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Actions are the per-node actions NodeRolls may name; nil is
+	// roll.DefaultActions.
+	Actions *roll.Actions
+	// Ready, when set, is closed once the controller leads (or runs
+	// without an election) and its caches are synced.
+	Ready chan<- struct{}
+}
+
+// Scheme is the types the controller reads: Kubernetes' own and hitless.dev.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run runs the controller until ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	scheme, err := Scheme()
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	mopts := ctrl.Options{
+		Scheme:                        scheme,
+		Logger:                        klog.FromContext(ctx),
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.HealthAddr,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       lock.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		// Only what the controller acts on is cached: NodeRolls. The
+		// engines read nodes, pods and PDBs with their own informers and
+		// calls, scoped to an operation.
+		Cache:  cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeRoll{}: {}}},
+	}
+	if opts.LeaseDuration > 0 {
+		mopts.LeaseDuration = &opts.LeaseDuration
+	}
+	if opts.RenewDeadline > 0 {
+		mopts.RenewDeadline = &opts.RenewDeadline
+	}
+	if opts.RetryPeriod > 0 {
+		mopts.RetryPeriod = &opts.RetryPeriod
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+	rolls := &NodeRolls{Client: mgr.GetClient(), Kube: kube, Events: mgr.GetEventRecorder("hitless-controller"), Actions: opts.Actions}
+	if err := rolls.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the NodeRoll controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return errors.New("caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if opts.Ready != nil {
+		go func() {
+			select {
+			case <-mgr.Elected():
+			case <-ctx.Done():
+				return
+			}
+			if mgr.GetCache().WaitForCacheSync(ctx) {
+				close(opts.Ready)
+			}
+		}()
+	}
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,355 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/hitless-dev/hitless/api/v1alpha1"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// Finalizer keeps a NodeRoll until its operation is over or aborted: a
+// NodeRoll deleted mid-roll uncordons the nodes hitless cordoned and
+// releases the lock before it goes.
+const Finalizer = "hitless.dev/operation"
+
+// Reasons of the conditions and Events.
+const (
+	reasonInvalidSpec      = "InvalidSpec"
+	reasonStarted          = "Started"
+	reasonRolling          = "NodesRolling"
+	reasonSucceeded        = "Succeeded"
+	reasonFailed           = "NodesFailed"
+	reasonPlanBlocked      = "PlanBlocked"
+	reasonPaused           = "Paused"
+	reasonOutsideWindow    = "OutsideMaintenanceWindow"
+	reasonAwaitingApproval = "AwaitingCanaryApproval"
+	reasonStopped          = "Stopped"
+	reasonAborted          = "Aborted"
+	reasonError            = "Error"
+)
+
+// NodeRolls reconciles NodeRolls: one roll engine run per resource, in the
+// background, its journal read into the status.
+type NodeRolls struct {
+	Client  client.Client
+	Kube    kubernetes.Interface
+	Events  events.EventRecorder
+	Actions *roll.Actions
+	// Now is the clock (the maintenance window); nil is time.Now.
+	Now func() time.Time
+	// StatusEvery is the pause between status writes while a roll runs
+	// (default 1s).
+	StatusEvery time.Duration
+
+	mu    sync.Mutex
+	base  context.Context
+	runs  map[types.UID]*run
+	retry chan event.GenericEvent
+}
+
+// RetryAfter is the pause before a roll that ended on an error that is not
+// its verdict (the lock held by another operation, the API server gone) is
+// started again.
+const RetryAfter = 15 * time.Second
+
+type run struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	id     string
+}
+
+func (r *run) operation() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.id
+}
+
+// SetupWithManager registers the reconciler and the runnable that owns the
+// rolls' lifetime (they stop when the manager stops or loses the lead).
+func (r *NodeRolls) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.StatusEvery == 0 {
+		r.StatusEvery = time.Second
+	}
+	if r.Actions == nil {
+		r.Actions = roll.DefaultActions()
+	}
+	r.runs = map[types.UID]*run{}
+	r.retry = make(chan event.GenericEvent)
+	if err := mgr.Add(r); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.NodeRoll{}).Named("noderoll").
+		WatchesRawSource(source.Channel(r.retry, &handler.EnqueueRequestForObject{})).
+		Complete(r)
+}
+
+// Start implements manager.Runnable: it keeps the manager's context for
+// the rolls, and stops them (journaled as interrupted, resumed by the next
+// leader) when it ends.
+func (r *NodeRolls) Start(ctx context.Context) error {
+	r.mu.Lock()
+	r.base = ctx
+	r.mu.Unlock()
+	<-ctx.Done()
+	r.mu.Lock()
+	runs := make([]*run, 0, len(r.runs))
+	for _, rn := range r.runs {
+		rn.cancel()
+		runs = append(runs, rn)
+	}
+	r.mu.Unlock()
+	for _, rn := range runs {
+		<-rn.done
+	}
+	return nil
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	nr := &v1alpha1.NodeRoll{}
+	if err := r.Client.Get(ctx, req.NamespacedName, nr); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if nr.DeletionTimestamp != nil {
+		return ctrl.Result{}, r.delete(ctx, nr)
+	}
+	if !controllerutil.ContainsFinalizer(nr, Finalizer) {
+		patch := client.MergeFrom(nr.DeepCopy())
+		controllerutil.AddFinalizer(nr, Finalizer)
+		return ctrl.Result{}, r.Client.Patch(ctx, nr, patch)
+	}
+	if r.running(nr.UID) {
+		return ctrl.Result{}, nil // the run reads the resource before each node
+	}
+	if over(nr) {
+		return ctrl.Result{}, nil
+	}
+	spec, err := rollSpec(nr, r.Actions)
+	if err != nil {
+		var fe *FieldError
+		if !errors.As(err, &fe) {
+			return ctrl.Result{}, err
+		}
+		if cond := meta.FindStatusCondition(nr.Status.Conditions, v1alpha1.ConditionFailed); cond == nil || cond.Reason != reasonInvalidSpec || cond.ObservedGeneration != nr.Generation {
+			r.Events.Eventf(nr, nil, corev1.EventTypeWarning, reasonInvalidSpec, "Validate", "%s; nothing was changed", err)
+		}
+		return ctrl.Result{}, r.patchStatus(ctx, nr, func(st *v1alpha1.NodeRollStatus) {
+			st.Phase = v1alpha1.PhaseFailed
+			setConditions(st, nr.Generation, v1alpha1.ConditionFailed, reasonInvalidSpec, err.Error()+"; nothing was changed")
+		})
+	}
+	if why := closed(nr, r.Now()); why != "" {
+		reason := closedReason(nr)
+		var after time.Duration
+		if reason == reasonOutsideWindow {
+			if _, next := window(nr.Spec.MaintenanceWindow, r.Now()); !next.IsZero() {
+				after = next.Sub(r.Now()) + time.Second
+			}
+		}
+		return ctrl.Result{RequeueAfter: after}, r.patchStatus(ctx, nr, func(st *v1alpha1.NodeRollStatus) {
+			st.Phase = v1alpha1.PhasePaused
+			setConditions(st, nr.Generation, v1alpha1.ConditionPaused, reason, why)
+		})
+	}
+	if awaitingApproval(nr) {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.start(nr, spec)
+}
+
+// over says whether the resource needs nothing more: its roll succeeded
+// or was aborted, or it failed or stopped and nothing changed since.
+func over(nr *v1alpha1.NodeRoll) bool {
+	switch nr.Status.Phase {
+	case v1alpha1.PhaseSucceeded, v1alpha1.PhaseAborted:
+		return true
+	case v1alpha1.PhaseFailed:
+		cond := meta.FindStatusCondition(nr.Status.Conditions, v1alpha1.ConditionFailed)
+		return cond != nil && cond.ObservedGeneration == nr.Generation && cond.Reason != reasonInvalidSpec
+	case v1alpha1.PhasePaused:
+		cond := meta.FindStatusCondition(nr.Status.Conditions, v1alpha1.ConditionPaused)
+		// A roll the engine stopped for its own reason (a drain that timed
+		// out with onTimeout: uncordon) waits for a change of the spec.
+		return cond != nil && cond.Reason == reasonStopped && cond.ObservedGeneration == nr.Generation
+	}
+	return false
+}
+
+// awaitingApproval says whether the roll stopped after its canary and the
+// canary is still not approved.
+func awaitingApproval(nr *v1alpha1.NodeRoll) bool {
+	cond := meta.FindStatusCondition(nr.Status.Conditions, v1alpha1.ConditionPaused)
+	return cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason == reasonAwaitingApproval && !nr.Spec.CanaryApproved
+}
+
+func (r *NodeRolls) running(uid types.UID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.runs[uid]
+	return ok
+}
+
+// forget drops rn, the run of uid, unless another run took its place.
+func (r *NodeRolls) forget(uid types.UID, rn *run) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.runs[uid] == rn {
+		delete(r.runs, uid)
+	}
+}
+
+// start runs the roll in the background: a new operation, or the
+// journaled one with the same spec (a previous leader's, a paused one).
+func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.base == nil {
+		return errors.New("the controller is not started")
+	}
+	ctx, cancel := context.WithCancel(r.base)
+	rn := &run{cancel: cancel, done: make(chan struct{})}
+	r.runs[nr.UID] = rn
+	key := client.ObjectKeyFromObject(nr)
+	g := &gate{now: r.Now, get: func(ctx context.Context) (*v1alpha1.NodeRoll, error) {
+		fresh := &v1alpha1.NodeRoll{}
+		return fresh, r.Client.Get(ctx, key, fresh)
+	}}
+	w := &statusWriter{r: r, key: key, gate: g, spec: spec, run: rn, every: r.StatusEvery, changed: make(chan struct{}, 1)}
+	go func() {
+		defer close(rn.done)
+		defer r.forget(nr.UID, rn)
+		log := klog.FromContext(ctx).WithValues("noderoll", nr.Name)
+		ctx = klog.NewContext(ctx, log)
+		flushed := make(chan struct{})
+		wctx, stopWriter := context.WithCancel(ctx)
+		go func() { defer close(flushed); w.loop(wctx) }()
+		res, err := roll.Run(ctx, r.Kube, roll.Options{
+			Spec:     spec,
+			Command:  fmt.Sprintf("NodeRoll %s (hitless controller)", nr.Name),
+			Approver: g,
+			Guard:    g,
+			Actions:  r.Actions,
+			Progress: w.progress,
+			Started:  w.started,
+		})
+		stopWriter()
+		<-flushed
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return // stopping: the next leader resumes from the journal
+		}
+		reason, ferr := w.finish(context.WithoutCancel(ctx), res, err)
+		if ferr != nil {
+			log.Error(ferr, "writing the final status")
+		}
+		if reason == reasonError || ferr != nil {
+			// Not the roll's verdict: try again after a pause.
+			select {
+			case <-ctx.Done():
+			case <-time.After(RetryAfter):
+				r.forget(nr.UID, rn)
+				select {
+				case r.retry <- event.GenericEvent{Object: nr}:
+				case <-ctx.Done():
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// delete aborts the resource's operation cleanly (the engine uncordons the
+// nodes in flight that hitless cordoned, and the lock is released), then
+// lets the resource go.
+func (r *NodeRolls) delete(ctx context.Context, nr *v1alpha1.NodeRoll) error {
+	if !controllerutil.ContainsFinalizer(nr, Finalizer) {
+		return nil
+	}
+	r.mu.Lock()
+	rn := r.runs[nr.UID]
+	r.mu.Unlock()
+	id := nr.Status.Operation
+	if rn != nil && rn.operation() != "" {
+		id = rn.operation()
+	}
+	if id == "" {
+		// A leader that died before writing the status: find the
+		// unfinished operation of this spec.
+		if spec, err := rollSpec(nr, r.Actions); err == nil {
+			raw, err := journal.NewStore(r.Kube).Resumable(ctx, roll.Kind, spec.Hash())
+			if err != nil {
+				return fmt.Errorf("finding the operation of NodeRoll %s: %w", nr.Name, err)
+			}
+			if raw != nil {
+				id = raw.ID
+			}
+		}
+	}
+	if id != "" {
+		op, err := roll.Abort(ctx, r.Kube, id, fmt.Sprintf("NodeRoll %s deleted (hitless controller)", nr.Name), 2*time.Minute)
+		switch {
+		case errors.Is(err, roll.ErrFinished):
+		case err != nil:
+			return fmt.Errorf("aborting operation %s of NodeRoll %s: %w", id, nr.Name, err)
+		default:
+			r.Events.Eventf(nr, nil, corev1.EventTypeNormal, reasonAborted, "Abort", "NodeRoll deleted: operation %s aborted; %s; lock released", id, uncordoned(op))
+		}
+	}
+	if rn != nil {
+		rn.cancel()
+		<-rn.done
+	}
+	patch := client.MergeFrom(nr.DeepCopy())
+	controllerutil.RemoveFinalizer(nr, Finalizer)
+	return client.IgnoreNotFound(r.Client.Patch(ctx, nr, patch))
+}
+
+// uncordoned says which nodes an abort gave back.
+func uncordoned(op *roll.Journal) string {
+	if op == nil {
+		return "no node was in flight"
+	}
+	var names []string
+	for _, n := range op.Record.Nodes {
+		if n.Phase == roll.PhaseAborted && !n.CordonedBefore {
+			names = append(names, n.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "no node was left cordoned by hitless"
+	}
+	return fmt.Sprintf("uncordoned %v (cordoned by hitless; nodes others cordoned stay cordoned)", names)
+}
+
+// patchStatus changes the status with mutate and writes it if it changed.
+func (r *NodeRolls) patchStatus(ctx context.Context, nr *v1alpha1.NodeRoll, mutate func(*v1alpha1.NodeRollStatus)) error {
+	before := nr.DeepCopy()
+	mutate(&nr.Status)
+	nr.Status.ObservedGeneration = nr.Generation
+	if equalStatus(before.Status, nr.Status) {
+		return nil
+	}
+	return r.Client.Status().Patch(ctx, nr, client.MergeFrom(before))
+}

@@ -1,0 +1,261 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/hitless-dev/hitless/api/v1alpha1"
+	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
+)
+
+// A NodeRoll rolls its nodes through the same engine as `hitless roll`:
+// every node drained under the PDB guard and uncordoned, the status and
+// Events telling the story, the journal readable by `hitless status`.
+func TestNodeRollRollsItsNodes(t *testing.T) {
+	installCRDs(t)
+	c := kubeClient(t)
+	sel, nodes := pool(t, 4, 1, 1)
+	startController(t)
+
+	ctx := context.Background()
+	nr := nodeRoll("rolls-its-nodes", sel)
+	if err := c.Create(ctx, nr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
+	nr = waitPhase(t, c, nr.Name, v1alpha1.PhaseSucceeded, 3*time.Minute)
+
+	if got := cordoned(t, nodes); len(got) > 0 {
+		t.Errorf("nodes left cordoned: %v", got)
+	}
+	if s := nr.Status.Summary; s.Total != 4 || s.Done != 4 || s.Failed != 0 {
+		t.Errorf("summary %+v, want 4 of 4 done", s)
+	}
+	if conditionTrue(nr, v1alpha1.ConditionReady) == nil {
+		t.Errorf("Ready is not True: %+v", nr.Status.Conditions)
+	}
+	if nr.Status.ObservedGeneration != nr.Generation {
+		t.Errorf("observedGeneration %d, generation %d", nr.Status.ObservedGeneration, nr.Generation)
+	}
+	if len(nr.Status.History) != 1 || nr.Status.History[0].Operation != nr.Status.Operation || nr.Status.History[0].Result != v1alpha1.PhaseSucceeded {
+		t.Errorf("history %+v, want the one operation %s Succeeded", nr.Status.History, nr.Status.Operation)
+	}
+	raw, err := journal.NewStore(env.Client(t)).Get(ctx, nr.Status.Operation)
+	if err != nil {
+		t.Fatalf("the status names operation %q: %v", nr.Status.Operation, err)
+	}
+	op, err := journal.Decode[roll.Record](raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Status != journal.Succeeded || len(op.Record.Nodes) != 4 {
+		t.Errorf("journal: %s with %d nodes", op.Status, len(op.Record.Nodes))
+	}
+	for _, n := range op.Record.Nodes {
+		// Evicted pods land on the nodes rolled later: each node has at
+		// least the 2 pods it started with.
+		if n.Phase != roll.PhaseDone || len(n.Evicted) < 2 {
+			t.Errorf("node %s: %s, evicted %v; want done with its pods evicted", n.Name, n.Phase, n.Evicted)
+		}
+	}
+	// The same journal as a CLI roll: `hitless status ID` reads it.
+	cmd, out, done := env.StartCLI(t, "status", nr.Status.Operation)
+	if err := clustertest.WaitCLI(t, cmd, out, done, time.Minute); err != nil {
+		t.Fatalf("hitless status %s: %v\n%s", nr.Status.Operation, err, out)
+	}
+	if !strings.Contains(out.String(), "4/4") {
+		t.Errorf("hitless status %s does not show 4/4 nodes:\n%s", nr.Status.Operation, out)
+	}
+	evs := strings.Join(events(t, nr.Name), "\n")
+	for _, want := range []string{"Started: operation " + nr.Status.Operation, "Succeeded: operation " + nr.Status.Operation} {
+		if !strings.Contains(evs, want) {
+			t.Errorf("no Event %q among:\n%s", want, evs)
+		}
+	}
+	if holder, err := lock.Current(ctx, env.Client(t)); err != nil || holder != nil {
+		t.Errorf("lock after the roll: %v, %v; want released", holder, err)
+	}
+}
+
+// Deleting a NodeRoll mid-node aborts its operation cleanly: the node in
+// flight is uncordoned (a node someone else cordoned stays so), the lock
+// is released, an Event says so, and then the resource is gone.
+func TestDeleteNodeRollMidNode(t *testing.T) {
+	installCRDs(t)
+	c := kubeClient(t)
+	// Batch 2: the node someone else cordoned counts as one of the two.
+	sel, nodes := pool(t, 4, 2, 8)
+	cs := env.Client(t)
+	ctx := context.Background()
+	// The last node was cordoned by someone else: hitless must leave it so.
+	other := nodes[3]
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, other, "application/merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	startController(t)
+
+	nr := nodeRoll("deleted-mid-node", sel)
+	nr.Spec.Batch = intstr.FromInt32(2)
+	if err := c.Create(ctx, nr); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the first node is draining (its pods take 8 s to go).
+	clustertest.Eventually(t, 2*time.Minute, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(nr), nr); err != nil {
+			return err
+		}
+		for _, n := range nr.Status.Nodes {
+			if n.Phase == roll.PhaseDrain {
+				return nil
+			}
+		}
+		return fmt.Errorf("no node draining yet: %s %+v %+v", nr.Status.Phase, nr.Status.Nodes, nr.Status.Conditions)
+	})
+	id := nr.Status.Operation
+	if err := c.Delete(ctx, nr); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 2*time.Minute, func() error { return gone(c, nr.Name) })
+
+	if got := cordoned(t, nodes); len(got) != 1 || got[0] != other {
+		t.Errorf("cordoned after the delete: %v, want only %s (cordoned by someone else)", got, other)
+	}
+	raw, err := journal.NewStore(cs).Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Status != journal.Aborted {
+		t.Errorf("operation %s is %s, want Aborted", id, raw.Status)
+	}
+	if holder, err := lock.Current(ctx, cs); err != nil || holder != nil {
+		t.Errorf("lock after the delete: %v, %v; want released", holder, err)
+	}
+	evs := strings.Join(events(t, nr.Name), "\n")
+	if !strings.Contains(evs, "Aborted: NodeRoll deleted: operation "+id) || !strings.Contains(evs, "lock released") {
+		t.Errorf("no Event of the abort among:\n%s", evs)
+	}
+}
+
+// Bad NodeRolls are refused at admission with the field named; what
+// admission cannot judge becomes a Failed condition naming the field, and
+// nothing is changed.
+func TestBadNodeRolls(t *testing.T) {
+	installCRDs(t)
+	c := kubeClient(t)
+	ctx := context.Background()
+	sel := map[string]string{"bad-noderolls": "none"}
+
+	t.Run("refused at admission", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			mutate func(*v1alpha1.NodeRoll)
+			want   string
+		}{
+			{"selector and nodes", func(nr *v1alpha1.NodeRoll) { nr.Spec.Nodes = []string{"a"} }, "give nodeSelector or nodes"},
+			{"neither selector nor nodes", func(nr *v1alpha1.NodeRoll) { nr.Spec.NodeSelector = nil }, "give nodeSelector or nodes"},
+			{"batch zero", func(nr *v1alpha1.NodeRoll) { nr.Spec.Batch = intstr.FromInt32(0) }, "spec.batch"},
+			{"batch over 100%", func(nr *v1alpha1.NodeRoll) { nr.Spec.Batch = intstr.FromString("150%") }, "spec.batch"},
+			{"unknown order", func(nr *v1alpha1.NodeRoll) { nr.Spec.Order = "random" }, "spec.order"},
+			{"negative canary", func(nr *v1alpha1.NodeRoll) { nr.Spec.Canary = -1 }, "spec.canary"},
+			{"zero maxFailures", func(nr *v1alpha1.NodeRoll) { nr.Spec.MaxFailures = -2 }, "spec.maxFailures"},
+			{"unknown drain timeout policy", func(nr *v1alpha1.NodeRoll) { nr.Spec.Drain = &v1alpha1.DrainPolicy{OnTimeout: "ignore"} }, "spec.drain.onTimeout"},
+			{"window start", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.MaintenanceWindow = &v1alpha1.MaintenanceWindow{Start: "25:00", Duration: metav1.Duration{Duration: time.Hour}}
+			}, "spec.maintenanceWindow.start"},
+			{"window day", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.MaintenanceWindow = &v1alpha1.MaintenanceWindow{Start: "01:00", Days: []string{"Someday"}, Duration: metav1.Duration{Duration: time.Hour}}
+			}, "spec.maintenanceWindow.days[0]"},
+			{"node name", func(nr *v1alpha1.NodeRoll) { nr.Spec.NodeSelector, nr.Spec.Nodes = nil, []string{"Not_A_Node"} }, "spec.nodes[0]"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				nr := nodeRoll("bad-"+strings.ReplaceAll(tc.name, " ", "-"), sel)
+				tc.mutate(nr)
+				err := c.Create(ctx, nr)
+				if err == nil {
+					_ = c.Delete(ctx, nr)
+					t.Fatalf("created; want refused naming %s", tc.want)
+				}
+				if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("error %v; want Invalid naming %q", err, tc.want)
+				}
+			})
+		}
+	})
+
+	t.Run("what defines the roll is immutable", func(t *testing.T) {
+		nr := nodeRoll("immutable", sel)
+		nr.Spec.Paused = true
+		if err := c.Create(ctx, nr); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
+		nr.Spec.Batch = intstr.FromString("50%")
+		if err := c.Update(ctx, nr); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "only paused, canaryApproved and maintenanceWindow may change") {
+			t.Errorf("changing spec.batch: %v; want Invalid", err)
+		}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(nr), nr); err != nil {
+			t.Fatal(err)
+		}
+		nr.Spec.CanaryApproved = true
+		if err := c.Update(ctx, nr); err != nil {
+			t.Errorf("changing spec.canaryApproved: %v; want allowed", err)
+		}
+	})
+
+	t.Run("refused by the controller", func(t *testing.T) {
+		startController(t)
+		cs := env.Client(t)
+		before, err := journal.NewStore(cs).List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name   string
+			mutate func(*v1alpha1.NodeRoll)
+			field  string
+		}{
+			{"unknown action", func(nr *v1alpha1.NodeRoll) { nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "reboot-the-world"}} }, "spec.actions"},
+			{"unknown time zone", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.MaintenanceWindow = &v1alpha1.MaintenanceWindow{Start: "01:00", Duration: metav1.Duration{Duration: time.Hour}, TimeZone: "Mars/Olympus_Mons"}
+			}, "spec.maintenanceWindow.timeZone"},
+			{"bad selector", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.NodeSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "zone", Operator: "Near", Values: []string{"a"}}}
+			}, "spec.nodeSelector"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				nr := nodeRoll("refused-"+strings.ReplaceAll(tc.name, " ", "-"), map[string]string{"bad-noderolls": "controller"})
+				tc.mutate(nr)
+				if err := c.Create(ctx, nr); err != nil {
+					t.Fatalf("admission refused what only the controller can judge: %v", err)
+				}
+				t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
+				nr = waitPhase(t, c, nr.Name, v1alpha1.PhaseFailed, time.Minute)
+				cond := conditionTrue(nr, v1alpha1.ConditionFailed)
+				if cond == nil || cond.Reason != "InvalidSpec" || !strings.HasPrefix(cond.Message, tc.field+": ") || !strings.Contains(cond.Message, "nothing was changed") {
+					t.Errorf("Failed condition %+v; want InvalidSpec naming %s", cond, tc.field)
+				}
+				if ws := strings.Join(warnings(t, nr.Name), "\n"); !strings.Contains(ws, "InvalidSpec: "+tc.field) {
+					t.Errorf("no Warning Event naming %s among:\n%s", tc.field, ws)
+				}
+			})
+		}
+		after, err := journal.NewStore(cs).List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != len(before) {
+			t.Errorf("%d operations journaled by refused NodeRolls", len(after)-len(before))
+		}
+	})
+}
