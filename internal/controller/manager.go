@@ -3,13 +3,13 @@ package controller
 import (
 	"context"
 	"errors"
-	"net/http"
 	"fmt"
+	"net/http"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		// Only what the controller acts on is cached: NodeRolls. The
 		// engines read nodes, pods and PDBs with their own informers and
 		// calls, scoped to an operation.
-		Cache:  cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeRoll{}: {}}},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeRoll{}: {}}},
 	}
 	if opts.LeaseDuration > 0 {
 		mopts.LeaseDuration = &opts.LeaseDuration
