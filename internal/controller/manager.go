@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
@@ -95,7 +96,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
-	rolls := &NodeRolls{Client: mgr.GetClient(), Kube: kube, Events: mgr.GetEventRecorder("hitless-controller"), Actions: opts.Actions}
+	m, err := NewMetrics(ctrlmetrics.Registry, kube)
+	if err != nil {
+		return fmt.Errorf("registering the metrics: %w", err)
+	}
+	rolls := &NodeRolls{Client: mgr.GetClient(), Kube: kube, Events: mgr.GetEventRecorder("hitless-controller"), Actions: opts.Actions, Metrics: m}
 	if err := rolls.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the NodeRoll controller: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
@@ -45,6 +46,7 @@ const (
 	reasonStopped          = "Stopped"
 	reasonAborted          = "Aborted"
 	reasonError            = "Error"
+	reasonTakeover         = "LockTakeover"
 )
 
 // NodeRolls reconciles NodeRolls: one roll engine run per resource, in the
@@ -59,8 +61,11 @@ type NodeRolls struct {
 	// StatusEvery is the pause between status writes while a roll runs
 	// (default 1s).
 	StatusEvery time.Duration
+	// Metrics, when set, are kept up to date.
+	Metrics *Metrics
 
 	mu    sync.Mutex
+	since time.Time // when this process started reconciling
 	base  context.Context
 	runs  map[types.UID]*run
 	retry chan event.GenericEvent
@@ -112,6 +117,7 @@ func (r *NodeRolls) SetupWithManager(mgr ctrl.Manager) error {
 func (r *NodeRolls) Start(ctx context.Context) error {
 	r.mu.Lock()
 	r.base = ctx
+	r.since = time.Now()
 	r.mu.Unlock()
 	<-ctx.Done()
 	r.mu.Lock()
@@ -237,12 +243,13 @@ func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
 		fresh := &v1alpha1.NodeRoll{}
 		return fresh, r.Client.Get(ctx, key, fresh)
 	}}
-	w := &statusWriter{r: r, key: key, gate: g, spec: spec, run: rn, every: r.StatusEvery, changed: make(chan struct{}, 1)}
+	w := &statusWriter{r: r, key: key, gate: g, spec: spec, run: rn, every: r.StatusEvery, since: r.since, changed: make(chan struct{}, 1)}
 	go func() {
 		defer close(rn.done)
 		defer r.forget(nr.UID, rn)
 		log := klog.FromContext(ctx).WithValues("noderoll", nr.Name)
 		ctx = klog.NewContext(ctx, log)
+		r.announceTakeover(ctx, nr)
 		flushed := make(chan struct{})
 		wctx, stopWriter := context.WithCancel(ctx)
 		go func() { defer close(flushed); w.loop(wctx) }()
@@ -278,6 +285,23 @@ func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
 		}
 	}()
 	return nil
+}
+
+// announceTakeover says in an Event (and a metric) that the resource's
+// operation is held by another process, which the engine takes over if it
+// is gone (its pod or process) or its lease lapsed: a leader that died.
+func (r *NodeRolls) announceTakeover(ctx context.Context, nr *v1alpha1.NodeRoll) {
+	if nr.Status.Operation == "" {
+		return
+	}
+	h, err := lock.Current(ctx, r.Kube)
+	if err != nil || h == nil || h.Operation != nr.Status.Operation {
+		return
+	}
+	r.Metrics.tookOver()
+	r.Events.Eventf(nr, nil, corev1.EventTypeNormal, reasonTakeover, "Resume",
+		"operation %s is held by %s (its lease expires %s); taking it over once its holder is proven gone or its lease lapses",
+		nr.Status.Operation, h, h.Expires.Format(time.RFC3339))
 }
 
 // delete aborts the resource's operation cleanly (the engine uncordons the

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
+	"github.com/hitless-dev/hitless/internal/controller"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
@@ -26,7 +28,8 @@ func TestNodeRollRollsItsNodes(t *testing.T) {
 	installCRDs(t)
 	c := kubeClient(t)
 	sel, nodes := pool(t, 4, 1, 1)
-	startController(t)
+	metrics := freeAddr(t)
+	startController(t, "--metrics-bind-address", metrics)
 
 	ctx := context.Background()
 	nr := nodeRoll("rolls-its-nodes", sel)
@@ -85,6 +88,143 @@ func TestNodeRollRollsItsNodes(t *testing.T) {
 	}
 	if holder, err := lock.Current(ctx, env.Client(t)); err != nil || holder != nil {
 		t.Errorf("lock after the roll: %v, %v; want released", holder, err)
+	}
+
+	// The metrics say what the journal says.
+	fams := scrape(t, metrics)
+	if m := sample(fams, "hitless_operations_total", map[string]string{"kind": "roll", "result": "Succeeded"}); m == nil || m.GetCounter().GetValue() != 1 {
+		t.Errorf("hitless_operations_total{roll,Succeeded} = %v, want 1", m)
+	}
+	var drains float64
+	for _, n := range op.Record.Nodes {
+		for _, ph := range n.Phases {
+			if ph.Name == roll.PhaseDrain && ph.Finished != nil {
+				drains += ph.Finished.Sub(ph.Started).Seconds()
+			}
+		}
+	}
+	h := sample(fams, "hitless_node_phase_duration_seconds", map[string]string{"kind": "roll", "phase": "drain"})
+	if h == nil || h.GetHistogram().GetSampleCount() != 4 || math.Abs(h.GetHistogram().GetSampleSum()-drains) > 1e-3 {
+		t.Errorf("drain durations %v; want 4 samples summing to the journal's %.3fs", h, drains)
+	}
+	if drains < 4 {
+		t.Errorf("4 drains of pods with 1 s grace periods took %.3fs in all", drains)
+	}
+	if m := sample(fams, "hitless_nodes_cordoned", nil); m != nil {
+		t.Errorf("hitless_nodes_cordoned after the roll: %v", m)
+	}
+	if m := sample(fams, "hitless_lock_held", nil); m != nil {
+		t.Errorf("hitless_lock_held after the roll: %v", m)
+	}
+}
+
+// Two controllers: one leads and rolls, the other waits. The leader is
+// SIGKILLed mid-roll: the other takes the lead and the lock over, resumes
+// the same operation from the journal, and finishes it; no node is rolled
+// twice and none is left cordoned.
+func TestLeaderKilledMidRoll(t *testing.T) {
+	installCRDs(t)
+	c := kubeClient(t)
+	sel, nodes := pool(t, 5, 1, 3)
+	cs := env.Client(t)
+	ctx := context.Background()
+
+	first := startController(t)
+	var leader string
+	clustertest.Eventually(t, time.Minute, func() error {
+		l, err := cs.CoordinationV1().Leases(lock.Namespace).Get(ctx, controller.LeaderElectionID, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+			return fmt.Errorf("lease %s has no holder", l.Name)
+		}
+		leader = *l.Spec.HolderIdentity
+		return nil
+	})
+	second := startController(t)
+
+	nr := nodeRoll("leader-killed", sel)
+	start := time.Now()
+	if err := c.Create(ctx, nr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
+	// Kill the leader while its second node drains.
+	clustertest.Eventually(t, 2*time.Minute, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(nr), nr); err != nil {
+			return err
+		}
+		for _, n := range nr.Status.Nodes {
+			if n.Phase == roll.PhaseDrain && nr.Status.Summary.Done >= 1 {
+				return nil
+			}
+		}
+		return fmt.Errorf("waiting for the second node's drain: %s, %+v", nr.Status.Phase, nr.Status.Summary)
+	})
+	id := nr.Status.Operation
+	raw, err := journal.NewStore(cs).Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Runs != 1 {
+		t.Errorf("operation %s had %d runs before the kill; want 1 (the follower must stay idle)", id, raw.Runs)
+	}
+	if l, err := cs.CoordinationV1().Leases(lock.Namespace).Get(ctx, controller.LeaderElectionID, metav1.GetOptions{}); err != nil || *l.Spec.HolderIdentity != leader {
+		t.Fatalf("the lead moved before the kill: %v %v", l, err)
+	}
+	killed := time.Now()
+	first.kill()
+
+	nr = waitPhase(t, c, nr.Name, v1alpha1.PhaseSucceeded, 3*time.Minute)
+	if got := cordoned(t, nodes); len(got) > 0 {
+		t.Errorf("nodes left cordoned: %v", got)
+	}
+	if nr.Status.Operation != id {
+		t.Errorf("the new leader ran operation %s, not the journaled %s", nr.Status.Operation, id)
+	}
+	if op := env.OperationSince(t, roll.Kind, start); op == nil || op.ID != id {
+		t.Errorf("operations since the start: %v; want only %s", op, id)
+	}
+	raw, err = journal.NewStore(cs).Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := journal.Decode[roll.Record](raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Runs != 2 || op.Status != journal.Succeeded {
+		t.Errorf("operation %s: %s after %d runs; want Succeeded after 2", id, op.Status, op.Runs)
+	}
+	for _, n := range op.Record.Nodes {
+		if n.Phase != roll.PhaseDone {
+			t.Errorf("node %s is %s", n.Name, n.Phase)
+		}
+		// A node finished before the kill is not touched again.
+		if n.CompletedAt != nil && n.CompletedAt.Before(killed) {
+			for _, ph := range n.Phases {
+				if ph.Started.After(killed) {
+					t.Errorf("node %s, done before the kill, went through %s again after it", n.Name, ph.Name)
+				}
+			}
+		}
+		uncordons := 0
+		for _, ph := range n.Phases {
+			if ph.Name == roll.PhaseUncordon {
+				uncordons++
+			}
+		}
+		if uncordons != 1 {
+			t.Errorf("node %s was uncordoned %d times", n.Name, uncordons)
+		}
+	}
+	evs := strings.Join(events(t, nr.Name), "\n")
+	if !strings.Contains(evs, "Started: operation "+id+" resumed (run 2)") || !strings.Contains(evs, "LockTakeover: operation "+id+" is held by") {
+		t.Errorf("no Events of the resume and the lock takeover among:\n%s", evs)
+	}
+	if !strings.Contains(second.out.String(), "Successfully acquired lease") {
+		t.Errorf("the second controller never took the lead:\n%s", second.out)
 	}
 }
 

@@ -33,6 +33,7 @@ type statusWriter struct {
 	spec    roll.Spec
 	run     *run
 	every   time.Duration
+	since   time.Time // phases that ended before are not this process's to count
 	changed chan struct{}
 
 	mu      sync.Mutex
@@ -112,6 +113,7 @@ func (w *statusWriter) flush(ctx context.Context, announced *string) error {
 	if err != nil {
 		return err
 	}
+	w.r.Metrics.journal(op, w.since)
 	nr := &v1alpha1.NodeRoll{}
 	if err := w.r.Client.Get(ctx, w.key, nr); err != nil {
 		return client.IgnoreNotFound(err)
@@ -217,6 +219,12 @@ func (w *statusWriter) finish(ctx context.Context, res *roll.Result, runErr erro
 		}
 	}
 	phase, cond, reason, msg := w.outcome(runErr)
+	if op != nil {
+		w.r.Metrics.journal(op, w.since)
+	}
+	if reason != reasonError {
+		w.r.Metrics.ended(op, phase)
+	}
 	if nr.DeletionTimestamp != nil {
 		return "", nil // the deletion tells its own story
 	}
