@@ -12,7 +12,8 @@ export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 gen() { # gen DIR: generate into the tree rooted at DIR
   (cd "$1" && go run "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_TOOLS_VERSION" \
     object paths=./api/... \
-    crd:maxDescLen=400 paths=./api/... output:crd:artifacts:config=config/crd)
+    crd:maxDescLen=400 paths=./api/... output:crd:artifacts:config=config/crd \
+    rbac:roleName=hitless-controller paths=./internal/controller/... output:rbac:artifacts:config=config/rbac)
 }
 
 if [ "${1:-}" != "--check" ]; then
@@ -21,10 +22,10 @@ if [ "${1:-}" != "--check" ]; then
 fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-cp -r go.mod go.sum api config "$scratch"/
-rm -f "$scratch"/config/crd/*.yaml
+cp -r go.mod go.sum api cmd config internal "$scratch"/
+rm -f "$scratch"/config/crd/hitless.dev_*.yaml "$scratch"/config/rbac/role.yaml
 gen "$scratch"
-if ! diff -ru api "$scratch/api" || ! diff -ru config/crd "$scratch/config/crd"; then
+if ! diff -ru api "$scratch/api" || ! diff -ru -x kustomization.yaml config/crd "$scratch/config/crd" || ! diff -u config/rbac/role.yaml "$scratch/config/rbac/role.yaml"; then
   echo "generated files are stale: run hack/gen.sh and commit the result"
   exit 1
 fi

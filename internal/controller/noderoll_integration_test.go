@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -366,6 +367,10 @@ func TestBadNodeRolls(t *testing.T) {
 			field  string
 		}{
 			{"unknown action", func(nr *v1alpha1.NodeRoll) { nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "reboot-the-world"}} }, "spec.actions"},
+			// exec would run a command in the controller's pod.
+			{"exec action", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "exec", Params: &runtime.RawExtension{Raw: []byte(`{"command":"id"}`)}}}
+			}, "spec.actions"},
 			{"unknown time zone", func(nr *v1alpha1.NodeRoll) {
 				nr.Spec.MaintenanceWindow = &v1alpha1.MaintenanceWindow{Start: "01:00", Duration: metav1.Duration{Duration: time.Hour}, TimeZone: "Mars/Olympus_Mons"}
 			}, "spec.maintenanceWindow.timeZone"},

@@ -63,7 +63,22 @@ type files struct {
 	SchedulerConfig                  string
 	KwokConfig                       string
 	EtcdData                         string
+	// AuditPolicy and AuditLog: the API server audits every request a
+	// ServiceAccount makes (only those: the rest would swamp it), so
+	// tests can prove what an in-cluster identity may and may not do.
+	AuditPolicy, AuditLog string
 }
+
+// auditPolicy logs the metadata (user, verb, resource, response code) of
+// every request made by a ServiceAccount, and nothing else.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+`
 
 // writeFiles generates the PKI, kubeconfig and component configuration under dir.
 func writeFiles(dir, name string, p ports, quickTermination bool, images kubelet.Images) (files, error) {
@@ -156,6 +171,10 @@ options:
 		return files{}, fmt.Errorf("writing %s: %w", f.KwokConfig, err)
 	}
 	f.EtcdData = filepath.Join(dir, "etcd")
+	f.AuditPolicy, f.AuditLog = filepath.Join(dir, "audit-policy.yaml"), filepath.Join(dir, "audit.log")
+	if err := os.WriteFile(f.AuditPolicy, []byte(auditPolicy), 0o600); err != nil {
+		return files{}, fmt.Errorf("writing %s: %w", f.AuditPolicy, err)
+	}
 	return f, nil
 }
 
@@ -251,6 +270,10 @@ func components(bins map[string]string, p ports, f files) []component {
 			"--proxy-client-cert-file=" + f.FrontProxy.Cert,
 			"--proxy-client-key-file=" + f.FrontProxy.Key,
 			"--profiling=false",
+			"--audit-policy-file=" + f.AuditPolicy,
+			"--audit-log-path=" + f.AuditLog,
+			"--audit-log-maxsize=200",
+			"--audit-log-maxbackup=1",
 		}},
 		{name: "kube-controller-manager", binary: bins["kube-controller-manager"], args: []string{
 			"--kubeconfig=" + f.Kubeconfig,

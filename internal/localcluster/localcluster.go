@@ -101,6 +101,9 @@ type Cluster struct {
 	LabKubelet *kubelet.Config `json:"labKubelet,omitempty"`
 	// Flavor is "" or openshift.
 	Flavor string `json:"flavor,omitempty"`
+	// AuditLog is the API server's audit log of the requests
+	// ServiceAccounts make (JSON lines, audit.k8s.io/v1 Events).
+	AuditLog string `json:"auditLog,omitempty"`
 }
 
 // Running reports whether every component process is alive.

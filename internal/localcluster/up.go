@@ -124,6 +124,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c.Kubeconfig = f.Kubeconfig
+	c.AuditLog = f.AuditLog
 	c.Ports = map[string]int{
 		"etcd-client": p.EtcdClient, "etcd-peer": p.EtcdPeer, "kube-apiserver": p.APIServer,
 		"kube-controller-manager": p.ControllerManager, "kube-scheduler": p.Scheduler, "kwok": p.Kwok,

@@ -165,7 +165,7 @@ usage, 3 refused because another hitless operation holds the cluster lock.`,
 		uninstall.NewCommand(streams, flags),
 		history.NewCommand(streams, flags),
 		migratecmd.NewCommand(streams, flags, opts.Actions),
-		controllercmd.NewCommand(streams, flags, opts.Actions),
+		controllercmd.NewCommand(streams, flags),
 	)
 	return root, reached
 }

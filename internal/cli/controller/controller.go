@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -8,20 +9,56 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/klog/v2"
 
+	"github.com/hitless-dev/hitless/config"
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	core "github.com/hitless-dev/hitless/internal/controller"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
-// NewCommand returns `hitless controller`; actions is the registry of
-// per-node actions NodeRolls may name.
-func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) *cobra.Command {
+// NewCommand returns `hitless controller`. NodeRolls may name the roll's
+// built-in per-node actions but exec: a NodeRoll must not run a command in
+// the controller's pod with the controller's credentials.
+func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
+	actions := roll.DefaultActions().Without(roll.ActionExec)
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "The in-cluster controller: the same engines, driven by hitless.dev custom resources",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newRun(streams, getter, actions))
+	cmd.AddCommand(newRun(streams, getter, actions), newManifest(streams))
+	return cmd
+}
+
+func newManifest(streams genericiooptions.IOStreams) *cobra.Command {
+	var image, base string
+	cmd := &cobra.Command{
+		Use:   "manifest",
+		Short: "Print the controller's install manifests (kustomize build of config/)",
+		Long: `Prints what installs the controller, rendered from the kustomize bases in
+config/ (embedded in this binary): the hitless-system namespace, the
+CustomResourceDefinitions, the controller's ServiceAccount and least-privilege
+RBAC, its Deployment (two replicas, one leader), PodDisruptionBudget and
+metrics Service.`,
+		Example: `  hitless controller manifest --image registry.example.com/hitless:v0.4.0 | kubectl apply --server-side -f -
+  hitless controller manifest --base crd`,
+		Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			switch base {
+			case "default", "crd", "rbac", "manager":
+			default:
+				return exitcode.BadInput(fmt.Errorf("--base %q: want default, crd, rbac or manager", base))
+			}
+			out, err := config.Render(base, image)
+			if err != nil {
+				return err
+			}
+			_, err = streams.Out.Write(out)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&image, "image", "", "the controller's image reference (default: the base's ghcr.io/hitless-dev/hitless:latest)")
+	cmd.Flags().StringVar(&base, "base", "default", "what to render: default (everything), crd, rbac or manager")
 	return cmd
 }
 
@@ -33,6 +70,11 @@ func newRun(_ genericiooptions.IOStreams, getter genericclioptions.RESTClientGet
 		Long: `Runs the controller: it reconciles NodeRolls (hitless.dev/v1alpha1) with the
 roll engine the CLI uses, one operation per cluster through the same lock,
 journaled in hitless-system so that any crash is resumed by the next leader.
+
+NodeRolls may name the per-node actions restart-daemonset, set-node-labels
+and wait-node-annotation; not exec, which would run a command in the
+controller's pod with the controller's credentials for whoever may create a
+NodeRoll.
 
 Inside a pod it uses the pod's ServiceAccount; outside, the kubeconfig.
 Several replicas elect one leader (--leader-elect); the others wait.`,

@@ -133,6 +133,20 @@ func (a *Actions) Inverse(specs []ActionSpec) ([]ActionSpec, error) {
 	return out, nil
 }
 
+// Without returns a copy of the registry without the named actions: what
+// a front end offers to people who may not do everything it can (the
+// controller does not run `exec`, a command in its own pod with its own
+// credentials, for whoever may create a NodeRoll).
+func (a *Actions) Without(names ...string) *Actions {
+	out := &Actions{types: map[string]ActionType{}}
+	for n, t := range a.types {
+		if !slices.Contains(names, n) {
+			out.types[n] = t
+		}
+	}
+	return out
+}
+
 // Names lists the registered actions, sorted.
 func (a *Actions) Names() []string {
 	out := make([]string, 0, len(a.types))

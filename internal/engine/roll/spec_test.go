@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -185,4 +186,18 @@ func FuzzSpec(f *testing.F) {
 		}
 		_ = s.Hash()
 	})
+}
+
+func TestActionsWithout(t *testing.T) {
+	all := DefaultActions()
+	without := all.Without(ActionExec)
+	if slices.Contains(without.Names(), ActionExec) || len(without.Names()) != len(all.Names())-1 {
+		t.Errorf("without exec: %v (all: %v)", without.Names(), all.Names())
+	}
+	if err := without.Validate([]ActionSpec{{Name: ActionExec, Params: []byte(`{"command":"id"}`)}}); err == nil || !strings.Contains(err.Error(), `unknown action "exec"`) {
+		t.Errorf("exec in a registry without it: %v", err)
+	}
+	if !slices.Contains(all.Names(), ActionExec) {
+		t.Error("Without changed the registry it was called on")
+	}
 }
