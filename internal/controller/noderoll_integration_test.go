@@ -404,3 +404,65 @@ func TestBadNodeRolls(t *testing.T) {
 		}
 	})
 }
+
+// A NodeRoll created paused touches nothing; unpaused, it rolls its canary
+// and waits for spec.canaryApproved; approved, it finishes. The
+// conditions say why it waits at each stop.
+func TestPausedThenCanaryApproved(t *testing.T) {
+	installCRDs(t)
+	c := kubeClient(t)
+	sel, nodes := pool(t, 3, 1, 1)
+	startController(t)
+	ctx := context.Background()
+
+	nr := nodeRoll("paused-then-canary", sel)
+	nr.Spec.Paused, nr.Spec.Canary = true, 1
+	if err := c.Create(ctx, nr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
+	nr = waitPhase(t, c, nr.Name, v1alpha1.PhasePaused, time.Minute)
+	if cond := conditionTrue(nr, v1alpha1.ConditionPaused); cond == nil || cond.Reason != "Paused" {
+		t.Errorf("Paused condition %+v; want reason Paused", cond)
+	}
+	if nr.Status.Operation != "" {
+		t.Errorf("a paused NodeRoll started operation %s", nr.Status.Operation)
+	}
+
+	update := func(mutate func(*v1alpha1.NodeRoll)) {
+		t.Helper()
+		clustertest.Eventually(t, 30*time.Second, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(nr), nr); err != nil {
+				return err
+			}
+			mutate(nr)
+			return c.Update(ctx, nr)
+		})
+	}
+	update(func(nr *v1alpha1.NodeRoll) { nr.Spec.Paused = false })
+	clustertest.Eventually(t, 2*time.Minute, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(nr), nr); err != nil {
+			return err
+		}
+		if cond := conditionTrue(nr, v1alpha1.ConditionPaused); cond == nil || cond.Reason != "AwaitingCanaryApproval" {
+			return fmt.Errorf("not waiting for the canary's approval: %s %+v", nr.Status.Phase, nr.Status.Conditions)
+		}
+		return nil
+	})
+	if nr.Status.Summary.Done != 1 {
+		t.Errorf("summary %+v at the canary's stop; want 1 node done", nr.Status.Summary)
+	}
+	if got := cordoned(t, nodes); len(got) > 0 {
+		t.Errorf("cordoned while waiting for approval: %v", got)
+	}
+	id := nr.Status.Operation
+
+	update(func(nr *v1alpha1.NodeRoll) { nr.Spec.CanaryApproved = true })
+	nr = waitPhase(t, c, nr.Name, v1alpha1.PhaseSucceeded, 2*time.Minute)
+	if nr.Status.Summary.Done != 3 || nr.Status.Operation != id {
+		t.Errorf("after approval: operation %s (want %s), summary %+v", nr.Status.Operation, id, nr.Status.Summary)
+	}
+	if len(nr.Status.History) != 1 || nr.Status.History[0].Result != v1alpha1.PhaseSucceeded {
+		t.Errorf("history %+v; want the one operation, Succeeded", nr.Status.History)
+	}
+}
