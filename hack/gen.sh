@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates what is generated from the API types in api/: the deep copies
 # (api/*/zz_generated.deepcopy.go) and the CustomResourceDefinitions
-# (config/crd), with the pinned controller-gen. `hack/gen.sh --check`
+# (config/crd, and the Helm chart's crds/) and the controller's RBAC
+# (config/rbac/role.yaml), with the pinned controller-gen. `hack/gen.sh --check`
 # generates into a scratch copy and fails if the committed files differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ gen() { # gen DIR: generate into the tree rooted at DIR
 
 if [ "${1:-}" != "--check" ]; then
   gen .
+  # The Helm chart ships the same CRDs (Helm installs crds/ first).
+  rm -f charts/hitless/crds/*.yaml
+  cp config/crd/hitless.dev_*.yaml charts/hitless/crds/
   exit 0
 fi
 scratch=$(mktemp -d)
@@ -25,7 +29,7 @@ trap 'rm -rf "$scratch"' EXIT
 cp -r go.mod go.sum api cmd config internal "$scratch"/
 rm -f "$scratch"/config/crd/hitless.dev_*.yaml "$scratch"/config/rbac/role.yaml
 gen "$scratch"
-if ! diff -ru api "$scratch/api" || ! diff -ru -x kustomization.yaml config/crd "$scratch/config/crd" || ! diff -u config/rbac/role.yaml "$scratch/config/rbac/role.yaml"; then
+if ! diff -ru api "$scratch/api" || ! diff -ru -x kustomization.yaml "$scratch/config/crd" charts/hitless/crds || ! diff -ru -x kustomization.yaml config/crd "$scratch/config/crd" || ! diff -u config/rbac/role.yaml "$scratch/config/rbac/role.yaml"; then
   echo "generated files are stale: run hack/gen.sh and commit the result"
   exit 1
 fi
