@@ -25,6 +25,8 @@ import (
 	"github.com/hitless-dev/hitless/config"
 	"github.com/hitless-dev/hitless/internal/component/apply"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/kube/store"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 
 const controllerUser = "system:serviceaccount:hitless-system:hitless-controller"
@@ -213,5 +215,38 @@ func TestInstalledControllerUnderItsOwnRBAC(t *testing.T) {
 	}
 	if t.Failed() {
 		fmt.Println(strings.Join(all, "\n"))
+	}
+}
+
+// The Helm chart installs on the local cluster, by hitless's own install
+// (the Helm SDK renders it with the cluster's capabilities): every object
+// ready, the controller's Deployment Available with its two replicas
+// (KWOK runs them as fakes).
+func TestChartInstalledByHitless(t *testing.T) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	if err := store.New(cs).EnsureNamespace(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.AppsV1().Deployments(lock.Namespace).Delete(context.Background(), "hitless-controller", metav1.DeleteOptions{})
+	})
+	cmd, out, done := env.StartCLI(t, "install", "-f", "../../charts/hitless", "--name", "hitless-chart", "-n", lock.Namespace,
+		"--set", "image.repository=registry.test/hitless", "--set", "image.tag=v0.0.0-test")
+	if err := clustertest.WaitCLI(t, cmd, out, done, 5*time.Minute); err != nil {
+		t.Fatalf("hitless install of the chart: %v\n%s", err, out)
+	}
+	d, err := cs.AppsV1().Deployments(lock.Namespace).Get(ctx, "hitless-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status.AvailableReplicas != 2 || d.Spec.Template.Spec.Containers[0].Image != "registry.test/hitless:v0.0.0-test" {
+		t.Errorf("Deployment: %d available, image %s", d.Status.AvailableReplicas, d.Spec.Template.Spec.Containers[0].Image)
+	}
+	if _, err := cs.RbacV1().ClusterRoles().Get(ctx, "hitless-controller", metav1.GetOptions{}); err != nil {
+		t.Errorf("the chart's ClusterRole: %v", err)
+	}
+	if !strings.Contains(out.String(), "HELM CHART hitless 0.1.0") {
+		t.Errorf("the install does not report the chart:\n%s", out)
 	}
 }

@@ -466,3 +466,63 @@ func TestPausedThenCanaryApproved(t *testing.T) {
 		t.Errorf("history %+v; want the one operation, Succeeded", nr.Status.History)
 	}
 }
+
+// `hitless roll --in-cluster` creates the NodeRoll of its flags and
+// follows it to the end (--yes approves the canary); the same command run
+// again follows the same NodeRoll; `hitless status` lists its operation
+// beside the CLI's.
+func TestRollInCluster(t *testing.T) {
+	installCRDs(t)
+	sel, nodes := pool(t, 3, 1, 1)
+	startController(t)
+	var selector []string
+	for k, v := range sel {
+		selector = append(selector, k+"="+v)
+	}
+	args := []string{"roll", "--in-cluster", "--selector", strings.Join(selector, ","), "--canary", "1", "--yes"}
+	cmd, out, done := env.StartCLI(t, args...)
+	if err := clustertest.WaitCLI(t, cmd, out, done, 3*time.Minute); err != nil {
+		t.Fatalf("hitless %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	for _, want := range []string{" created (the controller runs it", "Succeeded 3/3 nodes done"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := cordoned(t, nodes); len(got) > 0 {
+		t.Errorf("nodes left cordoned: %v", got)
+	}
+	c := kubeClient(t)
+	list := &v1alpha1.NodeRollList{}
+	if err := c.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	var nr *v1alpha1.NodeRoll
+	for i := range list.Items {
+		if strings.Contains(out.String(), "NodeRoll "+list.Items[i].Name+" created") {
+			nr = &list.Items[i]
+		}
+	}
+	if nr == nil {
+		t.Fatalf("no NodeRoll named in the output:\n%s", out)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
+	if !nr.Spec.CanaryApproved || nr.Spec.Canary != 1 {
+		t.Errorf("NodeRoll spec %+v; want canary 1, approved by --yes", nr.Spec)
+	}
+
+	cmd, again, done := env.StartCLI(t, args...)
+	if err := clustertest.WaitCLI(t, cmd, again, done, time.Minute); err != nil {
+		t.Fatalf("the same command again: %v\n%s", err, again)
+	}
+	if !strings.Contains(again.String(), "NodeRoll "+nr.Name+" exists; following it") {
+		t.Errorf("the same command again did not follow the same NodeRoll:\n%s", again)
+	}
+	cmd, status, done := env.StartCLI(t, "status")
+	if err := clustertest.WaitCLI(t, cmd, status, done, time.Minute); err != nil {
+		t.Fatalf("hitless status: %v\n%s", err, status)
+	}
+	if !strings.Contains(status.String(), nr.Status.Operation) || !strings.Contains(status.String(), "NodeRoll "+nr.Name+" (hitless controller)") {
+		t.Errorf("hitless status does not list operation %s of NodeRoll %s:\n%s", nr.Status.Operation, nr.Name, status)
+	}
+}

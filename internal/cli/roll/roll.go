@@ -14,6 +14,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 	core "github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
@@ -21,17 +22,19 @@ import (
 // per-node actions it offers.
 func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *core.Actions) *cobra.Command {
 	var (
-		spec      core.Spec
-		nodes     string
-		labels    []string
-		annots    []string
-		exec      string
-		restart   string
-		custom    []string
-		yes, dry  bool
-		format    output.Format
-		batchFlag string
-		probing   opcmd.Probing
+		spec          core.Spec
+		nodes         string
+		labels        []string
+		annots        []string
+		exec          string
+		restart       string
+		custom        []string
+		yes, dry      bool
+		format        output.Format
+		batchFlag     string
+		probing       opcmd.Probing
+		ic            inCluster
+		inClusterFlag bool
 	)
 	cmd := &cobra.Command{
 		Use:   "roll",
@@ -73,6 +76,19 @@ or with --on-budget abort stops cleanly.`,
 			if spec.Actions, err = actionSpecs(exec, restart, labels, annots, custom, spec.ActionTimeout); err != nil {
 				return exitcode.BadInput(err)
 			}
+			if ic.name != "" && !inClusterFlag {
+				return exitcode.BadInput(fmt.Errorf("--noderoll names the NodeRoll of --in-cluster"))
+			}
+			if inClusterFlag {
+				if exec != "" {
+					return opcmd.Classify(&operation.FieldError{Field: "exec", Msg: "the controller runs no command of yours in its pod: use a registered action"})
+				}
+				if probing.Enabled {
+					return exitcode.BadInput(fmt.Errorf("--probe: not with --in-cluster yet (the controller has no probe budget)"))
+				}
+				ic.streams, ic.getter, ic.yes, ic.dryRun, ic.format, ic.every = streams, getter, yes, dry, format, time.Second
+				return ic.run(cmd, spec)
+			}
 			cs, err := opcmd.Client(getter)
 			if err != nil {
 				return err
@@ -104,7 +120,9 @@ or with --on-budget abort stops cleanly.`,
 	f.BoolVar(&spec.Force, "force", false, "Delete unmanaged pods (no controller) instead of refusing")
 	f.BoolVar(&spec.DeleteEmptyDirData, "delete-emptydir-data", false, "Evict pods with emptyDir volumes, losing their data")
 	f.BoolVar(&yes, "yes", false, "Continue after the canary without asking")
-	f.BoolVar(&dry, "dry-run", false, "Print the plan and change nothing")
+	f.BoolVar(&dry, "dry-run", false, "Print the plan and change nothing (with --in-cluster: the NodeRoll)")
+	f.BoolVar(&inClusterFlag, "in-cluster", false, "Have the in-cluster controller run the roll: create a NodeRoll of these flags and follow its status (run again, follow the same one)")
+	f.StringVar(&ic.name, "noderoll", "", "The NodeRoll's name with --in-cluster (default: derived from the flags, so the same command finds the same NodeRoll)")
 	output.AddFlag(f, &format)
 	return cmd
 }

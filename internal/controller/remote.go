@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/hitless-dev/hitless/api/v1alpha1"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/engine/roll"
+)
+
+// NodeRollFor is the NodeRoll that has the controller run spec: what
+// `hitless roll --in-cluster` creates. What a resource cannot carry (a
+// command run where the CLI runs, questions for its terminal) is refused
+// as a *operation.FieldError naming the engine field. An empty name is
+// derived from the spec, so that the same roll asked again is the same
+// resource.
+func NodeRollFor(name string, s roll.Spec) (*v1alpha1.NodeRoll, error) {
+	s.Defaults()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case s.PreNode != "":
+		return nil, &operation.FieldError{Field: "preNode", Msg: "a command run where the CLI runs: the controller cannot run it (use a registered action)"}
+	case s.PostNode != "":
+		return nil, &operation.FieldError{Field: "postNode", Msg: "a command run where the CLI runs: the controller cannot run it (use a registered action)"}
+	case s.Confirm:
+		return nil, &operation.FieldError{Field: "confirm", Msg: "questions before each node need a terminal: the controller asks only for the canary (spec.canaryApproved)"}
+	}
+	if name == "" {
+		name = "roll-" + s.Hash()
+	}
+	nr := &v1alpha1.NodeRoll{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion().String(), Kind: "NodeRoll"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.NodeRollSpec{
+			Nodes: s.Nodes, Order: s.Order, Canary: int32(s.Canary), MaxFailures: int32(s.MaxFailures),
+			ActionTimeout: &metav1.Duration{Duration: s.ActionTimeout},
+			Drain: &v1alpha1.DrainPolicy{
+				Timeout: &metav1.Duration{Duration: s.DrainTimeout}, OnTimeout: s.OnDrainTimeout,
+				Force: s.Force, DeleteEmptyDirData: s.DeleteEmptyDirData, EvictRetryDelay: &metav1.Duration{Duration: s.EvictRetryDelay},
+			},
+		},
+	}
+	if len(s.Nodes) == 0 {
+		sel, err := metav1.ParseToLabelSelector(s.Selector)
+		if err != nil {
+			return nil, &operation.FieldError{Field: "selector", Msg: err.Error()}
+		}
+		nr.Spec.NodeSelector = sel
+	}
+	n, pct, err := roll.ParseBatch(s.Batch)
+	if err != nil {
+		return nil, &operation.FieldError{Field: "batch", Msg: err.Error()}
+	}
+	nr.Spec.Batch = intstr.FromInt32(int32(n))
+	if pct {
+		nr.Spec.Batch = intstr.FromString(strconv.Itoa(n) + "%")
+	}
+	for _, a := range s.Actions {
+		na := v1alpha1.NodeAction{Name: a.Name}
+		if len(a.Params) > 0 && string(a.Params) != "null" {
+			na.Params = &runtime.RawExtension{Raw: json.RawMessage(a.Params)}
+		}
+		nr.Spec.Actions = append(nr.Spec.Actions, na)
+	}
+	return nr, nil
+}
+
+// Create creates nr, or finds the NodeRoll of that name already there
+// (the same roll asked again): it returns the resource as it is.
+func Create(ctx context.Context, c client.Client, nr *v1alpha1.NodeRoll) (*v1alpha1.NodeRoll, bool, error) {
+	err := c.Create(ctx, nr)
+	if err == nil {
+		return nr, true, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, false, fmt.Errorf("creating NodeRoll %s: %w", nr.Name, err)
+	}
+	live := &v1alpha1.NodeRoll{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(nr), live); err != nil {
+		return nil, false, fmt.Errorf("reading NodeRoll %s: %w", nr.Name, err)
+	}
+	return live, false, nil
+}
+
+// Waiting says why a NodeRoll waits for a person, or "": the roll is
+// over, or paused for a reason that is not an error tried again.
+func Waiting(nr *v1alpha1.NodeRoll) (reason, msg string, ok bool) {
+	cond := meta.FindStatusCondition(nr.Status.Conditions, v1alpha1.ConditionPaused)
+	if nr.Status.Phase != v1alpha1.PhasePaused || cond == nil || cond.Reason == reasonError {
+		return "", "", false
+	}
+	return cond.Reason, cond.Message, true
+}
+
+// Follow reads the NodeRoll every interval until its roll is over or it
+// waits for a person (Waiting), calling changed whenever its status moved.
+func Follow(ctx context.Context, c client.Client, name string, interval time.Duration, changed func(*v1alpha1.NodeRoll)) (*v1alpha1.NodeRoll, error) {
+	last := ""
+	for {
+		nr := &v1alpha1.NodeRoll{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, nr); err != nil {
+			return nil, fmt.Errorf("reading NodeRoll %s: %w", name, err)
+		}
+		if line := StatusLine(nr); line != last {
+			last = line
+			changed(nr)
+		}
+		if nr.Status.ObservedGeneration == nr.Generation {
+			switch nr.Status.Phase {
+			case v1alpha1.PhaseSucceeded, v1alpha1.PhaseFailed, v1alpha1.PhaseAborted:
+				return nr, nil
+			}
+			if _, _, ok := Waiting(nr); ok {
+				return nr, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nr, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// StatusLine sums a NodeRoll's status up in a line.
+func StatusLine(nr *v1alpha1.NodeRoll) string {
+	phase := nr.Status.Phase
+	if phase == "" {
+		phase = v1alpha1.PhasePending
+	}
+	s := nr.Status.Summary
+	parts := []string{fmt.Sprintf("%s %d/%d nodes done", phase, s.Done, s.Total)}
+	if s.Failed > 0 || s.Skipped > 0 {
+		parts = append(parts, fmt.Sprintf("%d failed, %d skipped", s.Failed, s.Skipped))
+	}
+	for _, c := range nr.Status.Conditions {
+		if c.Status == metav1.ConditionTrue {
+			parts = append(parts, c.Reason+": "+c.Message)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
