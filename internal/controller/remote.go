@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -72,7 +71,7 @@ func NodeRollFor(name string, s roll.Spec) (*v1alpha1.NodeRoll, error) {
 	for _, a := range s.Actions {
 		na := v1alpha1.NodeAction{Name: a.Name}
 		if len(a.Params) > 0 && string(a.Params) != "null" {
-			na.Params = &runtime.RawExtension{Raw: json.RawMessage(a.Params)}
+			na.Params = &runtime.RawExtension{Raw: a.Params}
 		}
 		nr.Spec.Actions = append(nr.Spec.Actions, na)
 	}
