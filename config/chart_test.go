@@ -53,11 +53,7 @@ func renderChart(t *testing.T, ns string, values map[string]any) ([]*unstructure
 
 func renderKustomize(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
-	y, err := config.Render("default", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := config.Decode(y)
+	objs, err := config.Objects("default", "")
 	if err != nil {
 		t.Fatal(err)
 	}

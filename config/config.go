@@ -82,6 +82,15 @@ func Render(base, image string) ([]byte, error) {
 	return res.AsYaml()
 }
 
+// Objects is Render's output as objects.
+func Objects(base, image string) ([]*unstructured.Unstructured, error) {
+	b, err := Render(base, image)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(b)
+}
+
 // imageFields are the kustomization image fields of ref: its name, and
 // its digest or tag.
 func imageFields(ref string) string {

@@ -37,11 +37,7 @@ const controllerUser = "system:serviceaccount:hitless-system:hitless-controller"
 // pods as fakes; the test starts the real process).
 func installController(t *testing.T) {
 	t.Helper()
-	yaml, err := config.Render("default", "registry.test/hitless:v0.0.0-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := config.Decode(yaml)
+	objs, err := config.Objects("default", "registry.test/hitless:v0.0.0-test")
 	if err != nil {
 		t.Fatal(err)
 	}
