@@ -91,8 +91,17 @@ func (m *Metrics) ended(op *roll.Journal, result string) {
 		return
 	}
 	m.operations.WithLabelValues(roll.Kind, result).Inc()
-	if op != nil {
-		m.cordoned.DeleteLabelValues(op.ID)
+	if op == nil {
+		return
+	}
+	m.cordoned.DeleteLabelValues(op.ID)
+	if result != "Succeeded" && result != "Aborted" {
+		return // it may be resumed: its nodes stay counted once
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range op.Record.Nodes {
+		delete(m.observed, op.ID+"/"+n.Name)
 	}
 }
 

@@ -334,7 +334,8 @@ func (r *NodeRolls) delete(ctx context.Context, nr *v1alpha1.NodeRoll) error {
 	if id != "" {
 		op, err := roll.Abort(ctx, r.Kube, id, fmt.Sprintf("NodeRoll %s deleted (hitless controller)", nr.Name), 2*time.Minute)
 		switch {
-		case errors.Is(err, roll.ErrFinished):
+		case errors.Is(err, roll.ErrFinished), errors.Is(err, journal.ErrNotFound):
+			// Over, or its journal deleted since: nothing to undo.
 		case err != nil:
 			return fmt.Errorf("aborting operation %s of NodeRoll %s: %w", id, nr.Name, err)
 		default:
