@@ -12,7 +12,8 @@ for b in \
   "BenchmarkRoll500NodesBatch10Percent ./internal/engine/roll" \
   "BenchmarkRollVsKubectlLoop ./internal/engine/roll" \
   "BenchmarkLab ./internal/localcluster/kubelet/bench" \
-  "BenchmarkCutover ./internal/engine/cutover/bench"; do
+  "BenchmarkCutover ./internal/engine/cutover/bench" \
+  "BenchmarkController ./internal/controller"; do
   set -- $b
   if [[ "$1" =~ $want ]]; then run "^$1\$" "$2"; fi
 done

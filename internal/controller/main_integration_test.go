@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 // installCRDs applies the shipped CustomResourceDefinitions and the
 // hitless-system namespace (as the install manifests do) and waits until
 // the API server serves them.
-func installCRDs(t *testing.T) {
+func installCRDs(t testing.TB) {
 	t.Helper()
 	if err := store.New(env.Client(t)).EnsureNamespace(context.Background()); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func installCRDs(t *testing.T) {
 	})
 }
 
-func kubeClient(t *testing.T) client.Client {
+func kubeClient(t testing.TB) client.Client {
 	t.Helper()
 	scheme, err := controller.Scheme()
 	if err != nil {
@@ -94,7 +94,7 @@ type controllerProcess struct {
 // startController runs `hitless controller run` as a process of its own
 // (the test binary, handing over to the CLI), stopped when the test ends;
 // its output is logged if the test fails.
-func startController(t *testing.T, args ...string) *controllerProcess {
+func startController(t testing.TB, args ...string) *controllerProcess {
 	t.Helper()
 	base := []string{"controller", "run", "--health-probe-bind-address", "0",
 		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}
@@ -124,7 +124,7 @@ func (p *controllerProcess) stop() {
 }
 
 // freeAddr returns a loopback address with a port nobody listens on.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -136,7 +136,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // scrape reads the metrics a controller serves at addr.
-func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
+func scrape(t testing.TB, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -214,7 +214,7 @@ func nodeRoll(name string, sel map[string]string) *v1alpha1.NodeRoll {
 }
 
 // waitPhase waits until the NodeRoll's status says phase and returns it.
-func waitPhase(t *testing.T, c client.Client, name, phase string, within time.Duration) *v1alpha1.NodeRoll {
+func waitPhase(t testing.TB, c client.Client, name, phase string, within time.Duration) *v1alpha1.NodeRoll {
 	t.Helper()
 	nr := &v1alpha1.NodeRoll{}
 	clustertest.Eventually(t, within, func() error {
@@ -239,7 +239,7 @@ func conditionTrue(nr *v1alpha1.NodeRoll, typ string) *metav1.Condition {
 
 // events returns the reasons and notes of the Events regarding the
 // NodeRoll.
-func events(t *testing.T, name string) []string {
+func events(t testing.TB, name string) []string {
 	t.Helper()
 	list, err := env.Client(t).EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -254,7 +254,7 @@ func events(t *testing.T, name string) []string {
 	return out
 }
 
-func cordoned(t *testing.T, names []string) []string {
+func cordoned(t testing.TB, names []string) []string {
 	t.Helper()
 	var out []string
 	for _, n := range names {
@@ -281,7 +281,7 @@ func gone(c client.Client, name string) error {
 }
 
 // warnings lists the Warning Events regarding the NodeRoll.
-func warnings(t *testing.T, name string) []string {
+func warnings(t testing.TB, name string) []string {
 	t.Helper()
 	var out []string
 	list, err := env.Client(t).EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
