@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +30,21 @@ func TestNodeRollRollsItsNodes(t *testing.T) {
 	installCRDs(t)
 	c := kubeClient(t)
 	sel, nodes := pool(t, 4, 1, 1)
-	metrics := freeAddr(t)
-	startController(t, "--metrics-bind-address", metrics)
+	metrics, health := freeAddr(t), freeAddr(t)
+	startController(t, "--metrics-bind-address", metrics, "--health-probe-bind-address", health)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		clustertest.Eventually(t, 30*time.Second, func() error {
+			resp, err := http.Get("http://" + health + path)
+			if err != nil {
+				return err
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", path, resp.Status)
+			}
+			return nil
+		})
+	}
 
 	ctx := context.Background()
 	nr := nodeRoll("rolls-its-nodes", sel)
