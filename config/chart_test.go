@@ -60,17 +60,17 @@ func renderKustomize(t *testing.T) []*unstructured.Unstructured {
 	return objs
 }
 
-func find(t *testing.T, objs []*unstructured.Unstructured, kind string, into any) {
+func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, into any) {
 	t.Helper()
 	for _, o := range objs {
-		if o.GetKind() == kind {
+		if o.GetKind() == kind && o.GetName() == name {
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
 				t.Fatal(err)
 			}
 			return
 		}
 	}
-	t.Fatalf("no %s rendered", kind)
+	t.Fatalf("no %s %s rendered", kind, name)
 }
 
 func kinds(objs []*unstructured.Unstructured) []string {
@@ -80,6 +80,15 @@ func kinds(objs []*unstructured.Unstructured) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // normalRules sorts a role's rules and their lists, so that two ways of
@@ -117,16 +126,29 @@ func TestChartMatchesTheKustomizeBases(t *testing.T) {
 		t.Errorf("the chart renders %v\nthe kustomize bases %v", got, want)
 	}
 	for _, kind := range []string{"ClusterRole", "Role"} {
-		var c, k rbacv1.ClusterRole
-		find(t, chartObjs, kind, &c)
-		find(t, kustObjs, kind, &k)
-		if got, want := normalRules(c.Rules), normalRules(k.Rules); !slices.Equal(got, want) {
-			t.Errorf("%s rules of the chart:\n%s\nof config/rbac (generated from the markers):\n%s", kind, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		for _, name := range []string{"hitless-controller", "hitless-agent"} {
+			var c, k rbacv1.ClusterRole
+			find(t, chartObjs, kind, name, &c)
+			find(t, kustObjs, kind, name, &k)
+			if got, want := normalRules(c.Rules), normalRules(k.Rules); !slices.Equal(got, want) {
+				t.Errorf("%s %s rules of the chart:\n%s\nof config (generated from the markers and the agent's manifest):\n%s", kind, name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
 		}
 	}
+	// The agent: the same DaemonSet but its image (the chart's version).
+	var ca, ka appsv1.DaemonSet
+	find(t, chartObjs, "DaemonSet", "hitless-agent", &ca)
+	find(t, kustObjs, "DaemonSet", "hitless-agent", &ka)
+	if img := ca.Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/hitless-dev/hitless:0.1.0" {
+		t.Errorf("the chart's agent image %q, want the chart's appVersion", img)
+	}
+	ca.Spec.Template.Spec.Containers[0].Image = ka.Spec.Template.Spec.Containers[0].Image
+	if a, b := mustJSON(t, ca.Spec), mustJSON(t, ka.Spec); a != b {
+		t.Errorf("agent DaemonSet: chart %s\nkustomize %s", a, b)
+	}
 	var cd, kd appsv1.Deployment
-	find(t, chartObjs, "Deployment", &cd)
-	find(t, kustObjs, "Deployment", &kd)
+	find(t, chartObjs, "Deployment", "hitless-controller", &cd)
+	find(t, kustObjs, "Deployment", "hitless-controller", &kd)
 	cc, kc := cd.Spec.Template.Spec.Containers[0], kd.Spec.Template.Spec.Containers[0]
 	for name, pair := range map[string][2]any{
 		"pod securityContext":       {cd.Spec.Template.Spec.SecurityContext, kd.Spec.Template.Spec.SecurityContext},
@@ -153,9 +175,20 @@ func TestChartValues(t *testing.T) {
 			t.Fatal(err)
 		}
 		var d appsv1.Deployment
-		find(t, objs, "Deployment", &d)
+		find(t, objs, "Deployment", "hitless-controller", &d)
 		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/hitless@sha256:"+strings.Repeat("ab", 32) {
 			t.Errorf("image %q", img)
+		}
+	})
+	t.Run("agent off", func(t *testing.T) {
+		objs, err := renderChart(t, "hitless-system", map[string]any{"agent": map[string]any{"enabled": false}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if strings.Contains(o.GetName(), "agent") {
+				t.Errorf("%s %s rendered with the agent off", o.GetKind(), o.GetName())
+			}
 		}
 	})
 	t.Run("metrics off", func(t *testing.T) {
@@ -169,7 +202,7 @@ func TestChartValues(t *testing.T) {
 			}
 		}
 		var d appsv1.Deployment
-		find(t, objs, "Deployment", &d)
+		find(t, objs, "Deployment", "hitless-controller", &d)
 		if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--metrics-bind-address=0") {
 			t.Errorf("args %v", d.Spec.Template.Spec.Containers[0].Args)
 		}

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-//go:embed crd/*.yaml rbac/*.yaml manager/*.yaml default/*.yaml
+//go:embed crd/*.yaml rbac/*.yaml manager/*.yaml agent/*.yaml default/*.yaml
 var files embed.FS
 
 // CRDs returns the CustomResourceDefinitions, sorted by file name.

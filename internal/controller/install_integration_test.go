@@ -50,10 +50,16 @@ func installController(t *testing.T) {
 	if _, err := a.Apply(ctx, objs, apply.Options{Set: "hitless-controller", Wait: 2 * time.Minute}); err != nil {
 		t.Fatalf("installing the controller: %v", err)
 	}
-	// Its fake pods would be drained by the other tests' rolls.
-	t.Cleanup(func() {
-		_ = env.Client(t).AppsV1().Deployments(lock.Namespace).Delete(context.Background(), "hitless-controller", metav1.DeleteOptions{})
-	})
+	t.Cleanup(func() { removeWorkloads(t) })
+}
+
+// removeWorkloads deletes the installed controller's Deployment and the
+// agent's DaemonSet: the other tests' rolls would drain their fake pods.
+func removeWorkloads(t testing.TB) {
+	cs := env.Client(t)
+	ctx := context.Background()
+	_ = cs.AppsV1().Deployments(lock.Namespace).Delete(ctx, "hitless-controller", metav1.DeleteOptions{})
+	_ = cs.AppsV1().DaemonSets(lock.Namespace).Delete(ctx, "hitless-agent", metav1.DeleteOptions{})
 }
 
 // serviceAccountKubeconfig writes a kubeconfig that authenticates as the
@@ -224,9 +230,7 @@ func TestChartInstalledByHitless(t *testing.T) {
 	if err := store.New(cs).EnsureNamespace(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cs.AppsV1().Deployments(lock.Namespace).Delete(context.Background(), "hitless-controller", metav1.DeleteOptions{})
-	})
+	t.Cleanup(func() { removeWorkloads(t) })
 	cmd, out, done := env.StartCLI(t, "install", "-f", "../../charts/hitless", "--name", "hitless-chart", "-n", lock.Namespace,
 		"--set", "image.repository=registry.test/hitless", "--set", "image.tag=v0.0.0-test")
 	if err := clustertest.WaitCLI(t, cmd, out, done, 5*time.Minute); err != nil {
@@ -241,6 +245,10 @@ func TestChartInstalledByHitless(t *testing.T) {
 	}
 	if _, err := cs.RbacV1().ClusterRoles().Get(ctx, "hitless-controller", metav1.GetOptions{}); err != nil {
 		t.Errorf("the chart's ClusterRole: %v", err)
+	}
+	ds, err := cs.AppsV1().DaemonSets(lock.Namespace).Get(ctx, "hitless-agent", metav1.GetOptions{})
+	if err != nil || ds.Status.NumberReady != ds.Status.DesiredNumberScheduled || ds.Status.DesiredNumberScheduled == 0 {
+		t.Errorf("the agent's DaemonSet: %v, %+v", err, ds.Status)
 	}
 	if !strings.Contains(out.String(), "HELM CHART hitless 0.1.0") {
 		t.Errorf("the install does not report the chart:\n%s", out)

@@ -45,9 +45,9 @@ metrics Service.`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			switch base {
-			case "default", "crd", "rbac", "manager":
+			case "default", "crd", "rbac", "manager", "agent":
 			default:
-				return exitcode.BadInput(fmt.Errorf("--base %q: want default, crd, rbac or manager", base))
+				return exitcode.BadInput(fmt.Errorf("--base %q: want default, crd, rbac, manager or agent", base))
 			}
 			out, err := config.Render(base, image)
 			if err != nil {
@@ -58,7 +58,7 @@ metrics Service.`,
 		},
 	}
 	cmd.Flags().StringVar(&image, "image", "", "the controller's image reference (default: the base's ghcr.io/hitless-dev/hitless:latest)")
-	cmd.Flags().StringVar(&base, "base", "default", "what to render: default (everything), crd, rbac or manager")
+	cmd.Flags().StringVar(&base, "base", "default", "what to render: default (everything), crd, rbac, manager or agent")
 	return cmd
 }
 
