@@ -3,7 +3,8 @@
 # (api/*/zz_generated.deepcopy.go) and the CustomResourceDefinitions
 # (config/crd, and the Helm chart's crds/) and the controller's RBAC
 # (config/rbac/role.yaml), with the pinned controller-gen. `hack/gen.sh --check`
-# generates into a scratch copy and fails if the committed files differ.
+# generates into a scratch copy and fails if the committed files differ
+# (the agent's copies are held to its manifest by a test of config/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,14 +41,6 @@ trap 'rm -rf "$scratch"' EXIT
 cp -r go.mod go.sum api cmd config internal "$scratch"/
 rm -f "$scratch"/config/crd/hitless.dev_*.yaml "$scratch"/config/rbac/role.yaml
 gen "$scratch"
-mkdir -p "$scratch/agent"
-agent "$scratch/agent"
-for f in config/agent/agent.yaml charts/hitless/files/agent.yaml; do
-  if ! diff -u "$f" "$scratch/agent/agent.yaml"; then
-    echo "$f is stale: run hack/gen.sh and commit the result"
-    exit 1
-  fi
-done
 if ! diff -ru api "$scratch/api" || ! diff -ru -x kustomization.yaml "$scratch/config/crd" charts/hitless/crds || ! diff -ru -x kustomization.yaml config/crd "$scratch/config/crd" || ! diff -u config/rbac/role.yaml "$scratch/config/rbac/role.yaml"; then
   echo "generated files are stale: run hack/gen.sh and commit the result"
   exit 1
