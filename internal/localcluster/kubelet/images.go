@@ -71,7 +71,7 @@ func (m Images) Repositories() []string {
 	return out
 }
 
-var repositoryPattern = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+var repositoryPattern = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*((:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+)?$`)
 
 // ParseImage reads "REPOSITORY=BINARY[:ENTRYPOINT]" (a --lab-image
 // value); the entrypoint defaults to /usr/local/bin/ and the binary's base
@@ -82,14 +82,14 @@ func ParseImage(s string) (Image, error) {
 		return Image{}, fmt.Errorf("%q: want REPOSITORY=BINARY[:ENTRYPOINT]", s)
 	}
 	bin, entry, _ := strings.Cut(rest, ":")
-	if !strings.HasPrefix(bin, "/") {
-		return Image{}, fmt.Errorf("%q: the binary %q must be an absolute path", s, bin)
+	if !strings.HasPrefix(bin, "/") || strings.HasSuffix(bin, "/") {
+		return Image{}, fmt.Errorf("%q: the binary %q must be a file's absolute path", s, bin)
 	}
 	if entry == "" {
 		entry = "/usr/local/bin/" + bin[strings.LastIndex(bin, "/")+1:]
 	}
-	if !strings.HasPrefix(entry, "/") {
-		return Image{}, fmt.Errorf("%q: the entrypoint %q must be an absolute path", s, entry)
+	if !strings.HasPrefix(entry, "/") || strings.HasSuffix(entry, "/") {
+		return Image{}, fmt.Errorf("%q: the entrypoint %q must be a file's absolute path", s, entry)
 	}
 	r := Repository(repo)
 	if !repositoryPattern.MatchString(r) {

@@ -39,6 +39,10 @@ func TestParseImage(t *testing.T) {
 		{in: "flannel/flannel=relative/flanneld", wantErr: true},
 		{in: "flannel/flannel=/bin/x:relative", wantErr: true},
 		{in: "Flannel/UPPER=/bin/x", wantErr: true},
+		{in: "reg:5000/a=/bin/x", want: Image{Repository: "reg:5000/a", Binary: "/bin/x", Entrypoint: "/usr/local/bin/x"}},
+		{in: "reg:5000=/bin/x", wantErr: true}, // a registry, not a repository
+		{in: "a=/bin/", wantErr: true},         // a directory, not a binary
+		{in: "a=/bin/x:/usr/bin/", wantErr: true},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseImage(tc.in)
@@ -110,7 +114,10 @@ func TestStageExclusionMatchesRuns(t *testing.T) {
 }
 
 func FuzzParseImage(f *testing.F) {
-	for _, s := range []string{"flannel/flannel=/opt/flanneld", "a=b", "x=/y:/z", "reg:5000/a/b:t=/bin/x:/usr/bin/x", "=", ":=/:"} {
+	for _, s := range []string{"flannel/flannel=/opt/flanneld", "a=b", "x=/y:/z", "reg:5000/a/b:t=/bin/x:/usr/bin/x", "=", ":=/:",
+		// Found by the fuzzer: a registry's host:port is no repository,
+		// and a directory no binary.
+		"g:5:t=/"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
