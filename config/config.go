@@ -3,10 +3,10 @@ package config
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"path"
-	"sort"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -19,33 +19,8 @@ import (
 //go:embed crd/*.yaml rbac/*.yaml manager/*.yaml agent/*.yaml default/*.yaml
 var files embed.FS
 
-// CRDs returns the CustomResourceDefinitions, sorted by file name.
-func CRDs() ([]*unstructured.Unstructured, error) {
-	names, err := fs.Glob(files, "crd/*.yaml")
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(names)
-	var out []*unstructured.Unstructured
-	for _, name := range names {
-		if path.Base(name) == "kustomization.yaml" {
-			continue
-		}
-		b, err := files.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		objs, err := Decode(b)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-		out = append(out, objs...)
-	}
-	return out, nil
-}
-
-// Render builds the kustomization base (crd, rbac, manager or default,
-// which is all of them) with the controller's image set to image (empty
+// Render builds the kustomization base (crd, rbac, manager, agent or
+// default, which is all of them) with the controller's image set to image (empty
 // keeps the base's), as `kustomize build` would, and returns the YAML.
 func Render(base, image string) ([]byte, error) {
 	mem := filesys.MakeFsInMemory()
@@ -110,7 +85,7 @@ func Decode(b []byte) ([]*unstructured.Unstructured, error) {
 	for {
 		u := &unstructured.Unstructured{}
 		if err := dec.Decode(&u.Object); err != nil {
-			if err.Error() == "EOF" {
+			if errors.Is(err, io.EOF) {
 				return out, nil
 			}
 			return nil, err

@@ -42,8 +42,8 @@ func (g *gate) Check(ctx context.Context, next string) error {
 	if err != nil {
 		return fmt.Errorf("reading the NodeRoll before node %s: %w", next, err)
 	}
-	if why := closed(nr, g.now()); why != "" {
-		g.refused(closedReason(nr))
+	if why, reason, _ := closed(nr, g.now()); why != "" {
+		g.refused(reason)
 		return fmt.Errorf("before node %s: %s", next, why)
 	}
 	return nil
@@ -72,29 +72,22 @@ func (g *gate) Approve(ctx context.Context, q operation.Question) error {
 	return nil
 }
 
-// closed says why no node may start now, or "" when one may.
-func closed(nr *v1alpha1.NodeRoll, now time.Time) string {
+// closed says why no node may start now ("" when one may), with the
+// condition reason, and when the maintenance window opens next if that is
+// what keeps it closed.
+func closed(nr *v1alpha1.NodeRoll, now time.Time) (why, reason string, opens time.Time) {
 	if nr.DeletionTimestamp != nil {
-		return "the NodeRoll is being deleted"
+		return "the NodeRoll is being deleted", reasonPaused, time.Time{}
 	}
 	if nr.Spec.Paused {
-		return "paused (spec.paused)"
+		return "paused (spec.paused)", reasonPaused, time.Time{}
 	}
 	if w := nr.Spec.MaintenanceWindow; w != nil {
-		open, next := window(w, now)
-		if !open {
-			return fmt.Sprintf("outside the maintenance window (opens %s)", next.Format(time.RFC3339))
+		if open, next := window(w, now); !open {
+			return fmt.Sprintf("outside the maintenance window (opens %s)", next.Format(time.RFC3339)), reasonOutsideWindow, next
 		}
 	}
-	return ""
-}
-
-// closedReason is the condition reason of a closed gate.
-func closedReason(nr *v1alpha1.NodeRoll) string {
-	if nr.Spec.Paused || nr.DeletionTimestamp != nil {
-		return reasonPaused
-	}
-	return reasonOutsideWindow
+	return "", "", time.Time{}
 }
 
 // window says whether w is open at now and, when it is not, when it opens

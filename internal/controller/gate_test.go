@@ -64,12 +64,12 @@ func TestClosed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nr := &v1alpha1.NodeRoll{Spec: tc.spec}
-			why := closed(nr, now)
+			why, reason, _ := closed(nr, now)
 			if (why == "") != (tc.reason == "") {
 				t.Fatalf("closed: %q, want a reason %q", why, tc.reason)
 			}
-			if why != "" && closedReason(nr) != tc.reason {
-				t.Errorf("reason %s, want %s", closedReason(nr), tc.reason)
+			if why != "" && reason != tc.reason {
+				t.Errorf("reason %s, want %s", reason, tc.reason)
 			}
 		})
 	}

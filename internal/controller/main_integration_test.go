@@ -50,7 +50,7 @@ func installCRDs(t testing.TB) {
 	if err := store.New(env.Client(t)).EnsureNamespace(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	crds, err := config.CRDs()
+	crds, err := config.Objects("crd", "")
 	if err != nil {
 		t.Fatal(err)
 	}

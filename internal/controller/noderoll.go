@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -167,13 +168,11 @@ func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 			setConditions(st, nr.Generation, v1alpha1.ConditionFailed, reasonInvalidSpec, err.Error()+"; nothing was changed")
 		})
 	}
-	if why := closed(nr, r.Now()); why != "" {
-		reason := closedReason(nr)
+	now := r.Now()
+	if why, reason, opens := closed(nr, now); why != "" {
 		var after time.Duration
-		if reason == reasonOutsideWindow {
-			if _, next := window(nr.Spec.MaintenanceWindow, r.Now()); !next.IsZero() {
-				after = next.Sub(r.Now()) + time.Second
-			}
+		if !opens.IsZero() {
+			after = opens.Sub(now) + time.Second
 		}
 		return ctrl.Result{RequeueAfter: after}, r.patchStatus(ctx, nr, func(st *v1alpha1.NodeRollStatus) {
 			st.Phase = v1alpha1.PhasePaused
@@ -243,7 +242,7 @@ func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
 		fresh := &v1alpha1.NodeRoll{}
 		return fresh, r.Client.Get(ctx, key, fresh)
 	}}
-	w := &statusWriter{r: r, key: key, gate: g, spec: spec, run: rn, every: r.StatusEvery, since: r.since, changed: make(chan struct{}, 1)}
+	w := &statusWriter{r: r, key: key, gate: g, run: rn, every: r.StatusEvery, since: r.since, changed: make(chan struct{}, 1)}
 	go func() {
 		defer close(rn.done)
 		defer r.forget(nr.UID, rn)
@@ -373,7 +372,7 @@ func (r *NodeRolls) patchStatus(ctx context.Context, nr *v1alpha1.NodeRoll, muta
 	before := nr.DeepCopy()
 	mutate(&nr.Status)
 	nr.Status.ObservedGeneration = nr.Generation
-	if equalStatus(before.Status, nr.Status) {
+	if equality.Semantic.DeepEqual(before.Status, nr.Status) {
 		return nil
 	}
 	return r.Client.Status().Patch(ctx, nr, client.MergeFrom(before))

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -30,7 +29,6 @@ type statusWriter struct {
 	r       *NodeRolls
 	key     client.ObjectKey
 	gate    *gate
-	spec    roll.Spec
 	run     *run
 	every   time.Duration
 	since   time.Time // phases that ended before are not this process's to count
@@ -129,7 +127,7 @@ func (w *statusWriter) flush(ctx context.Context, announced *string) error {
 	return w.r.patchStatus(ctx, nr, func(st *v1alpha1.NodeRollStatus) {
 		w.fill(st, op)
 		st.Phase = v1alpha1.PhaseRunning
-		setConditions(st, nr.Generation, v1alpha1.ConditionProgressing, reasonRolling, w.progressLine(op))
+		setConditions(st, nr.Generation, v1alpha1.ConditionProgressing, reasonRolling, w.progressLine(op, st.Summary))
 	})
 }
 
@@ -175,22 +173,19 @@ func (w *statusWriter) fill(st *v1alpha1.NodeRollStatus, op *roll.Journal) {
 }
 
 // progressLine sums up a running roll for the Progressing condition.
-func (w *statusWriter) progressLine(op *roll.Journal) string {
-	done := 0
+func (w *statusWriter) progressLine(op *roll.Journal, sum v1alpha1.NodeRollSummary) string {
 	var inFlight []string
 	for _, n := range op.Record.Nodes {
-		switch {
-		case n.Phase == roll.PhaseDone:
-			done++
-		case n.Phase != roll.PhasePending && n.Phase != roll.PhaseFailed && n.Phase != roll.PhaseSkipped && n.Phase != roll.PhaseAborted:
-			s := n.Name + " " + n.Phase
-			if m := w.message(n.Name); m != "" {
-				s += " (" + m + ")"
-			}
-			inFlight = append(inFlight, s)
+		if !roll.InFlight(n.Phase) {
+			continue
 		}
+		s := n.Name + " " + n.Phase
+		if m := w.message(n.Name); m != "" {
+			s += " (" + m + ")"
+		}
+		inFlight = append(inFlight, s)
 	}
-	line := fmt.Sprintf("operation %s: %d/%d nodes done", op.ID, done, len(op.Record.Nodes))
+	line := fmt.Sprintf("operation %s: %d/%d nodes done", op.ID, sum.Done, sum.Total)
 	if len(inFlight) > 0 {
 		line += "; in flight: " + strings.Join(inFlight, ", ")
 	}
@@ -303,5 +298,3 @@ func setConditions(st *v1alpha1.NodeRollStatus, gen int64, active, reason, msg s
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
 }
-
-func equalStatus(a, b v1alpha1.NodeRollStatus) bool { return equality.Semantic.DeepEqual(a, b) }

@@ -87,7 +87,7 @@ func undo(ctx context.Context, c operation.Cluster, raw *journal.Raw) error {
 	r := &runner{cs: cs, store: store, w: w}
 	var errs []error
 	for _, n := range op.Record.Nodes {
-		if !inFlight(n.Phase) {
+		if !InFlight(n.Phase) {
 			continue
 		}
 		node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
@@ -108,7 +108,7 @@ func undo(ctx context.Context, c operation.Cluster, raw *journal.Raw) error {
 			n := op.Record.NodeByName(name)
 			now := time.Now().UTC()
 			closePhase(n, now, "aborted")
-			if inFlight(n.Phase) {
+			if InFlight(n.Phase) {
 				n.Phase, n.Outcome = PhaseAborted, OutcomeSkipped
 				n.Error = "aborted in flight; restored by hitless abort"
 			}

@@ -45,7 +45,9 @@ const (
 	OutcomeUnreachable = "unreachable"
 )
 
-func inFlight(phase string) bool {
+// InFlight says whether a node in phase is being rolled: started and not
+// yet done, failed, skipped or aborted.
+func InFlight(phase string) bool {
 	switch phase {
 	case PhasePending, PhaseDone, PhaseFailed, PhaseSkipped, PhaseAborted, "":
 		return false
@@ -146,7 +148,7 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 	snap := r.w.Snapshot().Record.NodeByName(name)
 	phases := r.phases()
 	start := 0
-	if inFlight(snap.Phase) {
+	if InFlight(snap.Phase) {
 		for i, p := range phases {
 			if p == snap.Phase {
 				start = i

@@ -259,7 +259,7 @@ func (r *runner) resume(ctx context.Context, raw *journal.Raw) error {
 		for i := range op.Record.Nodes {
 			n := &op.Record.Nodes[i]
 			switch {
-			case inFlight(n.Phase):
+			case InFlight(n.Phase):
 				n.Resumed++
 				n.Notes = append(n.Notes, fmt.Sprintf("run %d resumed the node in phase %s after the previous run stopped", op.Runs, n.Phase))
 			case n.Phase == PhaseFailed:
@@ -343,7 +343,7 @@ func (r *runner) runBatch(ctx context.Context, bi int, batch []string) {
 			return
 		}
 		n := r.w.Snapshot().Record.NodeByName(name)
-		if n == nil || (n.Phase != PhasePending && !inFlight(n.Phase)) {
+		if n == nil || (n.Phase != PhasePending && !InFlight(n.Phase)) {
 			continue
 		}
 		if err := r.waitCapacity(ctx, name); err != nil {
