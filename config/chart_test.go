@@ -191,6 +191,36 @@ func TestChartValues(t *testing.T) {
 			}
 		}
 	})
+	t.Run("component deployer", func(t *testing.T) {
+		objs, err := renderChart(t, "hitless-system", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if strings.Contains(o.GetName(), "deployer") {
+				t.Errorf("%s %s rendered without components.deployer", o.GetKind(), o.GetName())
+			}
+		}
+		if objs, err = renderChart(t, "hitless-system", map[string]any{"components": map[string]any{"deployer": true}}); err != nil {
+			t.Fatal(err)
+		}
+		base, err := config.Objects("components", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c, k rbacv1.ClusterRole
+		find(t, objs, "ClusterRole", "hitless-controller-component-deployer", &c)
+		find(t, base, "ClusterRole", "hitless-component-deployer", &k)
+		if got, want := normalRules(c.Rules), normalRules(k.Rules); !slices.Equal(got, want) {
+			t.Errorf("the chart's deployer rules %v, config/components' %v", got, want)
+		}
+		var cb, kb rbacv1.ClusterRoleBinding
+		find(t, objs, "ClusterRoleBinding", "hitless-controller-component-deployer", &cb)
+		find(t, base, "ClusterRoleBinding", "hitless-component-deployer", &kb)
+		if a, b := mustJSON(t, cb.Subjects), mustJSON(t, kb.Subjects); a != b {
+			t.Errorf("the deployer is bound to %s in the chart, %s in config/components", a, b)
+		}
+	})
 	t.Run("metrics off", func(t *testing.T) {
 		objs, err := renderChart(t, "hitless-system", map[string]any{"metrics": map[string]any{"enabled": false}})
 		if err != nil {

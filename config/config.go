@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-//go:embed crd/*.yaml rbac/*.yaml manager/*.yaml agent/*.yaml default/*.yaml
+//go:embed crd/*.yaml rbac/*.yaml manager/*.yaml agent/*.yaml components/*.yaml default/*.yaml
 var files embed.FS
 
 // Render builds the kustomization base (crd, rbac, manager, agent or

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,58 @@ func Load(path string) (*Source, error) {
 		objs[i].File = filepath.Join(path, objs[i].File)
 	}
 	return &Source{Path: path, Kind: KindDirectory, Objects: objs}, nil
+}
+
+// LoadFS reads a bundle of files held in memory (a ConfigMap's keys, an
+// artifact's layer), named name in errors and in the release: its
+// kustomization built when it has one, else its .yaml/.yml/.json files.
+func LoadFS(name string, fsys fs.FS) (*Source, error) {
+	for _, k := range kustomizationFiles {
+		if _, err := fs.Stat(fsys, k); err == nil {
+			return buildFS(name, fsys)
+		}
+	}
+	objs, err := manifest.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, &manifest.Error{File: name, Err: err}
+	}
+	for i := range objs {
+		objs[i].File = name + ": " + objs[i].File
+	}
+	return &Source{Path: name, Kind: KindDirectory, Objects: objs}, nil
+}
+
+// buildFS copies fsys into kustomize's in-memory file system and builds
+// it: a bundle's kustomization reaches nothing outside the bundle.
+func buildFS(name string, fsys fs.FS) (*Source, error) {
+	mem := filesys.MakeFsInMemory()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile(filepath.Join("/bundle", p), b)
+	})
+	if err != nil {
+		return nil, &manifest.Error{File: name, Err: err}
+	}
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(mem, "/bundle")
+	if err != nil {
+		return nil, &manifest.Error{File: name, Err: fmt.Errorf("kustomize build: %w", err)}
+	}
+	out, err := res.AsYaml()
+	if err != nil {
+		return nil, &manifest.Error{File: name, Err: fmt.Errorf("kustomize build: %w", err)}
+	}
+	objs, err := manifest.Parse(name+" (built)", bytes.NewReader(out))
+	if err != nil {
+		return nil, err
+	}
+	return &Source{Path: name, Kind: KindKustomization, Objects: objs}, nil
 }
 
 // build runs kustomize on dir; errors name the kustomization file.

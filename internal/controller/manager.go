@@ -78,10 +78,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       lock.Namespace,
 		LeaderElectionReleaseOnCancel: true,
-		// Only what the controller acts on is cached: NodeRolls. The
+		// Only what the controller acts on is cached: its resources. The
 		// engines read nodes, pods and PDBs with their own informers and
 		// calls, scoped to an operation.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeRoll{}: {}}},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeRoll{}: {}, &v1alpha1.Component{}: {}}},
 	}
 	if opts.LeaseDuration > 0 {
 		mopts.LeaseDuration = &opts.LeaseDuration
@@ -103,6 +103,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	rolls := &NodeRolls{Client: mgr.GetClient(), Kube: kube, Events: mgr.GetEventRecorder("hitless-controller"), Actions: opts.Actions, Metrics: m}
 	if err := rolls.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the NodeRoll controller: %w", err)
+	}
+	comps := &Components{Client: mgr.GetClient(), Kube: kube, Config: cfg, Events: mgr.GetEventRecorder("hitless-controller"), Metrics: m}
+	if err := comps.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Component controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

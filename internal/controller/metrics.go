@@ -19,6 +19,9 @@ type Metrics struct {
 	phases     *prometheus.HistogramVec
 	cordoned   *prometheus.GaugeVec
 	takeovers  prometheus.Counter
+	breaches   *prometheus.CounterVec
+	outage     *prometheus.GaugeVec
+	loss       *prometheus.GaugeVec
 	lock       *lockCollector
 
 	mu       sync.Mutex
@@ -46,10 +49,22 @@ func NewMetrics(reg prometheus.Registerer, kube kubernetes.Interface) (*Metrics,
 			Name: "hitless_lock_takeovers_total",
 			Help: "Operations the controller resumed whose lock was held by a holder that is gone.",
 		}),
+		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hitless_budget_breaches_total",
+			Help: "Operations whose probes exceeded their disruption budget, by kind and what followed (paused, rolled-back, rollback-failed).",
+		}, []string{"kind", "then"}),
+		outage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hitless_probe_longest_outage_seconds",
+			Help: "The longest outage on any probed path during the last probed operation of each kind.",
+		}, []string{"kind"}),
+		loss: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hitless_probe_loss_ratio",
+			Help: "Probes lost over all paths during the last probed operation of each kind (0 to 1).",
+		}, []string{"kind"}),
 		lock:     newLockCollector(kube),
 		observed: map[string]bool{},
 	}
-	for _, c := range []prometheus.Collector{m.operations, m.phases, m.cordoned, m.takeovers, m.lock} {
+	for _, c := range []prometheus.Collector{m.operations, m.phases, m.cordoned, m.takeovers, m.breaches, m.outage, m.loss, m.lock} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -102,6 +117,28 @@ func (m *Metrics) ended(op *roll.Journal, result string) {
 	defer m.mu.Unlock()
 	for _, n := range op.Record.Nodes {
 		delete(m.observed, op.ID+"/"+n.Name)
+	}
+}
+
+// component counts a component operation that ended, with its probes.
+func (m *Metrics) component(out outcome, phase string) {
+	if m == nil {
+		return
+	}
+	m.operations.WithLabelValues(out.action, historyResult(phase)).Inc()
+	if rep := out.report; rep != nil {
+		m.outage.WithLabelValues(out.action).Set(rep.Summary.LongestOutageMs / 1000)
+		m.loss.WithLabelValues(out.action).Set(rep.Summary.LossPct / 100)
+	}
+	if out.breach {
+		then := "paused"
+		switch {
+		case out.rollback != nil:
+			then = "rolled-back"
+		case out.rollbackErr != nil:
+			then = "rollback-failed"
+		}
+		m.breaches.WithLabelValues(out.action, then).Inc()
 	}
 }
 

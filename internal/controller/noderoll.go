@@ -4,21 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -65,30 +62,13 @@ type NodeRolls struct {
 	// Metrics, when set, are kept up to date.
 	Metrics *Metrics
 
-	mu    sync.Mutex
-	since time.Time // when this process started reconciling
-	base  context.Context
-	runs  map[types.UID]*run
-	retry chan event.GenericEvent
+	*runs
 }
 
 // RetryAfter is the pause before a roll that ended on an error that is not
 // its verdict (the lock held by another operation, the API server gone) is
 // started again.
 const RetryAfter = 15 * time.Second
-
-type run struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	id     string
-}
-
-func (r *run) operation() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.id
-}
 
 // SetupWithManager registers the reconciler and the runnable that owns the
 // rolls' lifetime (they stop when the manager stops or loses the lead).
@@ -102,36 +82,13 @@ func (r *NodeRolls) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Actions == nil {
 		r.Actions = roll.DefaultActions()
 	}
-	r.runs = map[types.UID]*run{}
-	r.retry = make(chan event.GenericEvent)
-	if err := mgr.Add(r); err != nil {
+	r.runs = newRuns()
+	if err := mgr.Add(r.runs); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.NodeRoll{}).Named("noderoll").
 		WatchesRawSource(source.Channel(r.retry, &handler.EnqueueRequestForObject{})).
 		Complete(r)
-}
-
-// Start implements manager.Runnable: it keeps the manager's context for
-// the rolls, and stops them (journaled as interrupted, resumed by the next
-// leader) when it ends.
-func (r *NodeRolls) Start(ctx context.Context) error {
-	r.mu.Lock()
-	r.base = ctx
-	r.since = time.Now()
-	r.mu.Unlock()
-	<-ctx.Done()
-	r.mu.Lock()
-	runs := make([]*run, 0, len(r.runs))
-	for _, rn := range r.runs {
-		rn.cancel()
-		runs = append(runs, rn)
-	}
-	r.mu.Unlock()
-	for _, rn := range runs {
-		<-rn.done
-	}
-	return nil
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -165,7 +122,7 @@ func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		}
 		return ctrl.Result{}, r.patchStatus(ctx, nr, func(st *v1alpha1.NodeRollStatus) {
 			st.Phase = v1alpha1.PhaseFailed
-			setConditions(st, nr.Generation, v1alpha1.ConditionFailed, reasonInvalidSpec, err.Error()+"; nothing was changed")
+			setConditions(&st.Conditions, nr.Generation, v1alpha1.ConditionFailed, reasonInvalidSpec, err.Error()+"; nothing was changed")
 		})
 	}
 	now := r.Now()
@@ -176,7 +133,7 @@ func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		}
 		return ctrl.Result{RequeueAfter: after}, r.patchStatus(ctx, nr, func(st *v1alpha1.NodeRollStatus) {
 			st.Phase = v1alpha1.PhasePaused
-			setConditions(st, nr.Generation, v1alpha1.ConditionPaused, reason, why)
+			setConditions(&st.Conditions, nr.Generation, v1alpha1.ConditionPaused, reason, why)
 		})
 	}
 	if awaitingApproval(nr) {
@@ -210,39 +167,19 @@ func awaitingApproval(nr *v1alpha1.NodeRoll) bool {
 	return cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason == reasonAwaitingApproval && !nr.Spec.CanaryApproved
 }
 
-func (r *NodeRolls) running(uid types.UID) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.runs[uid]
-	return ok
-}
-
-// forget drops rn, the run of uid, unless another run took its place.
-func (r *NodeRolls) forget(uid types.UID, rn *run) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.runs[uid] == rn {
-		delete(r.runs, uid)
-	}
-}
-
 // start runs the roll in the background: a new operation, or the
 // journaled one with the same spec (a previous leader's, a paused one).
 func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.base == nil {
-		return errors.New("the controller is not started")
+	ctx, rn, err := r.launch(nr.UID)
+	if err != nil {
+		return err
 	}
-	ctx, cancel := context.WithCancel(r.base)
-	rn := &run{cancel: cancel, done: make(chan struct{})}
-	r.runs[nr.UID] = rn
 	key := client.ObjectKeyFromObject(nr)
 	g := &gate{now: r.Now, get: func(ctx context.Context) (*v1alpha1.NodeRoll, error) {
 		fresh := &v1alpha1.NodeRoll{}
 		return fresh, r.Client.Get(ctx, key, fresh)
 	}}
-	w := &statusWriter{r: r, key: key, gate: g, run: rn, every: r.StatusEvery, since: r.since, changed: make(chan struct{}, 1)}
+	w := &statusWriter{r: r, key: key, gate: g, run: rn, every: r.StatusEvery, since: r.started(), changed: make(chan struct{}, 1)}
 	go func() {
 		defer close(rn.done)
 		defer r.forget(nr.UID, rn)
@@ -271,16 +208,7 @@ func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
 			log.Error(ferr, "writing the final status")
 		}
 		if reason == reasonError || ferr != nil {
-			// Not the roll's verdict: try again after a pause.
-			select {
-			case <-ctx.Done():
-			case <-time.After(RetryAfter):
-				r.forget(nr.UID, rn)
-				select {
-				case r.retry <- event.GenericEvent{Object: nr}:
-				case <-ctx.Done():
-				}
-			}
+			r.retryLater(ctx, nr, rn) // not the roll's verdict
 		}
 	}()
 	return nil
@@ -310,9 +238,7 @@ func (r *NodeRolls) delete(ctx context.Context, nr *v1alpha1.NodeRoll) error {
 	if !controllerutil.ContainsFinalizer(nr, Finalizer) {
 		return nil
 	}
-	r.mu.Lock()
-	rn := r.runs[nr.UID]
-	r.mu.Unlock()
+	rn := r.get(nr.UID)
 	id := nr.Status.Operation
 	if rn != nil && rn.operation() != "" {
 		id = rn.operation()

@@ -48,9 +48,7 @@ func (w *statusWriter) poke() {
 
 // started is told the operation's ID by the engine.
 func (w *statusWriter) started(id string) {
-	w.run.mu.Lock()
-	w.run.id = id
-	w.run.mu.Unlock()
+	w.run.setOperation(id)
 	w.poke()
 }
 
@@ -127,7 +125,7 @@ func (w *statusWriter) flush(ctx context.Context, announced *string) error {
 	return w.r.patchStatus(ctx, nr, func(st *v1alpha1.NodeRollStatus) {
 		w.fill(st, op)
 		st.Phase = v1alpha1.PhaseRunning
-		setConditions(st, nr.Generation, v1alpha1.ConditionProgressing, reasonRolling, w.progressLine(op, st.Summary))
+		setConditions(&st.Conditions, nr.Generation, v1alpha1.ConditionProgressing, reasonRolling, w.progressLine(op, st.Summary))
 	})
 }
 
@@ -234,7 +232,7 @@ func (w *statusWriter) finish(ctx context.Context, res *roll.Result, runErr erro
 			record(st, op, phase)
 		}
 		st.Phase = phase
-		setConditions(st, nr.Generation, cond, reason, msg)
+		setConditions(&st.Conditions, nr.Generation, cond, reason, msg)
 	})
 }
 
@@ -269,32 +267,37 @@ func (w *statusWriter) outcome(runErr error) (phase, cond, reason, msg string) {
 
 // record puts the operation in the status's history, newest last.
 func record(st *v1alpha1.NodeRollStatus, op *roll.Journal, phase string) {
+	remember(&st.History, &op.Operation, phase)
+}
+
+// remember puts op in a history, newest last, at most historyLen long.
+func remember(hist *[]v1alpha1.OperationRecord, op *journal.Operation, phase string) {
 	rec := v1alpha1.OperationRecord{Operation: op.ID, Result: phase, Started: metav1.NewTime(op.Started), Message: op.Message}
 	if op.Finished != nil {
 		t := metav1.NewTime(*op.Finished)
 		rec.Finished = &t
 	}
-	for i := range st.History {
-		if st.History[i].Operation == op.ID {
-			st.History[i] = rec
+	for i := range *hist {
+		if (*hist)[i].Operation == op.ID {
+			(*hist)[i] = rec
 			return
 		}
 	}
-	st.History = append(st.History, rec)
-	if len(st.History) > historyLen {
-		st.History = st.History[len(st.History)-historyLen:]
+	*hist = append(*hist, rec)
+	if len(*hist) > historyLen {
+		*hist = (*hist)[len(*hist)-historyLen:]
 	}
 }
 
 // setConditions sets the four conditions so that at most one is True:
 // active (Ready, Progressing, Paused or Failed; "" for none, an aborted
 // roll) with reason and msg, the others False with the same reason.
-func setConditions(st *v1alpha1.NodeRollStatus, gen int64, active, reason, msg string) {
+func setConditions(conds *[]metav1.Condition, gen int64, active, reason, msg string) {
 	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionProgressing, v1alpha1.ConditionPaused, v1alpha1.ConditionFailed} {
 		c := metav1.Condition{Type: t, Status: metav1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: gen}
 		if t == active {
 			c.Status = metav1.ConditionTrue
 		}
-		meta.SetStatusCondition(&st.Conditions, c)
+		meta.SetStatusCondition(conds, c)
 	}
 }

@@ -157,6 +157,9 @@ func (s *Session) Guard() operation.Guard {
 	return s.guard
 }
 
+// Hit reports whether the budget stopped the operation.
+func (s *Session) Hit() bool { return s.guard != nil && s.guard.Hit() }
+
 // Guards starts the journaled guard of a resumed operation.
 func (s *Session) Guards() operation.Guards {
 	return Guards(s.cs, func(g *Guard) { s.guard = g })

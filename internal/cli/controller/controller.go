@@ -45,9 +45,9 @@ metrics Service.`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			switch base {
-			case "default", "crd", "rbac", "manager", "agent":
+			case "default", "crd", "rbac", "manager", "agent", "components":
 			default:
-				return exitcode.BadInput(fmt.Errorf("--base %q: want default, crd, rbac, manager or agent", base))
+				return exitcode.BadInput(fmt.Errorf("--base %q: want default, crd, rbac, manager, agent or components", base))
 			}
 			out, err := config.Render(base, image)
 			if err != nil {
@@ -58,7 +58,7 @@ metrics Service.`,
 		},
 	}
 	cmd.Flags().StringVar(&image, "image", "", "the controller's image reference (default: the base's ghcr.io/hitless-dev/hitless:latest)")
-	cmd.Flags().StringVar(&base, "base", "default", "what to render: default (everything), crd, rbac, manager or agent")
+	cmd.Flags().StringVar(&base, "base", "default", "what to render: default (everything but components), crd, rbac, manager, agent, or components (the opt-in rights a Component needs to deploy a plugin)")
 	return cmd
 }
 

@@ -54,6 +54,19 @@ func Load(path string) (*Chart, error) {
 	return &Chart{Path: path, chart: c}, nil
 }
 
+// LoadArchive reads a packaged chart (.tgz) held in memory, named name in
+// errors and in the release.
+func LoadArchive(name string, r io.Reader) (*Chart, error) {
+	c, err := loader.LoadArchive(r)
+	if err != nil {
+		return nil, &manifest.Error{File: name, Err: fmt.Errorf("loading the Helm chart: %w", err)}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, &manifest.Error{File: name, Err: fmt.Errorf("invalid Helm chart: %w", err)}
+	}
+	return &Chart{Path: name, chart: c}, nil
+}
+
 // Name is the chart's name.
 func (c *Chart) Name() string { return c.chart.Metadata.Name }
 

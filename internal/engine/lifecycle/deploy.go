@@ -124,6 +124,9 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	if err := r.open(ctx, jstore, existing, res.Operation, sp); err != nil {
 		return res, err
 	}
+	if opts.Started != nil {
+		opts.Started(res.Operation)
+	}
 	if err := recordPending(ctx, store, revs, rev, res); err != nil {
 		return res, err
 	}

@@ -97,6 +97,9 @@ type Options struct {
 	// operation this one is part of (a migration); it is used instead of
 	// taking and releasing one.
 	Lock *lock.Lock
+	// Started, when set, is told the operation's ID once it is journaled
+	// (a front end shows it before the operation ends).
+	Started func(id string)
 	// RollProgress receives the rolls' node events. May be nil.
 	RollProgress func(roll.Event)
 	// Progress receives one line per step. May be nil.

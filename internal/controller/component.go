@@ -1,0 +1,242 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/hitless-dev/hitless/api/v1alpha1"
+	"github.com/hitless-dev/hitless/internal/component"
+	"github.com/hitless-dev/hitless/internal/component/release"
+	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
+	"github.com/hitless-dev/hitless/internal/engine/operation"
+	"github.com/hitless-dev/hitless/internal/measure"
+)
+
+// Reasons of a Component's conditions and Events, beside the NodeRoll's.
+const (
+	reasonInstalled      = "Installed"
+	reasonUpgraded       = "Upgraded"
+	reasonDeploying      = "Deploying"
+	reasonInvalidSource  = "InvalidSource"
+	reasonSourceNotFound = "SourceNotFound"
+	reasonConflicts      = "Conflicts"
+	reasonBudget         = "BudgetExceeded"
+	reasonRolledBack     = "RolledBack"
+	reasonDeployFailed   = "DeployFailed"
+)
+
+// Components reconciles Components: the component's release installed or
+// upgraded by the lifecycle engine, in the background, when its source or
+// spec changes.
+type Components struct {
+	Client  client.Client
+	Kube    kubernetes.Interface
+	Config  *rest.Config
+	Events  events.EventRecorder
+	Metrics *Metrics
+	// Resync is how often a settled Component's source is read again, to
+	// see a ConfigMap or Secret changed in place (default 1m).
+	Resync time.Duration
+	// StatusEvery is the pause between status writes while an operation
+	// runs (default 1s).
+	StatusEvery time.Duration
+
+	*runs
+}
+
+// SetupWithManager registers the reconciler and its runs' runnable.
+func (r *Components) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Resync == 0 {
+		r.Resync = time.Minute
+	}
+	if r.StatusEvery == 0 {
+		r.StatusEvery = time.Second
+	}
+	r.runs = newRuns()
+	if err := mgr.Add(r.runs); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.Component{}).Named("component").
+		WatchesRawSource(source.Channel(r.retry, &handler.EnqueueRequestForObject{})).
+		Complete(r)
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	c := &v1alpha1.Component{}
+	if err := r.Client.Get(ctx, req.NamespacedName, c); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if c.DeletionTimestamp != nil {
+		return ctrl.Result{}, r.delete(ctx, c)
+	}
+	if !controllerutil.ContainsFinalizer(c, Finalizer) {
+		patch := client.MergeFrom(c.DeepCopy())
+		controllerutil.AddFinalizer(c, Finalizer)
+		return ctrl.Result{}, r.Client.Patch(ctx, c, patch)
+	}
+	if r.running(c.UID) {
+		return ctrl.Result{}, nil
+	}
+	if c.Spec.Paused {
+		return ctrl.Result{}, r.patchStatus(ctx, c, func(st *v1alpha1.ComponentStatus) {
+			st.Phase = v1alpha1.PhasePaused
+			setConditions(&st.Conditions, c.Generation, v1alpha1.ConditionPaused, reasonPaused, "spec.paused is true: no operation starts or goes on")
+		})
+	}
+	b, err := loadBundle(ctx, r.Kube, c)
+	if err != nil {
+		return r.refuse(ctx, c, err)
+	}
+	opts, target, err := componentOptions(c, b)
+	if err != nil {
+		return r.refuse(ctx, c, err)
+	}
+	if settled(c, target) {
+		return ctrl.Result{RequeueAfter: r.Resync}, nil
+	}
+	revs, err := release.NewStore(r.Kube).List(ctx, c.Name)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("reading the revisions of %s: %w", c.Name, err)
+	}
+	action := lifecycle.ActionUpgrade
+	if release.Current(revs) == nil {
+		action = lifecycle.ActionInstall
+	}
+	return ctrl.Result{}, r.start(c, action, opts, target)
+}
+
+// refuse writes a source or spec the controller cannot use into the
+// status: Failed naming the field, nothing changed; a missing source is
+// looked for again.
+func (r *Components) refuse(ctx context.Context, c *v1alpha1.Component, err error) (ctrl.Result, error) {
+	var (
+		se *sourceError
+		fe *FieldError
+	)
+	reason, after := reasonInvalidSpec, r.Resync
+	switch {
+	case errors.As(err, &se):
+		reason = reasonInvalidSource
+		if se.missing {
+			reason, after = reasonSourceNotFound, RetryAfter
+		}
+	case errors.As(err, &fe):
+	default:
+		return ctrl.Result{}, err
+	}
+	msg := err.Error() + "; nothing was changed"
+	if cond := meta.FindStatusCondition(c.Status.Conditions, v1alpha1.ConditionFailed); cond == nil || cond.Reason != reason || cond.Message != msg {
+		r.Events.Eventf(c, nil, corev1.EventTypeWarning, reason, "Validate", "%s", msg)
+	}
+	return ctrl.Result{RequeueAfter: after}, r.patchStatus(ctx, c, func(st *v1alpha1.ComponentStatus) {
+		st.Phase = v1alpha1.PhaseFailed
+		setConditions(&st.Conditions, c.Generation, v1alpha1.ConditionFailed, reason, msg)
+	})
+}
+
+// settled says whether the Component needs nothing: the release of target
+// is deployed, or was rolled back, or its operation failed or paused on a
+// verdict (conflicts, a budget) and the spec has not changed since.
+func settled(c *v1alpha1.Component, target string) bool {
+	if c.Status.Digest != target {
+		return false
+	}
+	switch c.Status.Phase {
+	case v1alpha1.PhaseReady, v1alpha1.PhaseRolledBack:
+		return true
+	case v1alpha1.PhaseFailed, v1alpha1.PhasePaused:
+		for _, t := range []string{v1alpha1.ConditionFailed, v1alpha1.ConditionPaused} {
+			cond := meta.FindStatusCondition(c.Status.Conditions, t)
+			if cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason != reasonError && cond.ObservedGeneration == c.Generation {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// componentOptions turns the Component into the lifecycle engine's
+// options, and the digest of what shapes the release (the source and
+// those fields; not the probe budget, paused or the rollback policy).
+func componentOptions(c *v1alpha1.Component, b *bundle) (lifecycle.Options, string, error) {
+	in := c.Spec
+	opts := lifecycle.Options{
+		Name:          c.Name,
+		Source:        b.source,
+		Chart:         b.chart,
+		Namespace:     "default",
+		DataPlane:     in.DataPlane,
+		NodeSelectors: in.NodeSelectors,
+		Prefer:        component.Prefer(in.Prefer),
+		MixedVersions: in.AllowMixedVersions,
+		Profile:       in.Profile,
+		Wait:          duration(in.Wait),
+		Command:       fmt.Sprintf("Component %s (hitless controller)", c.Name),
+	}
+	switch in.Batch.Type {
+	case intstr.Int:
+		opts.Batch = strconv.Itoa(int(in.Batch.IntVal))
+	default:
+		opts.Batch = in.Batch.StrVal
+	}
+	if in.Values != nil && len(in.Values.Raw) > 0 {
+		if b.chart == nil {
+			return opts, "", &FieldError{Field: "spec.values", Msg: b.name + " holds manifests, not a Helm chart: values are for charts"}
+		}
+		if err := json.Unmarshal(in.Values.Raw, &opts.Values); err != nil {
+			return opts, "", &FieldError{Field: "spec.values", Msg: "want an object: " + err.Error()}
+		}
+	}
+	if _, err := probeSpec(in.Probe); err != nil {
+		return opts, "", err
+	}
+	shape := struct {
+		Source, Batch, Prefer, Profile string
+		DataPlane, NodeSelectors       []string
+		Mixed                          bool
+		Values                         map[string]any
+	}{b.digest, opts.Batch, in.Prefer, in.Profile, in.DataPlane, in.NodeSelectors, in.AllowMixedVersions, opts.Values}
+	return opts, operation.Hash(shape), nil
+}
+
+// probeSpec is the guard a Component's probe budget asks for, or nil.
+func probeSpec(p *v1alpha1.ProbeBudget) (*measure.GuardSpec, error) {
+	if p == nil {
+		return nil, nil
+	}
+	g := &measure.GuardSpec{Rate: int(p.Rate), Sample: int(p.Sample), OnBudget: measure.OnBudgetPause, Settle: 5 * time.Second}
+	if g.Rate == 0 {
+		g.Rate = 100
+	}
+	g.Budget.MaxOutage = duration(p.MaxOutage)
+	if p.Settle != nil {
+		g.Settle = p.Settle.Duration
+	}
+	if p.MaxLoss != "" {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(p.MaxLoss, "%"), 64)
+		if err != nil || v < 0 || v > 100 {
+			return nil, &FieldError{Field: "spec.probe.maxLoss", Msg: fmt.Sprintf("%q: want a percentage from 0%% to 100%%", p.MaxLoss)}
+		}
+		g.Budget.MaxLossPct = v
+	}
+	return g, nil
+}

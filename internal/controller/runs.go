@@ -1,0 +1,134 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+)
+
+// runs are a reconciler's operations running in the background, one per
+// resource: the manager's runnable owns their lifetime (they stop when
+// the manager stops or loses the lead, journaled as interrupted for the
+// next leader to resume), and a run that ended on an error that is not
+// its verdict asks for its resource to be reconciled again.
+type runs struct {
+	mu    sync.Mutex
+	since time.Time // when this process started reconciling
+	base  context.Context
+	m     map[types.UID]*run
+	retry chan event.GenericEvent
+}
+
+func newRuns() *runs {
+	return &runs{m: map[types.UID]*run{}, retry: make(chan event.GenericEvent)}
+}
+
+type run struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	id     string
+}
+
+func (r *run) operation() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.id
+}
+
+func (r *run) setOperation(id string) {
+	r.mu.Lock()
+	r.id = id
+	r.mu.Unlock()
+}
+
+// Start implements manager.Runnable: it keeps the manager's context for
+// the runs, and stops them when it ends.
+func (s *runs) Start(ctx context.Context) error {
+	s.mu.Lock()
+	s.base = ctx
+	s.since = time.Now()
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	all := make([]*run, 0, len(s.m))
+	for _, rn := range s.m {
+		rn.cancel()
+		all = append(all, rn)
+	}
+	s.mu.Unlock()
+	for _, rn := range all {
+		<-rn.done
+	}
+	return nil
+}
+
+// started is when this process started reconciling.
+func (s *runs) started() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.since
+}
+
+func (s *runs) running(uid types.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[uid]
+	return ok
+}
+
+// get returns the run of uid, or nil.
+func (s *runs) get(uid types.UID) *run {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[uid]
+}
+
+// forget drops rn, the run of uid, unless another run took its place.
+func (s *runs) forget(uid types.UID, rn *run) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[uid] == rn {
+		delete(s.m, uid)
+	}
+}
+
+// launch records a new run of uid and returns its context.
+func (s *runs) launch(uid types.UID) (context.Context, *run, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.base == nil {
+		return nil, nil, errors.New("the controller is not started")
+	}
+	ctx, cancel := context.WithCancel(s.base)
+	rn := &run{cancel: cancel, done: make(chan struct{})}
+	s.m[uid] = rn
+	return ctx, rn, nil
+}
+
+// retryLater asks for obj to be reconciled again after RetryAfter, once
+// rn is forgotten.
+func (s *runs) retryLater(ctx context.Context, obj client.Object, rn *run) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(RetryAfter):
+		s.forget(obj.GetUID(), rn)
+		select {
+		case s.retry <- event.GenericEvent{Object: obj}:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// stop cancels the run of uid, if any, and waits for it to end.
+func (s *runs) stop(uid types.UID) {
+	if rn := s.get(uid); rn != nil {
+		rn.cancel()
+		<-rn.done
+	}
+}
