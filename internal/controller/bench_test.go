@@ -19,6 +19,7 @@ import (
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 
 // rssMB reads a process's resident memory.
@@ -45,7 +46,7 @@ func rssMB(b *testing.B, pid int) float64 {
 // (client-go's rest_client_requests_total, served beside its own metrics).
 func requests(b *testing.B, addr string) float64 {
 	b.Helper()
-	f := scrape(b, addr)["rest_client_requests_total"]
+	f := clustertest.Scrape(b, addr)["rest_client_requests_total"]
 	if f == nil {
 		b.Fatal("no rest_client_requests_total on /metrics")
 	}
@@ -66,20 +67,20 @@ func BenchmarkController(b *testing.B) {
 	if testing.Short() {
 		b.Skip("starts a local cluster")
 	}
-	installCRDs(b)
+	env.InstallCRDs(b)
 	cs := env.Client(b)
 	ns := benchCluster(b, cs)
 	c := kubeClient(b)
 	ctx := context.Background()
 	for b.Loop() {
-		metrics := freeAddr(b)
-		p := startController(b, "--metrics-bind-address", metrics)
+		metrics := clustertest.FreeAddr(b)
+		p := env.StartController(b, "--metrics-bind-address", metrics)
 		time.Sleep(10 * time.Second) // started, caches synced, lead taken
-		before, rss0 := requests(b, metrics), rssMB(b, p.cmd.Process.Pid)
+		before, rss0 := requests(b, metrics), rssMB(b, p.Cmd.Process.Pid)
 		const idle = time.Minute
 		time.Sleep(idle)
 		idleRequests := requests(b, metrics) - before
-		rssIdle := rssMB(b, p.cmd.Process.Pid)
+		rssIdle := rssMB(b, p.Cmd.Process.Pid)
 
 		nr := &v1alpha1.NodeRoll{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Spec: v1alpha1.NodeRollSpec{
 			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": "controller"}},
@@ -93,11 +94,11 @@ func BenchmarkController(b *testing.B) {
 		waitPhase(b, c, nr.Name, v1alpha1.PhaseSucceeded, 20*time.Minute)
 		ctrlWall := time.Since(start)
 		ctrlRequests := requests(b, metrics) - before
-		rssRoll := rssMB(b, p.cmd.Process.Pid)
+		rssRoll := rssMB(b, p.Cmd.Process.Pid)
 		if err := c.Delete(ctx, nr); err != nil {
 			b.Fatal(err)
 		}
-		p.stop()
+		p.Stop()
 
 		cfg, n := env.CountingConfig(b)
 		counted, err := kubernetes.NewForConfig(cfg)

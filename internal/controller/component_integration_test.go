@@ -106,14 +106,14 @@ func hasEvent(evs []string, prefix string) bool {
 // changes applied and the data plane replaced node by node on drained
 // nodes under the PDB; conditions, history and Events tell the story.
 func TestComponentUpgradeCarriesCustomizations(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	c := kubeClient(t)
 	ctx := context.Background()
 	cs := env.Client(t)
 	_, nodes := pool(t, 3, 1, 1)
 	bundleConfigMap(t, "contrail-v1", samplePlugin+"/v1")
 	bundleConfigMap(t, "contrail-v2", samplePlugin+"/v2")
-	startController(t)
+	env.StartController(t)
 
 	comp := &v1alpha1.Component{
 		ObjectMeta: metav1.ObjectMeta{Name: "contrail"},
@@ -261,7 +261,7 @@ func conditionTrueOf(conds []metav1.Condition, typ string) *metav1.Condition {
 // named; a source the controller cannot use becomes Failed naming the
 // field, with a Warning Event, and nothing changes in the cluster.
 func TestBadComponents(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	c := kubeClient(t)
 	ctx := context.Background()
 	cm := func(name string) v1alpha1.ComponentSource {
@@ -299,7 +299,7 @@ func TestBadComponents(t *testing.T) {
 		}
 	})
 
-	startController(t)
+	env.StartController(t)
 	parent := t // the missing source's Component lives on into the last subtest
 	for _, tc := range []struct {
 		name, reason, field, msg string

@@ -150,7 +150,7 @@ func TestInstalledControllerUnderItsOwnRBAC(t *testing.T) {
 	sel, nodes := pool(t, 10, 1, 1)
 	kubeconfig, saConfig := serviceAccountKubeconfig(t)
 	start := time.Now()
-	startController(t, "--kubeconfig", kubeconfig)
+	env.StartController(t, "--kubeconfig", kubeconfig)
 
 	c := kubeClient(t)
 	ctx := context.Background()

@@ -27,11 +27,11 @@ import (
 // every node drained under the PDB guard and uncordoned, the status and
 // Events telling the story, the journal readable by `hitless status`.
 func TestNodeRollRollsItsNodes(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	c := kubeClient(t)
 	sel, nodes := pool(t, 4, 1, 1)
-	metrics, health := freeAddr(t), freeAddr(t)
-	startController(t, "--metrics-bind-address", metrics, "--health-probe-bind-address", health)
+	metrics, health := clustertest.FreeAddr(t), clustertest.FreeAddr(t)
+	env.StartController(t, "--metrics-bind-address", metrics, "--health-probe-bind-address", health)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		clustertest.Eventually(t, 30*time.Second, func() error {
 			resp, err := http.Get("http://" + health + path)
@@ -106,8 +106,8 @@ func TestNodeRollRollsItsNodes(t *testing.T) {
 	}
 
 	// The metrics say what the journal says.
-	fams := scrape(t, metrics)
-	if m := sample(fams, "hitless_operations_total", map[string]string{"kind": "roll", "result": "Succeeded"}); m == nil || m.GetCounter().GetValue() != 1 {
+	fams := clustertest.Scrape(t, metrics)
+	if m := clustertest.Sample(fams, "hitless_operations_total", map[string]string{"kind": "roll", "result": "Succeeded"}); m == nil || m.GetCounter().GetValue() != 1 {
 		t.Errorf("hitless_operations_total{roll,Succeeded} = %v, want 1", m)
 	}
 	var drains float64
@@ -118,17 +118,17 @@ func TestNodeRollRollsItsNodes(t *testing.T) {
 			}
 		}
 	}
-	h := sample(fams, "hitless_node_phase_duration_seconds", map[string]string{"kind": "roll", "phase": "drain"})
+	h := clustertest.Sample(fams, "hitless_node_phase_duration_seconds", map[string]string{"kind": "roll", "phase": "drain"})
 	if h == nil || h.GetHistogram().GetSampleCount() != 4 || math.Abs(h.GetHistogram().GetSampleSum()-drains) > 1e-3 {
 		t.Errorf("drain durations %v; want 4 samples summing to the journal's %.3fs", h, drains)
 	}
 	if drains < 4 {
 		t.Errorf("4 drains of pods with 1 s grace periods took %.3fs in all", drains)
 	}
-	if m := sample(fams, "hitless_nodes_cordoned", nil); m != nil {
+	if m := clustertest.Sample(fams, "hitless_nodes_cordoned", nil); m != nil {
 		t.Errorf("hitless_nodes_cordoned after the roll: %v", m)
 	}
-	if m := sample(fams, "hitless_lock_held", nil); m != nil {
+	if m := clustertest.Sample(fams, "hitless_lock_held", nil); m != nil {
 		t.Errorf("hitless_lock_held after the roll: %v", m)
 	}
 }
@@ -138,13 +138,13 @@ func TestNodeRollRollsItsNodes(t *testing.T) {
 // the same operation from the journal, and finishes it; no node is rolled
 // twice and none is left cordoned.
 func TestLeaderKilledMidRoll(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	c := kubeClient(t)
 	sel, nodes := pool(t, 5, 1, 3)
 	cs := env.Client(t)
 	ctx := context.Background()
 
-	first := startController(t)
+	first := env.StartController(t)
 	var leader string
 	clustertest.Eventually(t, time.Minute, func() error {
 		l, err := cs.CoordinationV1().Leases(lock.Namespace).Get(ctx, controller.LeaderElectionID, metav1.GetOptions{})
@@ -157,7 +157,7 @@ func TestLeaderKilledMidRoll(t *testing.T) {
 		leader = *l.Spec.HolderIdentity
 		return nil
 	})
-	second := startController(t)
+	second := env.StartController(t)
 
 	nr := nodeRoll("leader-killed", sel)
 	start := time.Now()
@@ -189,7 +189,7 @@ func TestLeaderKilledMidRoll(t *testing.T) {
 		t.Fatalf("the lead moved before the kill: %v %v", l, err)
 	}
 	killed := time.Now()
-	first.kill()
+	first.Kill()
 
 	nr = waitPhase(t, c, nr.Name, v1alpha1.PhaseSucceeded, 3*time.Minute)
 	if got := cordoned(t, nodes); len(got) > 0 {
@@ -238,8 +238,8 @@ func TestLeaderKilledMidRoll(t *testing.T) {
 	if !strings.Contains(evs, "Started: operation "+id+" resumed (run 2)") || !strings.Contains(evs, "LockTakeover: operation "+id+" is held by") {
 		t.Errorf("no Events of the resume and the lock takeover among:\n%s", evs)
 	}
-	if !strings.Contains(second.out.String(), "Successfully acquired lease") {
-		t.Errorf("the second controller never took the lead:\n%s", second.out)
+	if !strings.Contains(second.Out.String(), "Successfully acquired lease") {
+		t.Errorf("the second controller never took the lead:\n%s", second.Out)
 	}
 }
 
@@ -247,7 +247,7 @@ func TestLeaderKilledMidRoll(t *testing.T) {
 // flight is uncordoned (a node someone else cordoned stays so), the lock
 // is released, an Event says so, and then the resource is gone.
 func TestDeleteNodeRollMidNode(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	c := kubeClient(t)
 	// Batch 2: the node someone else cordoned counts as one of the two.
 	sel, nodes := pool(t, 4, 2, 8)
@@ -258,7 +258,7 @@ func TestDeleteNodeRollMidNode(t *testing.T) {
 	if _, err := cs.CoreV1().Nodes().Patch(ctx, other, "application/merge-patch+json", []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	startController(t)
+	env.StartController(t)
 
 	nr := nodeRoll("deleted-mid-node", sel)
 	nr.Spec.Batch = intstr.FromInt32(2)
@@ -306,7 +306,7 @@ func TestDeleteNodeRollMidNode(t *testing.T) {
 // admission cannot judge becomes a Failed condition naming the field, and
 // nothing is changed.
 func TestBadNodeRolls(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	c := kubeClient(t)
 	ctx := context.Background()
 	sel := map[string]string{"bad-noderolls": "none"}
@@ -369,7 +369,7 @@ func TestBadNodeRolls(t *testing.T) {
 	})
 
 	t.Run("refused by the controller", func(t *testing.T) {
-		startController(t)
+		env.StartController(t)
 		cs := env.Client(t)
 		before, err := journal.NewStore(cs).List(ctx)
 		if err != nil {
@@ -423,10 +423,10 @@ func TestBadNodeRolls(t *testing.T) {
 // and waits for spec.canaryApproved; approved, it finishes. The
 // conditions say why it waits at each stop.
 func TestPausedThenCanaryApproved(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	c := kubeClient(t)
 	sel, nodes := pool(t, 3, 1, 1)
-	startController(t)
+	env.StartController(t)
 	ctx := context.Background()
 
 	nr := nodeRoll("paused-then-canary", sel)
@@ -486,9 +486,9 @@ func TestPausedThenCanaryApproved(t *testing.T) {
 // again follows the same NodeRoll; `hitless status` lists its operation
 // beside the CLI's.
 func TestRollInCluster(t *testing.T) {
-	installCRDs(t)
+	env.InstallCRDs(t)
 	sel, nodes := pool(t, 3, 1, 1)
-	startController(t)
+	env.StartController(t)
 	var selector []string
 	for k, v := range sel {
 		selector = append(selector, k+"="+v)

@@ -31,36 +31,9 @@ var env = clustertest.New(clustertest.Options{Workers: 3, Lab: localcluster.LabN
 
 func TestMain(m *testing.M) { os.Exit(env.Run(m)) }
 
-// startAgents runs one agent per lab node in this process, its sockets in
-// the node's namespace, its link following the node's data-plane pod.
-func startAgents(t *testing.T) {
-	t.Helper()
-	c := env.Cluster(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, len(c.Lab.Nodes))
-	t.Cleanup(func() {
-		cancel()
-		for range c.Lab.Nodes {
-			<-done
-		}
-	})
-	for _, n := range c.Lab.Nodes {
-		ready := make(chan struct{})
-		errc := make(chan error, 1)
-		go func() {
-			defer func() { done <- struct{}{} }()
-			errc <- agent.Run(ctx, env.Client(t), agent.Options{Node: n.Name, NetNS: n.Path(), Listen: n.IP, Advertise: n.IP,
-				TCPPort: localcluster.AgentPort, UDPPort: localcluster.AgentPort, FollowDataPlane: true, Ready: ready})
-		}()
-		select {
-		case <-ready:
-		case err := <-errc:
-			t.Fatalf("agent of %s: %v", n.Name, err)
-		case <-time.After(30 * time.Second):
-			t.Fatalf("agent of %s did not report", n.Name)
-		}
-	}
-}
+// startAgents runs one agent per lab node in this process, its link
+// following the node's data-plane pod.
+func startAgents(t *testing.T) { env.StartLabAgents(t) }
 
 // Without agents nothing can be measured: the command says so instead of
 // reporting a quiet network.

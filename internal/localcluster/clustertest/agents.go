@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/hitless-dev/hitless/internal/localcluster"
 	"github.com/hitless-dev/hitless/internal/measure/agent"
 )
 
@@ -46,6 +47,40 @@ func (e *Env) WaitAgentPods(t testing.TB) {
 			fmt.Fprintf(&b, "\n%s/%s on %s: %s %v %v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions, p.Status.ContainerStatuses)
 		}
 		t.Fatalf("the agents' pods on the pod network: %v%s", err, b.String())
+	}
+}
+
+// StartLabAgents runs one agent per lab node in this process, its sockets
+// in the node's namespace, its link following the node's data-plane pod
+// (a model of a data plane that stops while its pod is replaced), until
+// the test ends.
+func (e *Env) StartLabAgents(t testing.TB) {
+	t.Helper()
+	c := e.Cluster(t)
+	cs := e.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, len(c.Lab.Nodes))
+	t.Cleanup(func() {
+		cancel()
+		for range c.Lab.Nodes {
+			<-done
+		}
+	})
+	for _, n := range c.Lab.Nodes {
+		ready := make(chan struct{})
+		errc := make(chan error, 1)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			errc <- agent.Run(ctx, cs, agent.Options{Node: n.Name, NetNS: n.Path(), Listen: n.IP, Advertise: n.IP,
+				TCPPort: localcluster.AgentPort, UDPPort: localcluster.AgentPort, FollowDataPlane: true, Ready: ready})
+		}()
+		select {
+		case <-ready:
+		case err := <-errc:
+			t.Fatalf("agent of %s: %v", n.Name, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("agent of %s did not report", n.Name)
+		}
 	}
 }
 
