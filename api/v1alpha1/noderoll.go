@@ -10,7 +10,7 @@ import (
 // (respecting PodDisruptionBudgets), acts on and uncordons the selected
 // nodes batch by batch, journaling every transition, and reports in the
 // status. What defines the roll is immutable once created; paused,
-// canaryApproved and maintenanceWindow may change at any time.
+// canaryApproved, maintenanceWindow and probe may change at any time.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
@@ -31,7 +31,7 @@ type NodeRoll struct {
 // NodeRollSpec is what a roll does.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.nodeSelector) != has(self.nodes)",message="give nodeSelector or nodes (one of them; nodeSelector: {} selects every node)"
-// +kubebuilder:validation:XValidation:rule="has(self.nodeSelector) == has(oldSelf.nodeSelector) && (!has(self.nodeSelector) || self.nodeSelector == oldSelf.nodeSelector) && has(self.nodes) == has(oldSelf.nodes) && (!has(self.nodes) || self.nodes == oldSelf.nodes) && self.batch == oldSelf.batch && self.order == oldSelf.order && has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary) && has(self.actions) == has(oldSelf.actions) && (!has(self.actions) || self.actions == oldSelf.actions) && has(self.drain) == has(oldSelf.drain) && (!has(self.drain) || self.drain == oldSelf.drain) && self.maxFailures == oldSelf.maxFailures && has(self.actionTimeout) == has(oldSelf.actionTimeout) && (!has(self.actionTimeout) || self.actionTimeout == oldSelf.actionTimeout)",message="only paused, canaryApproved and maintenanceWindow may change once a roll exists: create another NodeRoll for another roll"
+// +kubebuilder:validation:XValidation:rule="has(self.nodeSelector) == has(oldSelf.nodeSelector) && (!has(self.nodeSelector) || self.nodeSelector == oldSelf.nodeSelector) && has(self.nodes) == has(oldSelf.nodes) && (!has(self.nodes) || self.nodes == oldSelf.nodes) && self.batch == oldSelf.batch && self.order == oldSelf.order && has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary) && has(self.actions) == has(oldSelf.actions) && (!has(self.actions) || self.actions == oldSelf.actions) && has(self.drain) == has(oldSelf.drain) && (!has(self.drain) || self.drain == oldSelf.drain) && self.maxFailures == oldSelf.maxFailures && has(self.actionTimeout) == has(oldSelf.actionTimeout) && (!has(self.actionTimeout) || self.actionTimeout == oldSelf.actionTimeout)",message="only paused, canaryApproved, maintenanceWindow and probe may change once a roll exists: create another NodeRoll for another roll"
 type NodeRollSpec struct {
 	// NodeSelector selects the nodes to roll by their labels; {} selects
 	// every node.
@@ -100,6 +100,12 @@ type NodeRollSpec struct {
 	// roll waits before its next node.
 	// +optional
 	MaintenanceWindow *MaintenanceWindow `json:"maintenanceWindow,omitempty"`
+
+	// Probe, when set, measures the disruption with the node agents'
+	// probes for the whole roll; a node starts only while the budget
+	// holds, else the roll pauses (a larger budget resumes it).
+	// +optional
+	Probe *ProbeBudget `json:"probe,omitempty"`
 }
 
 // NodeAction is a per-node action registered with the controller, with its
@@ -211,6 +217,9 @@ type NodeRollStatus struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=5000
 	Nodes []NodeProgress `json:"nodes,omitempty"`
+	// Disruption is what the probes measured (spec.probe).
+	// +optional
+	Disruption *Disruption `json:"disruption,omitempty"`
 	// History lists the operations this resource ran, newest last (at most
 	// ten).
 	// +optional

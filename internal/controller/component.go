@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,7 +26,6 @@ import (
 	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
-	"github.com/hitless-dev/hitless/internal/measure"
 )
 
 // Reasons of a Component's conditions and Events, beside the NodeRoll's.
@@ -111,7 +109,13 @@ func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return r.refuse(ctx, c, err)
 	}
 	if settled(c, target) {
-		return ctrl.Result{RequeueAfter: r.Resync}, nil
+		// Nothing to do for this generation: say so (a follower waits for
+		// the status to be about the generation it wrote).
+		return ctrl.Result{RequeueAfter: r.Resync}, r.patchStatus(ctx, c, func(st *v1alpha1.ComponentStatus) {
+			for i := range st.Conditions {
+				st.Conditions[i].ObservedGeneration = c.Generation
+			}
+		})
 	}
 	revs, err := release.NewStore(r.Kube).List(ctx, c.Name)
 	if err != nil {
@@ -216,27 +220,4 @@ func componentOptions(c *v1alpha1.Component, b *bundle) (lifecycle.Options, stri
 		Values                         map[string]any
 	}{b.digest, opts.Batch, in.Prefer, in.Profile, in.DataPlane, in.NodeSelectors, in.AllowMixedVersions, opts.Values}
 	return opts, operation.Hash(shape), nil
-}
-
-// probeSpec is the guard a Component's probe budget asks for, or nil.
-func probeSpec(p *v1alpha1.ProbeBudget) (*measure.GuardSpec, error) {
-	if p == nil {
-		return nil, nil
-	}
-	g := &measure.GuardSpec{Rate: int(p.Rate), Sample: int(p.Sample), OnBudget: measure.OnBudgetPause, Settle: 5 * time.Second}
-	if g.Rate == 0 {
-		g.Rate = 100
-	}
-	g.Budget.MaxOutage = duration(p.MaxOutage)
-	if p.Settle != nil {
-		g.Settle = p.Settle.Duration
-	}
-	if p.MaxLoss != "" {
-		v, err := strconv.ParseFloat(strings.TrimSuffix(p.MaxLoss, "%"), 64)
-		if err != nil || v < 0 || v > 100 {
-			return nil, &FieldError{Field: "spec.probe.maxLoss", Msg: fmt.Sprintf("%q: want a percentage from 0%% to 100%%", p.MaxLoss)}
-		}
-		g.Budget.MaxLossPct = v
-	}
-	return g, nil
 }

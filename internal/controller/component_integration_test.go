@@ -111,27 +111,22 @@ func TestComponentUpgradeCarriesCustomizations(t *testing.T) {
 	ctx := context.Background()
 	cs := env.Client(t)
 	_, nodes := pool(t, 3, 1, 1)
-	bundleConfigMap(t, "contrail-v1", samplePlugin+"/v1")
 	bundleConfigMap(t, "contrail-v2", samplePlugin+"/v2")
 	env.StartController(t)
 
-	comp := &v1alpha1.Component{
-		ObjectMeta: metav1.ObjectMeta{Name: "contrail"},
-		Spec: v1alpha1.ComponentSpec{
-			Source: v1alpha1.ComponentSource{ConfigMap: &v1alpha1.BundleRef{Name: "contrail-v1"}},
-			Batch:  intstr.FromInt32(1),
-		},
-	}
-	if err := c.Create(ctx, comp); err != nil {
-		t.Fatal(err)
-	}
+	// Installed from the CLI: the release's files become a ConfigMap
+	// bundle, the Component names it, the command follows it.
+	code, out, errb := lifecycletest.Hitless(t, env, "install", "--in-cluster", "-f", samplePlugin+"/v1", "--name", "contrail", "--batch", "1")
 	t.Cleanup(func() {
-		_ = c.Delete(context.Background(), comp)
+		_ = c.Delete(context.Background(), &v1alpha1.Component{ObjectMeta: metav1.ObjectMeta{Name: "contrail"}})
 		if code, out, errb := lifecycletest.Hitless(t, env, "uninstall", "--name", "contrail"); code != 0 {
 			t.Errorf("uninstall: exit %d\n%s\n%s", code, out, errb)
 		}
 	})
-	comp = waitComponent(t, c, "contrail", v1alpha1.PhaseReady, 4*time.Minute)
+	if code != 0 || !strings.Contains(errb, "Component contrail created, source ConfigMap hitless-system/contrail-") || !strings.Contains(out, "Ready; revision 1 (release 1.0.0)") {
+		t.Fatalf("install --in-cluster: exit %d\n%s\n%s", code, out, errb)
+	}
+	comp := waitComponent(t, c, "contrail", v1alpha1.PhaseReady, time.Minute)
 	if comp.Status.Revision != 1 || comp.Status.Release != "1.0.0" || conditionTrueOf(comp.Status.Conditions, v1alpha1.ConditionReady) == nil {
 		t.Fatalf("after the install: revision %d release %q conditions %+v", comp.Status.Revision, comp.Status.Release, comp.Status.Conditions)
 	}
@@ -232,6 +227,18 @@ func TestComponentUpgradeCarriesCustomizations(t *testing.T) {
 		t.Errorf("nodes left cordoned: %v", got)
 	}
 
+	t.Run("the same release asked again from the CLI starts nothing", func(t *testing.T) {
+		code, out, errb := lifecycletest.Hitless(t, env, "upgrade", "--in-cluster", "-f", samplePlugin+"/v2", "--name", "contrail", "--batch", "1")
+		if code != 0 || !strings.Contains(errb, "Component contrail updated") || !strings.Contains(out, "Ready; revision 2 (release 1.1.0)") {
+			t.Errorf("upgrade --in-cluster: exit %d\n%s\n%s", code, out, errb)
+		}
+		if err := c.Get(ctx, client.ObjectKey{Name: "contrail"}, comp); err != nil {
+			t.Fatal(err)
+		}
+		if len(comp.Status.History) != 2 {
+			t.Errorf("history %+v, want no new operation", comp.Status.History)
+		}
+	})
 	t.Run("settled: a generation change that does not shape the release starts nothing", func(t *testing.T) {
 		patch := client.MergeFrom(comp.DeepCopy())
 		comp.Spec.Probe = nil

@@ -115,10 +115,9 @@ type outcome struct {
 	action, target string
 	res            *lifecycle.Result
 	err            error
-	breach         bool
 	rollback       *journal.Raw
 	rollbackErr    error
-	report         *measure.Report
+	probed
 }
 
 // componentWriter keeps a Component's status in step with its operation.
@@ -219,6 +218,14 @@ func (w *componentWriter) finish(ctx context.Context, out outcome) (string, erro
 		op, _ = journal.NewStore(w.r.Kube).Get(ctx, id)
 	}
 	w.r.Metrics.component(out, phase)
+	then := "paused"
+	switch {
+	case out.rollback != nil:
+		then = "rolled-back"
+	case out.rollbackErr != nil:
+		then = "rollback-failed"
+	}
+	w.r.Metrics.probed(out.action, out.probed, then)
 	if c.DeletionTimestamp != nil {
 		return "", nil
 	}
@@ -249,7 +256,9 @@ func (w *componentWriter) finish(ctx context.Context, out outcome) (string, erro
 		if out.rollback != nil {
 			st.Revision = int32(out.res.Previous)
 		}
-		st.Disruption = disruption(out)
+		if out.report != nil {
+			st.Disruption = out.disruption(breachWhy(out))
+		}
 		if op != nil {
 			remember(&st.History, &op.Operation, historyResult(phase))
 		}
@@ -323,11 +332,7 @@ func breachWhy(out outcome) string {
 	if out.err == nil {
 		return "budget exceeded"
 	}
-	msg := out.err.Error()
-	if i := strings.Index(msg, "disruption budget exceeded"); i >= 0 {
-		return msg[i:]
-	}
-	return msg
+	return budgetWhy(out.err.Error())
 }
 
 func historyResult(phase string) string {
@@ -338,23 +343,6 @@ func historyResult(phase string) string {
 		return v1alpha1.PhaseAborted
 	}
 	return phase
-}
-
-// disruption sums up the probes' report, or nil without probes.
-func disruption(out outcome) *v1alpha1.Disruption {
-	rep := out.report
-	if rep == nil {
-		return nil
-	}
-	d := &v1alpha1.Disruption{
-		MaxOutage: metav1.Duration{Duration: time.Duration(rep.Summary.LongestOutageMs * float64(time.Millisecond))},
-		Loss:      fmt.Sprintf("%.3f%%", rep.Summary.LossPct),
-		Windows:   int32(len(rep.Windows)),
-	}
-	if out.breach {
-		d.Breach = breachWhy(out)
-	}
-	return d
 }
 
 // delete aborts the operation in flight, if any (restoring what it

@@ -18,6 +18,9 @@ import (
 type gate struct {
 	get func(ctx context.Context) (*v1alpha1.NodeRoll, error)
 	now func() time.Time
+	// probe, when set, is the probe session of spec.probe with its
+	// budget, asked after the resource.
+	probe operation.Guard
 
 	mu      sync.Mutex
 	refusal string // the reason of the last refusal
@@ -46,6 +49,12 @@ func (g *gate) Check(ctx context.Context, next string) error {
 		g.refused(reason)
 		return fmt.Errorf("before node %s: %s", next, why)
 	}
+	if g.probe != nil {
+		if err := g.probe.Check(ctx, next); err != nil {
+			g.refused(reasonBudget)
+			return err
+		}
+	}
 	return nil
 }
 
@@ -53,8 +62,14 @@ func (g *gate) Check(ctx context.Context, next string) error {
 func (g *gate) Aborts() bool { return false }
 
 // Spec implements operation.Guard: the gate is the resource itself, not
-// journaled (a resume from the CLI runs without it).
-func (g *gate) Spec() json.RawMessage { return nil }
+// journaled (a resume from the CLI runs without it); its probe session
+// is, so that any resume probes again.
+func (g *gate) Spec() json.RawMessage {
+	if g.probe != nil {
+		return g.probe.Spec()
+	}
+	return nil
+}
 
 // Approve implements operation.Approver.
 func (g *gate) Approve(ctx context.Context, q operation.Question) error {

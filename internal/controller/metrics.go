@@ -120,25 +120,25 @@ func (m *Metrics) ended(op *roll.Journal, result string) {
 	}
 }
 
-// component counts a component operation that ended, with its probes.
+// component counts a component operation that ended.
 func (m *Metrics) component(out outcome, phase string) {
+	if m != nil {
+		m.operations.WithLabelValues(out.action, historyResult(phase)).Inc()
+	}
+}
+
+// probed records what an operation of kind measured, and a breach with
+// what followed it.
+func (m *Metrics) probed(kind string, p probed, then string) {
 	if m == nil {
 		return
 	}
-	m.operations.WithLabelValues(out.action, historyResult(phase)).Inc()
-	if rep := out.report; rep != nil {
-		m.outage.WithLabelValues(out.action).Set(rep.Summary.LongestOutageMs / 1000)
-		m.loss.WithLabelValues(out.action).Set(rep.Summary.LossPct / 100)
+	if rep := p.report; rep != nil {
+		m.outage.WithLabelValues(kind).Set(rep.Summary.LongestOutageMs / 1000)
+		m.loss.WithLabelValues(kind).Set(rep.Summary.LossPct / 100)
 	}
-	if out.breach {
-		then := "paused"
-		switch {
-		case out.rollback != nil:
-			then = "rolled-back"
-		case out.rollbackErr != nil:
-			then = "rollback-failed"
-		}
-		m.breaches.WithLabelValues(out.action, then).Inc()
+	if p.breach {
+		m.breaches.WithLabelValues(kind, then).Inc()
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/measure"
 )
 
 // Finalizer keeps a NodeRoll until its operation is over or aborted: a
@@ -155,7 +156,9 @@ func over(nr *v1alpha1.NodeRoll) bool {
 		cond := meta.FindStatusCondition(nr.Status.Conditions, v1alpha1.ConditionPaused)
 		// A roll the engine stopped for its own reason (a drain that timed
 		// out with onTimeout: uncordon) waits for a change of the spec.
-		return cond != nil && cond.Reason == reasonStopped && cond.ObservedGeneration == nr.Generation
+		// So does one its probe budget stopped: a larger budget (or paused
+		// set and cleared) resumes it.
+		return cond != nil && (cond.Reason == reasonStopped || cond.Reason == reasonBudget) && cond.ObservedGeneration == nr.Generation
 	}
 	return false
 }
@@ -189,21 +192,38 @@ func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
 		flushed := make(chan struct{})
 		wctx, stopWriter := context.WithCancel(ctx)
 		go func() { defer close(flushed); w.loop(wctx) }()
-		res, err := roll.Run(ctx, r.Kube, roll.Options{
-			Spec:     spec,
-			Command:  fmt.Sprintf("NodeRoll %s (hitless controller)", nr.Name),
-			Approver: g,
-			Guard:    g,
-			Actions:  r.Actions,
-			Progress: w.progress,
-			Started:  w.started,
-		})
+		guardSpec, _ := probeSpec(nr.Spec.Probe) // checked by rollSpec
+		session := measure.NewSession(r.Kube, guardSpec)
+		var res *roll.Result
+		err := session.Start(ctx)
+		if err == nil {
+			g.probe = session.Guard()
+			res, err = roll.Run(ctx, r.Kube, roll.Options{
+				Spec:     spec,
+				Command:  fmt.Sprintf("NodeRoll %s (hitless controller)", nr.Name),
+				Approver: g,
+				Guard:    g,
+				Actions:  r.Actions,
+				Progress: w.progress,
+				Started:  w.started,
+			})
+		} else {
+			err = fmt.Errorf("spec.probe: %w", err)
+		}
+		var steps []measure.Steps
+		if res != nil && res.Operation != nil {
+			steps = append(steps, &res.Operation.Record)
+		}
+		rep, perr := session.Finish(context.WithoutCancel(ctx), rn.operation(), steps...)
+		if perr != nil {
+			log.Error(perr, "stopping the probes")
+		}
 		stopWriter()
 		<-flushed
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return // stopping: the next leader resumes from the journal
 		}
-		reason, ferr := w.finish(context.WithoutCancel(ctx), res, err)
+		reason, ferr := w.finish(context.WithoutCancel(ctx), res, err, probed{report: rep, breach: session.Hit()})
 		if ferr != nil {
 			log.Error(ferr, "writing the final status")
 		}

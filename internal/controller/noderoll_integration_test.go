@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
+	"github.com/hitless-dev/hitless/internal/cli/lifecycletest"
 	"github.com/hitless-dev/hitless/internal/controller"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
@@ -356,7 +358,7 @@ func TestBadNodeRolls(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
 		nr.Spec.Batch = intstr.FromString("50%")
-		if err := c.Update(ctx, nr); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "only paused, canaryApproved and maintenanceWindow may change") {
+		if err := c.Update(ctx, nr); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "only paused, canaryApproved, maintenanceWindow and probe may change") {
 			t.Errorf("changing spec.batch: %v; want Invalid", err)
 		}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(nr), nr); err != nil {
@@ -532,6 +534,19 @@ func TestRollInCluster(t *testing.T) {
 	if !strings.Contains(again.String(), "NodeRoll "+nr.Name+" exists; following it") {
 		t.Errorf("the same command again did not follow the same NodeRoll:\n%s", again)
 	}
+	t.Run("probe budget", func(t *testing.T) {
+		probe := slices.Concat(args, []string{"--probe", "--max-outage", "2s", "--max-loss", "0.5", "--probe-rate", "50"})
+		code, out, errb := lifecycletest.Hitless(t, env, append(probe, "--dry-run")...)
+		if code != 0 || !strings.Contains(out, "maxOutage: 2s") || !strings.Contains(out, "maxLoss: 0.5%") || !strings.Contains(out, "rate: 50") {
+			t.Errorf("--dry-run with a probe budget: exit %d\n%s\n%s", code, out, errb)
+		}
+		for _, bad := range [][]string{{"--report", "x.html"}, {"--on-budget", "abort"}} {
+			code, _, errb := lifecycletest.Hitless(t, env, append(probe, bad...)...)
+			if code != 2 || !strings.Contains(errb, bad[0]) {
+				t.Errorf("%v with --in-cluster: exit %d, %s; want 2 naming the flag", bad, code, errb)
+			}
+		}
+	})
 	cmd, status, done := env.StartCLI(t, "status")
 	if err := clustertest.WaitCLI(t, cmd, status, done, time.Minute); err != nil {
 		t.Fatalf("hitless status: %v\n%s", err, status)

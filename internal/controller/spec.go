@@ -62,6 +62,9 @@ func rollSpec(nr *v1alpha1.NodeRoll, actions *roll.Actions) (roll.Spec, error) {
 	if err := actions.Validate(s.Actions); err != nil {
 		return s, resourceField(err)
 	}
+	if _, err := probeSpec(in.Probe); err != nil {
+		return s, err
+	}
 	if w := in.MaintenanceWindow; w != nil {
 		if _, err := time.LoadLocation(w.TimeZone); err != nil {
 			return s, &FieldError{Field: "spec.maintenanceWindow.timeZone", Msg: fmt.Sprintf("%q is not a time zone this controller knows: %v", w.TimeZone, err)}

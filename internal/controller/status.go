@@ -197,7 +197,7 @@ func (w *statusWriter) progressLine(op *roll.Journal, sum v1alpha1.NodeRollSumma
 
 // finish writes the status of a roll that ended, and says so in an Event.
 // It returns the condition's reason.
-func (w *statusWriter) finish(ctx context.Context, res *roll.Result, runErr error) (string, error) {
+func (w *statusWriter) finish(ctx context.Context, res *roll.Result, runErr error, p probed) (string, error) {
 	nr := &v1alpha1.NodeRoll{}
 	if err := w.r.Client.Get(ctx, w.key, nr); err != nil {
 		return "", client.IgnoreNotFound(err)
@@ -218,6 +218,7 @@ func (w *statusWriter) finish(ctx context.Context, res *roll.Result, runErr erro
 	if reason != reasonError {
 		w.r.Metrics.ended(op, phase)
 	}
+	w.r.Metrics.probed(roll.Kind, p, "paused")
 	if nr.DeletionTimestamp != nil {
 		return "", nil // the deletion tells its own story
 	}
@@ -232,6 +233,9 @@ func (w *statusWriter) finish(ctx context.Context, res *roll.Result, runErr erro
 			record(st, op, phase)
 		}
 		st.Phase = phase
+		if p.report != nil {
+			st.Disruption = p.disruption(msg)
+		}
 		setConditions(&st.Conditions, nr.Generation, cond, reason, msg)
 	})
 }

@@ -1,17 +1,23 @@
 package install
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 )
 
 // NewCommand returns the `install` command.
 func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
-	var f opcmd.ComponentFlags
+	var (
+		f  opcmd.ComponentFlags
+		ic opcmd.InClusterFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "install -f SRC --name NAME",
 		Short: "Install a component: validate, back up, apply in dependency order, wait until ready",
@@ -33,6 +39,12 @@ same command again.`,
   hitless install -f antrea.yml --name antrea --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ic.Enabled {
+				return opcmd.RunComponentInCluster(cmd, streams, getter, &f, ic)
+			}
+			if ic.RollbackOnBreach {
+				return exitcode.BadInput(errors.New("--rollback-on-breach is for --in-cluster"))
+			}
 			return opcmd.RunComponent(cmd, streams, getter, &f, lifecycle.Install)
 		},
 	}
@@ -40,6 +52,7 @@ same command again.`,
 	fs.StringVarP(&f.Source, "filename", "f", "", "The component's manifests: a file, a directory of YAML, a kustomization directory, or a Helm chart (directory or .tgz)")
 	fs.BoolVar(&f.Options.DryRun, "dry-run", false, "Print the plan and what each object would become, change nothing")
 	opcmd.AddComponentFlags(fs, &f, true)
+	opcmd.AddInClusterFlags(cmd, &ic)
 	opcmd.AddChartFlags(fs, &f, false)
 	return cmd
 }

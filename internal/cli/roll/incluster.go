@@ -30,6 +30,7 @@ type inCluster struct {
 	dryRun  bool
 	format  output.Format
 	every   time.Duration
+	probe   *v1alpha1.ProbeBudget
 }
 
 func (ic *inCluster) run(cmd *cobra.Command, spec core.Spec) error {
@@ -38,6 +39,7 @@ func (ic *inCluster) run(cmd *cobra.Command, spec core.Spec) error {
 		return opcmd.Classify(err)
 	}
 	nr.Spec.CanaryApproved = ic.yes && spec.Canary > 0
+	nr.Spec.Probe = ic.probe
 	if ic.dryRun {
 		return output.Print(ic.streams.Out, output.YAML, nr, nil)
 	}
@@ -103,6 +105,11 @@ func (ic *inCluster) run(cmd *cobra.Command, spec core.Spec) error {
 func printNodeRoll(w io.Writer, nr *v1alpha1.NodeRoll) error {
 	if _, err := fmt.Fprintf(w, "NodeRoll %s, operation %s (`hitless status %s`)\n%s\n", nr.Name, nr.Status.Operation, nr.Status.Operation, controller.StatusLine(nr)); err != nil {
 		return err
+	}
+	if d := nr.Status.Disruption; d != nil {
+		if _, err := fmt.Fprintln(w, controller.DisruptionLine(d)); err != nil {
+			return err
+		}
 	}
 	for _, n := range nr.Status.Nodes {
 		if _, err := fmt.Fprintf(w, "  node %s (batch %d): %s %s\n", n.Name, n.Batch, n.Phase, n.Message); err != nil {

@@ -13,9 +13,11 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/cli/output"
+	"github.com/hitless-dev/hitless/internal/controller"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
 	core "github.com/hitless-dev/hitless/internal/engine/roll"
+	"github.com/hitless-dev/hitless/internal/measure"
 )
 
 // NewCommand returns the `roll` command; actions is the registry of
@@ -84,7 +86,13 @@ or with --on-budget abort stops cleanly.`,
 					return opcmd.Classify(&operation.FieldError{Field: "exec", Msg: "the controller runs no command of yours in its pod: use a registered action"})
 				}
 				if probing.Enabled {
-					return exitcode.BadInput(fmt.Errorf("--probe: not with --in-cluster yet (the controller has no probe budget)"))
+					if probing.Report != "" {
+						return exitcode.BadInput(fmt.Errorf("--report: the controller keeps the disruption in the NodeRoll's status (status.disruption), not in a file where the CLI runs"))
+					}
+					if probing.OnBudget != "pause" {
+						return exitcode.BadInput(fmt.Errorf("--on-budget %s: a NodeRoll pauses on a breach (a larger budget resumes it; deleting it aborts)", probing.OnBudget))
+					}
+					ic.probe = controller.ProbeBudgetFor(measure.GuardSpec{Rate: probing.Options.Rate, Sample: probing.Options.Sample, Budget: probing.Budget, Settle: probing.Settle})
 				}
 				ic.streams, ic.getter, ic.yes, ic.dryRun, ic.format, ic.every = streams, getter, yes, dry, format, time.Second
 				return ic.run(cmd, spec)

@@ -93,6 +93,13 @@ func TestBadInputOnEveryCommand(t *testing.T) {
 		{"install: budget without probe", []string{"install", "-f", pluginV1, "--name", "x", "--max-outage", "2s"}, []string{"--max-outage", "--probe"}, 0},
 		{"install: values for manifests", []string{"install", "-f", pluginV1, "--name", "x", "--set", "a=b"}, []string{"not a Helm chart"}, 0},
 		{"install: already installed", []string{"install", "-f", pluginV1, "--name", "sample"}, []string{"sample", "upgrade"}, refused},
+		{"install --in-cluster: a directory of directories", []string{"install", "--in-cluster", "-f", pluginV1 + "/..", "--name", "x"}, []string{"holds the directory", "--in-cluster"}, 0},
+		{"install --in-cluster: bad name", []string{"install", "--in-cluster", "-f", pluginV1, "--name", "Not_A_Label"}, []string{"--name", "Not_A_Label"}, 0},
+		{"install --in-cluster: rollback without probe", []string{"install", "--in-cluster", "-f", pluginV1, "--name", "x", "--rollback-on-breach"}, []string{"--rollback-on-breach", "--probe"}, 0},
+		{"install: rollback-on-breach without in-cluster", []string{"install", "-f", pluginV1, "--name", "x", "--rollback-on-breach"}, []string{"--rollback-on-breach", "--in-cluster"}, 0},
+		{"install --in-cluster: report", []string{"install", "--in-cluster", "-f", pluginV1, "--name", "x", "--probe", "--report", dir + "/r.html"}, []string{"--report"}, 0},
+		{"upgrade --in-cluster: from", []string{"upgrade", "--in-cluster", "-f", pluginV2, "--name", "sample", "--from", pluginV1}, []string{"--from", "--in-cluster"}, 0},
+		{"upgrade --in-cluster: set", []string{"upgrade", "--in-cluster", "-f", pluginV2, "--name", "sample", "--set", "a=b"}, []string{"--set", "--in-cluster"}, 0},
 		// upgrade
 		{"upgrade: unknown component", []string{"upgrade", "-f", pluginV2, "--name", "nosuch"}, []string{"nosuch", "install"}, refused},
 		{"upgrade: prefer unknown", []string{"upgrade", "-f", pluginV2, "--name", "sample", "--prefer", "me"}, []string{"--prefer", "me"}, 0},

@@ -1,17 +1,23 @@
 package upgrade
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 )
 
 // NewCommand returns the `upgrade` command.
 func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
-	var f opcmd.ComponentFlags
+	var (
+		f  opcmd.ComponentFlags
+		ic opcmd.InClusterFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "upgrade -f NEWSRC --name NAME [--from OLDSRC]",
 		Short: "Upgrade a component with your customizations carried over; the data plane node by node",
@@ -38,6 +44,12 @@ resumed by running the same command again.`,
   hitless upgrade -f ./v2 --name contrail --node-selector zone=a --node-selector zone=b --batch 2 --probe --max-outage 3s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ic.Enabled {
+				return opcmd.RunComponentInCluster(cmd, streams, getter, &f, ic)
+			}
+			if ic.RollbackOnBreach {
+				return exitcode.BadInput(errors.New("--rollback-on-breach is for --in-cluster"))
+			}
 			return opcmd.RunComponent(cmd, streams, getter, &f, lifecycle.Upgrade)
 		},
 	}
@@ -46,6 +58,7 @@ resumed by running the same command again.`,
 	fs.StringVar(&f.From, "from", "", "Your customized copy of the deployed release; without it the customizations are read from the cluster")
 	fs.BoolVar(&f.Options.DryRun, "dry-run", false, "Print the plan, the customizations carried and the conflicts; change nothing")
 	opcmd.AddComponentFlags(fs, &f, true)
+	opcmd.AddInClusterFlags(cmd, &ic)
 	opcmd.AddChartFlags(fs, &f, true)
 	opcmd.AddPreferFlag(fs, &f)
 	return cmd

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -283,4 +284,83 @@ func TestComponentBudgetBreach(t *testing.T) {
 			t.Errorf("abort: exit %d\n%s", code, out.String())
 		}
 	})
+	t.Run("a NodeRoll under the same budget pauses, and a larger budget resumes it", func(t *testing.T) {
+		nodeRollBudget(t, c, metrics)
+	})
+}
+
+// nodeRollBudget rolls every node restarting the data plane on each under
+// a 500 ms outage budget: it pauses before its second node; raised to
+// 30 s, the budget lets the same operation finish.
+func nodeRollBudget(t *testing.T, c client.Client, metrics string) {
+	ctx := context.Background()
+	time.Sleep(2 * time.Second)
+	nr := &v1alpha1.NodeRoll{
+		ObjectMeta: metav1.ObjectMeta{Name: "restart-plane"},
+		Spec: v1alpha1.NodeRollSpec{
+			NodeSelector: &metav1.LabelSelector{},
+			Batch:        intstr.FromInt32(1),
+			MaxFailures:  1,
+			Actions:      []v1alpha1.NodeAction{{Name: "restart-daemonset", Params: &runtime.RawExtension{Raw: []byte(`{"daemonSet":"plane/plane"}`)}}},
+			Probe:        &v1alpha1.ProbeBudget{Rate: 100, MaxOutage: &metav1.Duration{Duration: 500 * time.Millisecond}, Settle: &metav1.Duration{Duration: time.Second}},
+		},
+	}
+	if err := c.Create(ctx, nr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
+	get := func(phase string) *v1alpha1.NodeRoll {
+		t.Helper()
+		clustertest.Eventually(t, 3*time.Minute, func() error {
+			if err := c.Get(ctx, client.ObjectKey{Name: nr.Name}, nr); err != nil {
+				return err
+			}
+			if nr.Status.Phase != phase || nr.Status.ObservedGeneration != nr.Generation {
+				return fmt.Errorf("NodeRoll is %q, want %s; conditions %+v", nr.Status.Phase, phase, nr.Status.Conditions)
+			}
+			return nil
+		})
+		return nr
+	}
+	nr = get(v1alpha1.PhasePaused)
+	var paused *metav1.Condition
+	for i := range nr.Status.Conditions {
+		if c := &nr.Status.Conditions[i]; c.Type == v1alpha1.ConditionPaused && c.Status == metav1.ConditionTrue {
+			paused = c
+		}
+	}
+	if paused == nil || paused.Reason != "BudgetExceeded" || !strings.Contains(paused.Message, "exceeds `maxOutage` 500ms") {
+		t.Fatalf("Paused condition %+v, want BudgetExceeded", paused)
+	}
+	if nr.Status.Summary.Done != 1 {
+		t.Errorf("%d node(s) done before the budget stopped the roll, want 1", nr.Status.Summary.Done)
+	}
+	if d := nr.Status.Disruption; d == nil || d.MaxOutage.Duration <= 500*time.Millisecond || !strings.Contains(d.Breach, "exceeds `maxOutage` 500ms") {
+		t.Errorf("disruption %+v", nr.Status.Disruption)
+	}
+	fams := clustertest.Scrape(t, metrics)
+	if m := clustertest.Sample(fams, "hitless_budget_breaches_total", map[string]string{"kind": "roll", "then": "paused"}); m == nil || m.GetCounter().GetValue() != 1 {
+		t.Errorf("hitless_budget_breaches_total{roll,paused} = %v, want 1", m)
+	}
+	id := nr.Status.Operation
+	// Stays paused: the same spec does not start it again.
+	time.Sleep(3 * time.Second)
+	if err := c.Get(ctx, client.ObjectKey{Name: nr.Name}, nr); err != nil {
+		t.Fatal(err)
+	}
+	if raw, err := journal.NewStore(env.Client(t)).Get(ctx, id); err != nil || raw.Runs != 1 {
+		t.Errorf("the paused roll ran again without a change: %+v %v", raw, err)
+	}
+	patch := client.MergeFrom(nr.DeepCopy())
+	nr.Spec.Probe.MaxOutage = &metav1.Duration{Duration: 30 * time.Second}
+	if err := c.Patch(ctx, nr, patch); err != nil {
+		t.Fatal(err)
+	}
+	nr = get(v1alpha1.PhaseSucceeded)
+	if nr.Status.Operation != id || nr.Status.Summary.Done != nr.Status.Summary.Total {
+		t.Errorf("operation %s (%+v), want %s resumed to the end", nr.Status.Operation, nr.Status.Summary, id)
+	}
+	if raw, err := journal.NewStore(env.Client(t)).Get(ctx, id); err != nil || raw.Runs != 2 {
+		t.Errorf("the resumed roll: %+v %v; want run 2", raw, err)
+	}
 }
