@@ -55,6 +55,7 @@ engine/migrate/plan FuzzParse
 engine/roll FuzzBatch
 engine/roll FuzzSpec
 kube/store FuzzUnpack
+controller FuzzUntar
 cli/cluster FuzzFault
 cli/cluster FuzzLabels
 localcluster FuzzState

@@ -112,7 +112,7 @@ type ComponentSpec struct {
 
 // ComponentSource is where the release comes from: exactly one of them.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.configMap) != has(self.secret)",message="give exactly one of configMap and secret"
+// +kubebuilder:validation:XValidation:rule="[has(self.configMap), has(self.secret), has(self.oci)].filter(x, x).size() == 1",message="give exactly one of configMap, secret and oci"
 type ComponentSource struct {
 	// ConfigMap names a ConfigMap in hitless-system whose keys are the
 	// release's files: YAML manifests (a kustomization.yaml is built), or
@@ -123,6 +123,30 @@ type ComponentSource struct {
 	// whose manifests hold credentials).
 	// +optional
 	Secret *BundleRef `json:"secret,omitempty"`
+	// OCI is an artifact in an OCI registry: a Helm chart (helm push), or
+	// a tar+gzip layer of the release's files (flux push artifact, oras
+	// push): its manifests (a kustomization.yaml is built) or an unpacked
+	// chart.
+	// +optional
+	OCI *OCISource `json:"oci,omitempty"`
+}
+
+// OCISource is an artifact in an OCI registry.
+type OCISource struct {
+	// Ref is the artifact: registry/repository:tag or
+	// registry/repository@sha256:digest. The digest it resolved to is in
+	// status.source; a tag moved in the registry is seen on the next
+	// resync.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Ref string `json:"ref"`
+	// PullSecret names a kubernetes.io/dockerconfigjson Secret in
+	// hitless-system with the registry's credentials.
+	// +optional
+	PullSecret *BundleRef `json:"pullSecret,omitempty"`
+	// Insecure pulls over plain HTTP (a registry on a trusted network).
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // BundleRef names an object in hitless-system.
@@ -194,6 +218,10 @@ type ComponentStatus struct {
 	// Release is the deployed release's version, read from its images.
 	// +optional
 	Release string `json:"release,omitempty"`
+	// Source is the source last acted on, resolved: the ConfigMap or
+	// Secret, or the artifact's digest.
+	// +optional
+	Source string `json:"source,omitempty"`
 	// Digest identifies the source's content and the spec fields that
 	// shape the release, as the last operation ran for them: a change of
 	// either starts an operation.

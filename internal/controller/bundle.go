@@ -32,6 +32,9 @@ type bundle struct {
 	chart  *chart.Chart
 	// digest identifies the bundle's content.
 	digest string
+	// resolved is what status.source shows: the object, or the
+	// artifact's digest.
+	resolved string
 }
 
 // sourceError is a source that cannot be read or used; missing says it
@@ -44,7 +47,10 @@ type sourceError struct {
 // loadBundle reads the Component's source: a ConfigMap's or a Secret's
 // keys in hitless-system are the release's files, or one packaged Helm
 // chart.
-func loadBundle(ctx context.Context, kube kubernetes.Interface, c *v1alpha1.Component) (*bundle, error) {
+//
+// An artifact whose digest is the one last loaded (last) is not pulled
+// again.
+func loadBundle(ctx context.Context, kube kubernetes.Interface, c *v1alpha1.Component, last *bundle) (*bundle, error) {
 	src := c.Spec.Source
 	files := map[string][]byte{}
 	var b bundle
@@ -70,8 +76,24 @@ func loadBundle(ctx context.Context, kube kubernetes.Interface, c *v1alpha1.Comp
 		for k, v := range sec.Data {
 			files[k] = v
 		}
+	case src.OCI != nil:
+		b.name, b.field = "OCI artifact "+src.OCI.Ref, "spec.source.oci.ref"
+		a, err := resolveArtifact(ctx, kube, src.OCI)
+		if err != nil {
+			return nil, err
+		}
+		b.resolved = a.ref.Context().String() + "@" + a.digest
+		if last != nil && last.resolved == b.resolved {
+			return last, nil
+		}
+		if files, err = a.files(); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, &sourceError{FieldError: FieldError{Field: "spec.source", Msg: "give configMap or secret"}}
+		return nil, &sourceError{FieldError: FieldError{Field: "spec.source", Msg: "give configMap, secret or oci"}}
+	}
+	if b.resolved == "" {
+		b.resolved = b.name
 	}
 	if err := b.load(files); err != nil {
 		return nil, err
@@ -119,8 +141,15 @@ func (b *bundle) load(files map[string][]byte) error {
 		}
 		b.chart = c
 		return nil
+	case slices.Contains(names, "Chart.yaml") && !slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, "/") }):
+		return bad("holds an unpacked Helm chart (Chart.yaml) without its templates/ directory: package it (helm package) and put the .tgz in binaryData, as a ConfigMap's keys cannot hold directories")
 	case slices.Contains(names, "Chart.yaml"):
-		return bad("holds an unpacked Helm chart (Chart.yaml): package it (helm package) and put the .tgz in binaryData, as keys cannot hold its templates/ directory")
+		c, err := chart.LoadFiles(b.name, files)
+		if err != nil {
+			return bad(err.Error())
+		}
+		b.chart = c
+		return nil
 	}
 	fsys := fstest.MapFS{}
 	manifests := 0

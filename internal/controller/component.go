@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -58,7 +60,17 @@ type Components struct {
 	StatusEvery time.Duration
 
 	*runs
+	bundles sync.Map // UID: the *bundle last loaded (an artifact is not pulled again at the same digest)
 }
+
+func (r *Components) lastBundle(uid types.UID) *bundle {
+	if b, ok := r.bundles.Load(uid); ok {
+		return b.(*bundle)
+	}
+	return nil
+}
+
+func (r *Components) keepBundle(uid types.UID, b *bundle) { r.bundles.Store(uid, b) }
 
 // SetupWithManager registers the reconciler and its runs' runnable.
 func (r *Components) SetupWithManager(mgr ctrl.Manager) error {
@@ -100,10 +112,11 @@ func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			setConditions(&st.Conditions, c.Generation, v1alpha1.ConditionPaused, reasonPaused, "spec.paused is true: no operation starts or goes on")
 		})
 	}
-	b, err := loadBundle(ctx, r.Kube, c)
+	b, err := loadBundle(ctx, r.Kube, c, r.lastBundle(c.UID))
 	if err != nil {
 		return r.refuse(ctx, c, err)
 	}
+	r.keepBundle(c.UID, b)
 	opts, target, err := componentOptions(c, b)
 	if err != nil {
 		return r.refuse(ctx, c, err)
@@ -125,7 +138,7 @@ func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if release.Current(revs) == nil {
 		action = lifecycle.ActionInstall
 	}
-	return ctrl.Result{}, r.start(c, action, opts, target)
+	return ctrl.Result{}, r.start(c, action, opts, target, b.resolved)
 }
 
 // refuse writes a source or spec the controller cannot use into the

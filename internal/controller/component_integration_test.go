@@ -63,10 +63,10 @@ func putConfigMap(t *testing.T, cm *corev1.ConfigMap) {
 
 // waitComponent waits until the Component's status says phase for its
 // current generation and returns it.
-func waitComponent(t testing.TB, c client.Client, name, phase string, within time.Duration) *v1alpha1.Component {
+func waitComponent(t testing.TB, c client.Client, name, phase string) *v1alpha1.Component {
 	t.Helper()
 	comp := &v1alpha1.Component{}
-	clustertest.Eventually(t, within, func() error {
+	clustertest.Eventually(t, time.Minute, func() error {
 		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, comp); err != nil {
 			return err
 		}
@@ -126,7 +126,7 @@ func TestComponentUpgradeCarriesCustomizations(t *testing.T) {
 	if code != 0 || !strings.Contains(errb, "Component contrail created, source ConfigMap hitless-system/contrail-") || !strings.Contains(out, "Ready; revision 1 (release 1.0.0)") {
 		t.Fatalf("install --in-cluster: exit %d\n%s\n%s", code, out, errb)
 	}
-	comp := waitComponent(t, c, "contrail", v1alpha1.PhaseReady, time.Minute)
+	comp := waitComponent(t, c, "contrail", v1alpha1.PhaseReady)
 	if comp.Status.Revision != 1 || comp.Status.Release != "1.0.0" || conditionTrueOf(comp.Status.Conditions, v1alpha1.ConditionReady) == nil {
 		t.Fatalf("after the install: revision %d release %q conditions %+v", comp.Status.Revision, comp.Status.Release, comp.Status.Conditions)
 	}
@@ -332,7 +332,7 @@ func TestBadComponents(t *testing.T) {
 				t.Fatal(err)
 			}
 			parent.Cleanup(func() { _ = c.Delete(context.Background(), comp) })
-			comp = waitComponent(t, c, comp.Name, v1alpha1.PhaseFailed, time.Minute)
+			comp = waitComponent(t, c, comp.Name, v1alpha1.PhaseFailed)
 			failed := conditionTrueOf(comp.Status.Conditions, v1alpha1.ConditionFailed)
 			if failed == nil || failed.Reason != tc.reason || !strings.Contains(failed.Message, tc.field) || !strings.Contains(failed.Message, tc.msg) || !strings.Contains(failed.Message, "nothing was changed") {
 				t.Errorf("Failed condition %+v, want reason %s naming %s and %q", failed, tc.reason, tc.field, tc.msg)
@@ -354,7 +354,7 @@ func TestBadComponents(t *testing.T) {
 	t.Run("a missing source created later is installed", func(t *testing.T) {
 		putConfigMap(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "bad-missing", Namespace: store.Namespace},
 			Data: map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late-component, namespace: default}\ndata: {k: v}\n"}})
-		comp := waitComponent(t, c, "bad-missing", v1alpha1.PhaseReady, time.Minute)
+		comp := waitComponent(t, c, "bad-missing", v1alpha1.PhaseReady)
 		t.Cleanup(func() {
 			_ = c.Delete(context.Background(), comp)
 			if code, out, errb := lifecycletest.Hitless(t, env, "uninstall", "--name", comp.Name); code != 0 {

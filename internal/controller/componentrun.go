@@ -28,7 +28,7 @@ import (
 
 // start runs the component operation in the background: a new one, or
 // the journaled one with the same spec (a previous leader's).
-func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.Options, target string) error {
+func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.Options, target, source string) error {
 	ctx, rn, err := r.launch(c.UID)
 	if err != nil {
 		return err
@@ -60,7 +60,7 @@ func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.
 		} else {
 			err = &FieldError{Field: "spec.probe", Msg: err.Error()}
 		}
-		out := outcome{action: action, target: target, res: res, err: err}
+		out := outcome{action: action, target: target, source: source, res: res, err: err}
 		if err != nil && session.Hit() && rollback && w.run.operation() != "" && ctx.Err() == nil {
 			w.progress("the disruption budget was exceeded: rolling back")
 			out.rollback, out.rollbackErr = r.rollBack(ctx, c, w.run.operation())
@@ -112,11 +112,11 @@ func (r *Components) rollBack(ctx context.Context, c *v1alpha1.Component, id str
 
 // outcome is how a component operation ended.
 type outcome struct {
-	action, target string
-	res            *lifecycle.Result
-	err            error
-	rollback       *journal.Raw
-	rollbackErr    error
+	action, target, source string
+	res                    *lifecycle.Result
+	err                    error
+	rollback               *journal.Raw
+	rollbackErr            error
 	probed
 }
 
@@ -241,7 +241,7 @@ func (w *componentWriter) finish(ctx context.Context, out outcome) (string, erro
 		st.Phase = phase
 		st.Operation = id
 		if reason != reasonError {
-			st.Digest = out.target
+			st.Digest, st.Source = out.target, out.source
 		}
 		if out.res != nil && out.err == nil {
 			st.Revision = int32(out.res.Revision)
@@ -372,6 +372,7 @@ func (r *Components) delete(ctx context.Context, c *v1alpha1.Component) error {
 		}
 	}
 	r.stop(c.UID)
+	r.bundles.Delete(c.UID)
 	patch := client.MergeFrom(c.DeepCopy())
 	controllerutil.RemoveFinalizer(c, Finalizer)
 	return client.IgnoreNotFound(r.Client.Patch(ctx, c, patch))

@@ -39,6 +39,9 @@ type Options struct {
 	// LeaseDuration, RenewDeadline and RetryPeriod tune the election
 	// (defaults 15s, 10s, 2s).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// ComponentResync is how often a settled Component's source is read
+	// again (default 1m).
+	ComponentResync time.Duration
 	// Actions are the per-node actions NodeRolls may name; nil is
 	// roll.DefaultActions.
 	Actions *roll.Actions
@@ -104,7 +107,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := rolls.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the NodeRoll controller: %w", err)
 	}
-	comps := &Components{Client: mgr.GetClient(), Kube: kube, Config: cfg, Events: mgr.GetEventRecorder("hitless-controller"), Metrics: m}
+	comps := &Components{Client: mgr.GetClient(), Kube: kube, Config: cfg, Events: mgr.GetEventRecorder("hitless-controller"), Metrics: m, Resync: opts.ComponentResync}
 	if err := comps.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Component controller: %w", err)
 	}

@@ -96,5 +96,6 @@ Several replicas elect one leader (--leader-elect); the others wait.`,
 	f.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal")
 	f.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it stops leading")
 	f.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to take the lead")
+	f.DurationVar(&opts.ComponentResync, "component-resync", time.Minute, "how often a settled Component's source is read again (a ConfigMap edited in place, a tag moved in a registry)")
 	return cmd
 }

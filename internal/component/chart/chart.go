@@ -13,6 +13,7 @@ import (
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/loader/archive"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/cli/values"
@@ -58,6 +59,25 @@ func Load(path string) (*Chart, error) {
 // errors and in the release.
 func LoadArchive(name string, r io.Reader) (*Chart, error) {
 	c, err := loader.LoadArchive(r)
+	if err != nil {
+		return nil, &manifest.Error{File: name, Err: fmt.Errorf("loading the Helm chart: %w", err)}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, &manifest.Error{File: name, Err: fmt.Errorf("invalid Helm chart: %w", err)}
+	}
+	return &Chart{Path: name, chart: c}, nil
+}
+
+// LoadFiles reads an unpacked chart held in memory (paths relative to the
+// chart's directory: Chart.yaml, templates/...), named name in errors and
+// in the release.
+func LoadFiles(name string, files map[string][]byte) (*Chart, error) {
+	var bufs []*archive.BufferedFile
+	for p, b := range files {
+		bufs = append(bufs, &archive.BufferedFile{Name: p, Data: b})
+	}
+	slices.SortFunc(bufs, func(a, b *archive.BufferedFile) int { return strings.Compare(a.Name, b.Name) })
+	c, err := loader.LoadFiles(bufs)
 	if err != nil {
 		return nil, &manifest.Error{File: name, Err: fmt.Errorf("loading the Helm chart: %w", err)}
 	}
