@@ -106,26 +106,18 @@ func buildFS(name string, fsys fs.FS) (*Source, error) {
 	if err != nil {
 		return nil, &manifest.Error{File: name, Err: err}
 	}
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	res, err := k.Run(mem, "/bundle")
-	if err != nil {
-		return nil, &manifest.Error{File: name, Err: fmt.Errorf("kustomize build: %w", err)}
-	}
-	out, err := res.AsYaml()
-	if err != nil {
-		return nil, &manifest.Error{File: name, Err: fmt.Errorf("kustomize build: %w", err)}
-	}
-	objs, err := manifest.Parse(name+" (built)", bytes.NewReader(out))
-	if err != nil {
-		return nil, err
-	}
-	return &Source{Path: name, Kind: KindKustomization, Objects: objs}, nil
+	return kustomize(mem, "/bundle", name, name)
 }
 
 // build runs kustomize on dir; errors name the kustomization file.
 func build(dir, file string) (*Source, error) {
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	return kustomize(filesys.MakeFsOnDisk(), dir, dir, file)
+}
+
+// kustomize builds the kustomization in dir of fsys into the source
+// path; errors name file.
+func kustomize(fsys filesys.FileSystem, dir, path, file string) (*Source, error) {
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, dir)
 	if err != nil {
 		return nil, &manifest.Error{File: file, Err: fmt.Errorf("kustomize build: %w", err)}
 	}
@@ -137,7 +129,7 @@ func build(dir, file string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{Path: dir, Kind: KindKustomization, Objects: objs}, nil
+	return &Source{Path: path, Kind: KindKustomization, Objects: objs}, nil
 }
 
 // Problem is one reason a source cannot be applied.

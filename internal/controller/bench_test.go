@@ -70,7 +70,7 @@ func BenchmarkController(b *testing.B) {
 	env.InstallCRDs(b)
 	cs := env.Client(b)
 	ns := benchCluster(b, cs)
-	c := kubeClient(b)
+	c := env.APIClient(b)
 	ctx := context.Background()
 	for b.Loop() {
 		metrics := clustertest.FreeAddr(b)

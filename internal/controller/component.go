@@ -19,7 +19,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -47,7 +46,10 @@ const (
 // upgraded by the lifecycle engine, in the background, when its source or
 // spec changes.
 type Components struct {
-	Client  client.Client
+	Client client.Client
+	// Reader reads from the API server, not the cache: whether the release
+	// is settled is read afresh before an operation starts (nil: Client).
+	Reader  client.Reader
 	Kube    kubernetes.Interface
 	Config  *rest.Config
 	Events  events.EventRecorder
@@ -92,16 +94,8 @@ func (r *Components) SetupWithManager(mgr ctrl.Manager) error {
 // Reconcile implements reconcile.Reconciler.
 func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	c := &v1alpha1.Component{}
-	if err := r.Client.Get(ctx, req.NamespacedName, c); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if c.DeletionTimestamp != nil {
-		return ctrl.Result{}, r.delete(ctx, c)
-	}
-	if !controllerutil.ContainsFinalizer(c, Finalizer) {
-		patch := client.MergeFrom(c.DeepCopy())
-		controllerutil.AddFinalizer(c, Finalizer)
-		return ctrl.Result{}, r.Client.Patch(ctx, c, patch)
+	if ok, err := admit(ctx, r.Client, req, c, func(ctx context.Context) error { return r.delete(ctx, c) }); !ok {
+		return ctrl.Result{}, err
 	}
 	if r.running(c.UID) {
 		return ctrl.Result{}, nil
@@ -129,6 +123,15 @@ func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				st.Conditions[i].ObservedGeneration = c.Generation
 			}
 		})
+	}
+	// The cache may not have seen the status the last operation wrote:
+	// an upgrade that just finished must not run again.
+	fresh := &v1alpha1.Component{}
+	if err := reader(r.Reader, r.Client).Get(ctx, req.NamespacedName, fresh); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if fresh.ResourceVersion != c.ResourceVersion {
+		return ctrl.Result{Requeue: true}, nil // a newer version is on its way to the cache
 	}
 	revs, err := release.NewStore(r.Kube).List(ctx, c.Name)
 	if err != nil {

@@ -61,44 +61,6 @@ func putConfigMap(t *testing.T, cm *corev1.ConfigMap) {
 	})
 }
 
-// waitComponent waits until the Component's status says phase for its
-// current generation and returns it.
-func waitComponent(t testing.TB, c client.Client, name, phase string) *v1alpha1.Component {
-	t.Helper()
-	comp := &v1alpha1.Component{}
-	clustertest.Eventually(t, time.Minute, func() error {
-		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, comp); err != nil {
-			return err
-		}
-		if comp.Status.Phase != phase || comp.Status.ObservedGeneration != comp.Generation {
-			return fmt.Errorf("Component %s is %q (generation %d observed, %d current), want %s; conditions %+v", name, comp.Status.Phase, comp.Status.ObservedGeneration, comp.Generation, phase, comp.Status.Conditions)
-		}
-		return nil
-	})
-	return comp
-}
-
-// componentEvents returns the reasons and notes of the Events regarding
-// the Component.
-func componentEvents(t testing.TB, name string) []string {
-	t.Helper()
-	list, err := env.Client(t).EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "Component" && e.Regarding.Name == name {
-			out = append(out, e.Type+" "+e.Reason+": "+e.Note)
-		}
-	}
-	return out
-}
-
-func hasEvent(evs []string, prefix string) bool {
-	return slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, prefix) })
-}
-
 // A Component installs v1 of the sample plugin from a ConfigMap bundle;
 // the plugin is customized live as users do (kubectl patch, label); the
 // Component is edited to v2's bundle, as a Git change would, and the
@@ -107,7 +69,7 @@ func hasEvent(evs []string, prefix string) bool {
 // nodes under the PDB; conditions, history and Events tell the story.
 func TestComponentUpgradeCarriesCustomizations(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	ctx := context.Background()
 	cs := env.Client(t)
 	_, nodes := pool(t, 3, 1, 1)
@@ -126,7 +88,7 @@ func TestComponentUpgradeCarriesCustomizations(t *testing.T) {
 	if code != 0 || !strings.Contains(errb, "Component contrail created, source ConfigMap hitless-system/contrail-") || !strings.Contains(out, "Ready; revision 1 (release 1.0.0)") {
 		t.Fatalf("install --in-cluster: exit %d\n%s\n%s", code, out, errb)
 	}
-	comp := waitComponent(t, c, "contrail", v1alpha1.PhaseReady)
+	comp := env.WaitComponent(t, c, "contrail", v1alpha1.PhaseReady, time.Minute)
 	if comp.Status.Revision != 1 || comp.Status.Release != "1.0.0" || conditionTrueOf(comp.Status.Conditions, v1alpha1.ConditionReady) == nil {
 		t.Fatalf("after the install: revision %d release %q conditions %+v", comp.Status.Revision, comp.Status.Release, comp.Status.Conditions)
 	}
@@ -216,9 +178,9 @@ func TestComponentUpgradeCarriesCustomizations(t *testing.T) {
 		}
 	})
 	t.Run("events", func(t *testing.T) {
-		evs := componentEvents(t, "contrail")
+		evs := env.Events(t, "Component", "contrail")
 		for _, want := range []string{"Normal Started: install operation", "Normal Installed: install operation", "Normal Started: upgrade operation", "Normal Upgraded: upgrade operation " + comp.Status.Operation} {
-			if !hasEvent(evs, want) {
+			if !clustertest.HasEvent(evs, want) {
 				t.Errorf("no Event %q in %v", want, evs)
 			}
 		}
@@ -269,7 +231,7 @@ func conditionTrueOf(conds []metav1.Condition, typ string) *metav1.Condition {
 // field, with a Warning Event, and nothing changes in the cluster.
 func TestBadComponents(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	ctx := context.Background()
 	cm := func(name string) v1alpha1.ComponentSource {
 		return v1alpha1.ComponentSource{ConfigMap: &v1alpha1.BundleRef{Name: name}}
@@ -332,13 +294,13 @@ func TestBadComponents(t *testing.T) {
 				t.Fatal(err)
 			}
 			parent.Cleanup(func() { _ = c.Delete(context.Background(), comp) })
-			comp = waitComponent(t, c, comp.Name, v1alpha1.PhaseFailed)
+			comp = env.WaitComponent(t, c, comp.Name, v1alpha1.PhaseFailed, time.Minute)
 			failed := conditionTrueOf(comp.Status.Conditions, v1alpha1.ConditionFailed)
 			if failed == nil || failed.Reason != tc.reason || !strings.Contains(failed.Message, tc.field) || !strings.Contains(failed.Message, tc.msg) || !strings.Contains(failed.Message, "nothing was changed") {
 				t.Errorf("Failed condition %+v, want reason %s naming %s and %q", failed, tc.reason, tc.field, tc.msg)
 			}
 			clustertest.Eventually(t, 30*time.Second, func() error {
-				if evs := componentEvents(t, comp.Name); !hasEvent(evs, "Warning "+tc.reason+": "+tc.field) {
+				if evs := env.Events(t, "Component", comp.Name); !clustertest.HasEvent(evs, "Warning "+tc.reason+": "+tc.field) {
 					return fmt.Errorf("no Warning %s Event naming %s: %v", tc.reason, tc.field, evs)
 				}
 				return nil
@@ -354,7 +316,7 @@ func TestBadComponents(t *testing.T) {
 	t.Run("a missing source created later is installed", func(t *testing.T) {
 		putConfigMap(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "bad-missing", Namespace: store.Namespace},
 			Data: map[string]string{"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late-component, namespace: default}\ndata: {k: v}\n"}})
-		comp := waitComponent(t, c, "bad-missing", v1alpha1.PhaseReady)
+		comp := env.WaitComponent(t, c, "bad-missing", v1alpha1.PhaseReady, time.Minute)
 		t.Cleanup(func() {
 			_ = c.Delete(context.Background(), comp)
 			if code, out, errb := lifecycletest.Hitless(t, env, "uninstall", "--name", comp.Name); code != 0 {

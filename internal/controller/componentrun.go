@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -62,7 +63,8 @@ func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.
 		}
 		out := outcome{action: action, target: target, source: source, res: res, err: err}
 		if err != nil && session.Hit() && rollback && w.run.operation() != "" && ctx.Err() == nil {
-			w.progress("the disruption budget was exceeded: rolling back")
+			w.rollingBack.Store(true)
+			w.progress("the disruption budget was exceeded: rolling back (spec.rollbackOnBreach)")
 			out.rollback, out.rollbackErr = r.rollBack(ctx, c, w.run.operation())
 		}
 		out.breach = session.Hit()
@@ -82,6 +84,8 @@ func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.
 		}
 		if reason == reasonError || ferr != nil {
 			r.retryLater(ctx, c, rn)
+		} else {
+			r.requeue(ctx, c, rn)
 		}
 	}()
 	return nil
@@ -128,8 +132,9 @@ type componentWriter struct {
 	action  string
 	changed chan struct{}
 
-	mu   sync.Mutex
-	line string
+	mu          sync.Mutex
+	line        string
+	rollingBack atomic.Bool
 }
 
 func (w *componentWriter) poke() {
@@ -153,24 +158,13 @@ func (w *componentWriter) progress(line string) {
 
 func (w *componentWriter) loop(ctx context.Context, every time.Duration) {
 	announced := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.changed:
-		}
-		if err := w.flush(ctx, &announced); err != nil && ctx.Err() == nil {
-			klog.FromContext(ctx).Error(err, "writing the Component status")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-	}
+	writeLoop(ctx, w.changed, every, "Component "+w.key.Name, func(ctx context.Context) error { return w.flush(ctx, &announced) })
 }
 
 func (w *componentWriter) phase() string {
+	if w.rollingBack.Load() {
+		return v1alpha1.PhaseRollingBack
+	}
 	if w.action == lifecycle.ActionInstall {
 		return v1alpha1.PhaseInstalling
 	}

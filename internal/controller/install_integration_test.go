@@ -152,7 +152,7 @@ func TestInstalledControllerUnderItsOwnRBAC(t *testing.T) {
 	start := time.Now()
 	env.StartController(t, "--kubeconfig", kubeconfig)
 
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	ctx := context.Background()
 	nr := nodeRoll("under-its-own-rbac", sel)
 	if err := c.Create(ctx, nr); err != nil {

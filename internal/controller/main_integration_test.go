@@ -18,7 +18,6 @@ import (
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/cli/app"
-	"github.com/hitless-dev/hitless/internal/controller"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
 )
 
@@ -29,19 +28,6 @@ func TestMain(m *testing.M) {
 		os.Exit(app.Main())
 	}
 	os.Exit(env.Run(m))
-}
-
-func kubeClient(t testing.TB) client.Client {
-	t.Helper()
-	scheme, err := controller.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(env.Config(t), client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // pool adds n nodes for one test with a protected workload on them (web:
@@ -103,15 +89,9 @@ func conditionTrue(nr *v1alpha1.NodeRoll, typ string) *metav1.Condition {
 // NodeRoll.
 func events(t testing.TB, name string) []string {
 	t.Helper()
-	list, err := env.Client(t).EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "NodeRoll" && e.Regarding.Name == name {
-			out = append(out, e.Reason+": "+e.Note)
-		}
+	for _, e := range env.Events(t, "NodeRoll", name) {
+		out = append(out, e.Reason+": "+e.Note)
 	}
 	return out
 }
@@ -146,12 +126,8 @@ func gone(c client.Client, name string) error {
 func warnings(t testing.TB, name string) []string {
 	t.Helper()
 	var out []string
-	list, err := env.Client(t).EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "NodeRoll" && e.Regarding.Name == name && e.Type == corev1.EventTypeWarning {
+	for _, e := range env.Events(t, "NodeRoll", name) {
+		if e.Type == corev1.EventTypeWarning {
 			out = append(out, e.Reason+": "+e.Note)
 		}
 	}

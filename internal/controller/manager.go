@@ -103,11 +103,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("registering the metrics: %w", err)
 	}
-	rolls := &NodeRolls{Client: mgr.GetClient(), Kube: kube, Events: mgr.GetEventRecorder("hitless-controller"), Actions: opts.Actions, Metrics: m}
+	rolls := &NodeRolls{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Kube: kube, Events: mgr.GetEventRecorder("hitless-controller"), Actions: opts.Actions, Metrics: m}
 	if err := rolls.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the NodeRoll controller: %w", err)
 	}
-	comps := &Components{Client: mgr.GetClient(), Kube: kube, Config: cfg, Events: mgr.GetEventRecorder("hitless-controller"), Metrics: m, Resync: opts.ComponentResync}
+	comps := &Components{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Kube: kube, Config: cfg, Events: mgr.GetEventRecorder("hitless-controller"), Metrics: m, Resync: opts.ComponentResync}
 	if err := comps.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Component controller: %w", err)
 	}

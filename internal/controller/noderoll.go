@@ -51,7 +51,10 @@ const (
 // NodeRolls reconciles NodeRolls: one roll engine run per resource, in the
 // background, its journal read into the status.
 type NodeRolls struct {
-	Client  client.Client
+	Client client.Client
+	// Reader reads from the API server, not the cache: whether a roll is
+	// over is read afresh before one starts (nil: Client).
+	Reader  client.Reader
 	Kube    kubernetes.Interface
 	Events  events.EventRecorder
 	Actions *roll.Actions
@@ -95,16 +98,8 @@ func (r *NodeRolls) SetupWithManager(mgr ctrl.Manager) error {
 // Reconcile implements reconcile.Reconciler.
 func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	nr := &v1alpha1.NodeRoll{}
-	if err := r.Client.Get(ctx, req.NamespacedName, nr); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if nr.DeletionTimestamp != nil {
-		return ctrl.Result{}, r.delete(ctx, nr)
-	}
-	if !controllerutil.ContainsFinalizer(nr, Finalizer) {
-		patch := client.MergeFrom(nr.DeepCopy())
-		controllerutil.AddFinalizer(nr, Finalizer)
-		return ctrl.Result{}, r.Client.Patch(ctx, nr, patch)
+	if ok, err := admit(ctx, r.Client, req, nr, func(ctx context.Context) error { return r.delete(ctx, nr) }); !ok {
+		return ctrl.Result{}, err
 	}
 	if r.running(nr.UID) {
 		return ctrl.Result{}, nil // the run reads the resource before each node
@@ -139,6 +134,15 @@ func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	}
 	if awaitingApproval(nr) {
 		return ctrl.Result{}, nil
+	}
+	// The cache may not have seen the status the last run wrote: a roll
+	// that just succeeded must not start again.
+	fresh := &v1alpha1.NodeRoll{}
+	if err := reader(r.Reader, r.Client).Get(ctx, req.NamespacedName, fresh); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if fresh.ResourceVersion != nr.ResourceVersion {
+		return ctrl.Result{Requeue: true}, nil // a newer version is on its way to the cache
 	}
 	return ctrl.Result{}, r.start(nr, spec)
 }
@@ -229,6 +233,8 @@ func (r *NodeRolls) start(nr *v1alpha1.NodeRoll, spec roll.Spec) error {
 		}
 		if reason == reasonError || ferr != nil {
 			r.retryLater(ctx, nr, rn) // not the roll's verdict
+		} else {
+			r.requeue(ctx, nr, rn)
 		}
 	}()
 	return nil

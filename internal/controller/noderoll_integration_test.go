@@ -30,7 +30,7 @@ import (
 // Events telling the story, the journal readable by `hitless status`.
 func TestNodeRollRollsItsNodes(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	sel, nodes := pool(t, 4, 1, 1)
 	metrics, health := clustertest.FreeAddr(t), clustertest.FreeAddr(t)
 	env.StartController(t, "--metrics-bind-address", metrics, "--health-probe-bind-address", health)
@@ -141,7 +141,7 @@ func TestNodeRollRollsItsNodes(t *testing.T) {
 // twice and none is left cordoned.
 func TestLeaderKilledMidRoll(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	sel, nodes := pool(t, 5, 1, 3)
 	cs := env.Client(t)
 	ctx := context.Background()
@@ -250,7 +250,7 @@ func TestLeaderKilledMidRoll(t *testing.T) {
 // is released, an Event says so, and then the resource is gone.
 func TestDeleteNodeRollMidNode(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	// Batch 2: the node someone else cordoned counts as one of the two.
 	sel, nodes := pool(t, 4, 2, 8)
 	cs := env.Client(t)
@@ -309,7 +309,7 @@ func TestDeleteNodeRollMidNode(t *testing.T) {
 // nothing is changed.
 func TestBadNodeRolls(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	ctx := context.Background()
 	sel := map[string]string{"bad-noderolls": "none"}
 
@@ -426,7 +426,7 @@ func TestBadNodeRolls(t *testing.T) {
 // conditions say why it waits at each stop.
 func TestPausedThenCanaryApproved(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	sel, nodes := pool(t, 3, 1, 1)
 	env.StartController(t)
 	ctx := context.Background()
@@ -508,7 +508,7 @@ func TestRollInCluster(t *testing.T) {
 	if got := cordoned(t, nodes); len(got) > 0 {
 		t.Errorf("nodes left cordoned: %v", got)
 	}
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	list := &v1alpha1.NodeRollList{}
 	if err := c.List(context.Background(), list); err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func privateRegistry(t *testing.T) string {
 // next resync, the digest shown in the status.
 func TestComponentFromOCI(t *testing.T) {
 	env.InstallCRDs(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	ctx := context.Background()
 	cs := env.Client(t)
 	host := privateRegistry(t)
@@ -139,7 +139,7 @@ func TestComponentFromOCI(t *testing.T) {
 		}
 	})
 	t.Run("without credentials the pull is refused and named", func(t *testing.T) {
-		comp := waitComponent(t, c, comp.Name, v1alpha1.PhaseFailed)
+		comp := env.WaitComponent(t, c, comp.Name, v1alpha1.PhaseFailed, time.Minute)
 		failed := conditionTrueOf(comp.Status.Conditions, v1alpha1.ConditionFailed)
 		if failed == nil || failed.Reason != "SourceNotFound" || !strings.Contains(failed.Message, "spec.source.oci.ref") || !strings.Contains(failed.Message, "UNAUTHORIZED") {
 			t.Errorf("Failed condition %+v, want SourceNotFound naming spec.source.oci.ref and UNAUTHORIZED", failed)
@@ -168,7 +168,7 @@ func TestComponentFromOCI(t *testing.T) {
 		return got.Data["level"]
 	}
 	t.Run("installed with the pull secret's credentials", func(t *testing.T) {
-		comp := waitComponent(t, c, comp.Name, v1alpha1.PhaseReady)
+		comp := env.WaitComponent(t, c, comp.Name, v1alpha1.PhaseReady, time.Minute)
 		if want := host + "/plugins/settings@" + first; comp.Status.Source != want {
 			t.Errorf("status.source %q, want %q", comp.Status.Source, want)
 		}
@@ -213,13 +213,13 @@ func TestComponentFromOCI(t *testing.T) {
 				t.Errorf("uninstall: exit %d\n%s\n%s", code, out, errb)
 			}
 		})
-		waitComponent(t, c, chart.Name, v1alpha1.PhaseReady)
+		env.WaitComponent(t, c, chart.Name, v1alpha1.PhaseReady, time.Minute)
 		got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "greeter", metav1.GetOptions{})
 		if err != nil || got.Data["greeting"] != "bonjour" {
 			t.Errorf("the chart's ConfigMap: %+v, %v; want greeting bonjour", got, err)
 		}
 	})
-	if strings.Contains(strings.Join(componentEvents(t, comp.Name), "\n"), "s3cret") {
+	if strings.Contains(fmt.Sprint(env.Events(t, "Component", comp.Name)), "s3cret") {
 		t.Error("an Event shows the registry password")
 	}
 }

@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
@@ -125,10 +128,67 @@ func (s *runs) retryLater(ctx context.Context, obj client.Object, rn *run) {
 	}
 }
 
+// requeue forgets rn and has obj reconciled again now: its status was
+// written while the run was still recorded, when a reconcile does
+// nothing.
+func (s *runs) requeue(ctx context.Context, obj client.Object, rn *run) {
+	s.forget(obj.GetUID(), rn)
+	select {
+	case s.retry <- event.GenericEvent{Object: obj}:
+	case <-ctx.Done():
+	}
+}
+
 // stop cancels the run of uid, if any, and waits for it to end.
 func (s *runs) stop(uid types.UID) {
 	if rn := s.get(uid); rn != nil {
 		rn.cancel()
 		<-rn.done
 	}
+}
+
+// admit reads the resource of req into obj and says whether the
+// reconcile goes on: not when it is gone, when it was deleted (deleted
+// runs then) or when it just got the finalizer (its update comes back).
+func admit(ctx context.Context, c client.Client, req ctrl.Request, obj client.Object, deleted func(context.Context) error) (bool, error) {
+	if err := c.Get(ctx, req.NamespacedName, obj); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if obj.GetDeletionTimestamp() != nil {
+		return false, deleted(ctx)
+	}
+	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
+		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		controllerutil.AddFinalizer(obj, Finalizer)
+		return false, c.Patch(ctx, obj, patch)
+	}
+	return true, nil
+}
+
+// writeLoop calls flush after each poke on changed, at most once every
+// every, until ctx ends; what names the status in the log.
+func writeLoop(ctx context.Context, changed <-chan struct{}, every time.Duration, what string, flush func(context.Context) error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+		if err := flush(ctx); err != nil && ctx.Err() == nil {
+			klog.FromContext(ctx).Error(err, "writing the status", "resource", what)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// reader is r, or c without one.
+func reader(r client.Reader, c client.Client) client.Reader {
+	if r != nil {
+		return r
+	}
+	return c
 }

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
@@ -82,21 +81,7 @@ func (w *statusWriter) message(node string) string {
 // loop writes the status while the roll runs.
 func (w *statusWriter) loop(ctx context.Context) {
 	announced := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.changed:
-		}
-		if err := w.flush(ctx, &announced); err != nil && ctx.Err() == nil {
-			klog.FromContext(ctx).Error(err, "writing the NodeRoll status")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(w.every):
-		}
-	}
+	writeLoop(ctx, w.changed, w.every, "NodeRoll "+w.key.Name, func(ctx context.Context) error { return w.flush(ctx, &announced) })
 }
 
 // flush reads the journal into the status.

@@ -70,17 +70,13 @@ func RunComponentInCluster(cmd *cobra.Command, streams genericiooptions.IOStream
 		_, _ = fmt.Fprintln(streams.Out, "---")
 		return output.Print(streams.Out, output.YAML, comp, nil)
 	}
-	cfg, kube, err := Clients(getter)
+	kube, err := Client(getter)
 	if err != nil {
 		return err
 	}
-	scheme, err := controller.Scheme()
+	c, err := APIClient(getter)
 	if err != nil {
 		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	ctx := cmd.Context()
 	live, created, err := controller.PutComponent(ctx, c, kube, bundle, f.Options.Name, spec)
@@ -114,6 +110,24 @@ func RunComponentInCluster(cmd *cobra.Command, streams genericiooptions.IOStream
 		return nil
 	}
 	return fmt.Errorf("component %s %s: %s", live.Name, live.Status.Phase, controller.ComponentLine(live))
+}
+
+// APIClient is a controller-runtime client of the kubeconfig that knows
+// hitless.dev's resources, for the --in-cluster commands.
+func APIClient(getter genericclioptions.RESTClientGetter) (client.Client, error) {
+	cfg, err := Config(getter)
+	if err != nil {
+		return nil, err
+	}
+	scheme, err := controller.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("creating client: %w", err)
+	}
+	return c, nil
 }
 
 // componentSpec is the Component's spec of the flags; what a resource

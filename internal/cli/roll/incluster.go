@@ -43,17 +43,9 @@ func (ic *inCluster) run(cmd *cobra.Command, spec core.Spec) error {
 	if ic.dryRun {
 		return output.Print(ic.streams.Out, output.YAML, nr, nil)
 	}
-	cfg, err := opcmd.Config(ic.getter)
+	c, err := opcmd.APIClient(ic.getter)
 	if err != nil {
 		return err
-	}
-	scheme, err := controller.Scheme()
-	if err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	ctx := cmd.Context()
 	live, created, err := controller.Create(ctx, c, nr)

@@ -19,7 +19,6 @@ import (
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/cli/app"
 	"github.com/hitless-dev/hitless/internal/component/release"
-	"github.com/hitless-dev/hitless/internal/controller"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster"
@@ -46,59 +45,6 @@ func bundle(t *testing.T, name, version string) {
 	if _, err := cs.CoreV1().ConfigMaps(store.Namespace).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func kubeClient(t *testing.T) client.Client {
-	t.Helper()
-	scheme, err := controller.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(env.Config(t), client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// wait waits until the Component's status is at phase for its generation.
-func wait(t *testing.T, c client.Client, name, phase string, within time.Duration) *v1alpha1.Component {
-	t.Helper()
-	comp := &v1alpha1.Component{}
-	clustertest.Eventually(t, within, func() error {
-		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, comp); err != nil {
-			return err
-		}
-		if comp.Status.Phase != phase || comp.Status.ObservedGeneration != comp.Generation {
-			return fmt.Errorf("Component %s is %q (generation %d of %d), want %s; conditions %+v", name, comp.Status.Phase, comp.Status.ObservedGeneration, comp.Generation, phase, comp.Status.Conditions)
-		}
-		return nil
-	})
-	return comp
-}
-
-func events(t *testing.T, name string) []string {
-	t.Helper()
-	list, err := env.Client(t).EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "Component" && e.Regarding.Name == name {
-			out = append(out, e.Type+" "+e.Reason+": "+e.Note)
-		}
-	}
-	return out
-}
-
-func hasEvent(evs []string, prefix string) bool {
-	for _, e := range evs {
-		if strings.HasPrefix(e, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 func condition(comp *v1alpha1.Component, typ string) *metav1.Condition {
@@ -137,7 +83,7 @@ func images(t *testing.T) map[string]string {
 func TestComponentBudgetBreach(t *testing.T) {
 	env.InstallCRDs(t)
 	env.StartLabAgents(t)
-	c := kubeClient(t)
+	c := env.APIClient(t)
 	ctx := context.Background()
 	cs := env.Client(t)
 	bundle(t, "plane-1", "1.0.0")
@@ -156,7 +102,7 @@ func TestComponentBudgetBreach(t *testing.T) {
 	if err := c.Create(ctx, comp); err != nil {
 		t.Fatal(err)
 	}
-	comp = wait(t, c, "plane", v1alpha1.PhaseReady, 2*time.Minute)
+	comp = env.WaitComponent(t, c, "plane", v1alpha1.PhaseReady, 2*time.Minute)
 	time.Sleep(2 * time.Second) // a quiet network before the upgrade
 
 	patch := client.MergeFrom(comp.DeepCopy())
@@ -166,7 +112,7 @@ func TestComponentBudgetBreach(t *testing.T) {
 	if err := c.Patch(ctx, comp, patch); err != nil {
 		t.Fatal(err)
 	}
-	comp = wait(t, c, "plane", v1alpha1.PhaseRolledBack, 4*time.Minute)
+	comp = env.WaitComponent(t, c, "plane", v1alpha1.PhaseRolledBack, 4*time.Minute)
 	upgrade := comp.Status.Operation
 	if f := condition(comp, v1alpha1.ConditionFailed); f != nil {
 		t.Logf("%s: %s; disruption %+v", f.Reason, f.Message, comp.Status.Disruption)
@@ -223,9 +169,9 @@ func TestComponentBudgetBreach(t *testing.T) {
 		}
 	})
 	t.Run("events", func(t *testing.T) {
-		evs := events(t, "plane")
+		evs := env.Events(t, "Component", "plane")
 		for _, want := range []string{"Warning BudgetExceeded: operation " + upgrade, "Warning RolledBack: upgrade operation " + upgrade} {
-			if !hasEvent(evs, want) {
+			if !clustertest.HasEvent(evs, want) {
 				t.Errorf("no Event %q in %v", want, evs)
 			}
 		}
@@ -254,7 +200,7 @@ func TestComponentBudgetBreach(t *testing.T) {
 		if err := c.Patch(ctx, comp, patch); err != nil {
 			t.Fatal(err)
 		}
-		comp = wait(t, c, "plane", v1alpha1.PhasePaused, 4*time.Minute)
+		comp = env.WaitComponent(t, c, "plane", v1alpha1.PhasePaused, 4*time.Minute)
 		paused := condition(comp, v1alpha1.ConditionPaused)
 		if paused == nil || paused.Reason != "BudgetExceeded" || !strings.Contains(paused.Message, "stopped before its next node") {
 			t.Errorf("Paused condition %+v, want BudgetExceeded", paused)

@@ -3,10 +3,12 @@ package clustertest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +20,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/config"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 )
@@ -168,4 +173,71 @@ func Sample(fams map[string]*dto.MetricFamily, name string, want map[string]stri
 		}
 	}
 	return nil
+}
+
+// APIClient is a controller-runtime client that knows Kubernetes' types
+// and hitless.dev's.
+func (e *Env) APIClient(t testing.TB) client.Client {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(e.Config(t), client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Event is an Event regarding an object, as a test reads it.
+type Event struct{ Type, Reason, Note string }
+
+// Events lists the Events (events.k8s.io, in default: where cluster-scoped
+// objects' go) regarding the object of kind and name.
+func (e *Env) Events(t testing.TB, kind, name string) []Event {
+	t.Helper()
+	list, err := e.Client(t).EventsV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Event
+	for _, ev := range list.Items {
+		if ev.Regarding.Kind == kind && ev.Regarding.Name == name {
+			out = append(out, Event{Type: ev.Type, Reason: ev.Reason, Note: ev.Note})
+		}
+	}
+	return out
+}
+
+// WaitComponent waits until the Component's status is at phase for its
+// current generation, and returns it.
+func (e *Env) WaitComponent(t testing.TB, c client.Client, name, phase string, within time.Duration) *v1alpha1.Component {
+	t.Helper()
+	comp := &v1alpha1.Component{}
+	Eventually(t, within, func() error {
+		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, comp); err != nil {
+			return err
+		}
+		if comp.Status.Phase != phase || comp.Status.ObservedGeneration != comp.Generation {
+			return fmt.Errorf("component %s is %q (generation %d observed of %d), want %s; conditions %+v", name, comp.Status.Phase, comp.Status.ObservedGeneration, comp.Generation, phase, comp.Status.Conditions)
+		}
+		return nil
+	})
+	return comp
+}
+
+func (e Event) String() string { return e.Type + " " + e.Reason + ": " + e.Note }
+
+// HasEvent says whether one of evs, as a string, starts with prefix.
+func HasEvent(evs []Event, prefix string) bool {
+	for _, e := range evs {
+		if strings.HasPrefix(e.String(), prefix) {
+			return true
+		}
+	}
+	return false
 }
