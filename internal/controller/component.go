@@ -100,11 +100,14 @@ func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if r.running(c.UID) {
 		return ctrl.Result{}, nil
 	}
-	if c.Spec.Paused {
-		return ctrl.Result{}, r.patchStatus(ctx, c, func(st *v1alpha1.ComponentStatus) {
-			st.Phase = v1alpha1.PhasePaused
-			setConditions(&st.Conditions, c.Generation, v1alpha1.ConditionPaused, reasonPaused, "spec.paused is true: no operation starts or goes on")
-		})
+	// The cache may not have seen the status the last operation wrote:
+	// neither that status be written over nor that operation run again.
+	fresh := &v1alpha1.Component{}
+	if err := reader(r.Reader, r.Client).Get(ctx, req.NamespacedName, fresh); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if fresh.ResourceVersion != c.ResourceVersion {
+		return ctrl.Result{Requeue: true}, nil // a newer version is on its way to the cache
 	}
 	b, err := loadBundle(ctx, r.Kube, c, r.lastBundle(c.UID))
 	if err != nil {
@@ -124,14 +127,14 @@ func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 		})
 	}
-	// The cache may not have seen the status the last operation wrote:
-	// an upgrade that just finished must not run again.
-	fresh := &v1alpha1.Component{}
-	if err := reader(r.Reader, r.Client).Get(ctx, req.NamespacedName, fresh); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if fresh.ResourceVersion != c.ResourceVersion {
-		return ctrl.Result{Requeue: true}, nil // a newer version is on its way to the cache
+	if c.Spec.Paused {
+		return ctrl.Result{RequeueAfter: r.Resync}, r.patchStatus(ctx, c, func(st *v1alpha1.ComponentStatus) {
+			if cond := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionPaused); st.Phase == v1alpha1.PhasePaused && cond != nil && cond.Reason == reasonPaused {
+				return // the operation's own words: where it stopped
+			}
+			st.Phase = v1alpha1.PhasePaused
+			setConditions(&st.Conditions, c.Generation, v1alpha1.ConditionPaused, reasonPaused, "spec.paused is true: the release waits; clear it to go on")
+		})
 	}
 	revs, err := release.NewStore(r.Kube).List(ctx, c.Name)
 	if err != nil {
@@ -186,7 +189,7 @@ func settled(c *v1alpha1.Component, target string) bool {
 	case v1alpha1.PhaseFailed, v1alpha1.PhasePaused:
 		for _, t := range []string{v1alpha1.ConditionFailed, v1alpha1.ConditionPaused} {
 			cond := meta.FindStatusCondition(c.Status.Conditions, t)
-			if cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason != reasonError && cond.ObservedGeneration == c.Generation {
+			if cond != nil && cond.Status == metav1.ConditionTrue && cond.Reason != reasonError && cond.Reason != reasonPaused && cond.ObservedGeneration == c.Generation {
 				return true
 			}
 		}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -37,6 +38,10 @@ func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.
 	key := client.ObjectKeyFromObject(c)
 	w := &componentWriter{r: r, key: key, run: rn, action: action, changed: make(chan struct{}, 1)}
 	guardSpec, _ := probeSpec(c.Spec.Probe) // checked by componentOptions
+	gate := &componentGate{get: func(ctx context.Context) (*v1alpha1.Component, error) {
+		fresh := &v1alpha1.Component{}
+		return fresh, r.Client.Get(ctx, key, fresh)
+	}}
 	rollback := c.Spec.RollbackOnBreach
 	go func() {
 		defer close(rn.done)
@@ -52,7 +57,8 @@ func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.
 		var res *lifecycle.Result
 		err := session.Start(ctx)
 		if err == nil {
-			opts.Guard, opts.Guards = session.Guard(), session.Guards()
+			gate.probe = session.Guard()
+			opts.Guard, opts.Guards = gate, session.Guards()
 			run := lifecycle.Upgrade
 			if action == lifecycle.ActionInstall {
 				run = lifecycle.Install
@@ -67,7 +73,7 @@ func (r *Components) start(c *v1alpha1.Component, action string, opts lifecycle.
 			w.progress("the disruption budget was exceeded: rolling back (spec.rollbackOnBreach)")
 			out.rollback, out.rollbackErr = r.rollBack(ctx, c, w.run.operation())
 		}
-		out.breach = session.Hit()
+		out.breach, out.paused = session.Hit(), gate.paused.Load()
 		if rep, ferr := session.Finish(context.WithoutCancel(ctx), w.run.operation(), steps(res)...); ferr != nil {
 			log.Error(ferr, "stopping the probes")
 		} else {
@@ -114,6 +120,42 @@ func (r *Components) rollBack(ctx context.Context, c *v1alpha1.Component, id str
 	return op, nil
 }
 
+// componentGate is the guard of a Component's operation, asked before
+// each data-plane node: spec.paused, read afresh, then the probe budget.
+type componentGate struct {
+	get    func(ctx context.Context) (*v1alpha1.Component, error)
+	probe  operation.Guard
+	paused atomic.Bool
+}
+
+// Check implements operation.Guard.
+func (g *componentGate) Check(ctx context.Context, next string) error {
+	c, err := g.get(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the Component before node %s: %w", next, err)
+	}
+	if c.Spec.Paused {
+		g.paused.Store(true)
+		return fmt.Errorf("before node %s: spec.paused is true", next)
+	}
+	if g.probe != nil {
+		return g.probe.Check(ctx, next)
+	}
+	return nil
+}
+
+// Aborts implements operation.Guard: the gate pauses, never aborts.
+func (g *componentGate) Aborts() bool { return false }
+
+// Spec implements operation.Guard: the probe session is journaled (a
+// resume probes again), the resource is not.
+func (g *componentGate) Spec() json.RawMessage {
+	if g.probe != nil {
+		return g.probe.Spec()
+	}
+	return nil
+}
+
 // outcome is how a component operation ended.
 type outcome struct {
 	action, target, source string
@@ -121,6 +163,8 @@ type outcome struct {
 	err                    error
 	rollback               *journal.Raw
 	rollbackErr            error
+	// paused says spec.paused stopped the operation before a node.
+	paused bool
 	probed
 }
 
@@ -295,6 +339,9 @@ func (out outcome) verdict(id string) (phase, cond, reason, msg string) {
 	case out.rollbackErr != nil:
 		return v1alpha1.PhaseFailed, v1alpha1.ConditionFailed, reasonBudget,
 			fmt.Sprintf("%s operation %s exceeded the disruption budget (%s) and its rollback failed: %v; `hitless abort %s` tries again", out.action, id, breachWhy(out), out.rollbackErr, id)
+	case out.paused:
+		return v1alpha1.PhasePaused, v1alpha1.ConditionPaused, reasonPaused,
+			fmt.Sprintf("%s operation %s stopped before its next node: spec.paused is true; clear it to resume the operation", out.action, id)
 	case out.breach:
 		return v1alpha1.PhasePaused, v1alpha1.ConditionPaused, reasonBudget,
 			fmt.Sprintf("%s operation %s stopped before its next node: %s; change the spec (a larger spec.probe budget, or paused set and cleared) to resume it, or `hitless abort %s`", out.action, id, breachWhy(out), id)

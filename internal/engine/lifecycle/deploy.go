@@ -124,9 +124,6 @@ func deploy(ctx context.Context, c Cluster, action string, opts Options) (*Resul
 	if err := r.open(ctx, jstore, existing, res.Operation, sp); err != nil {
 		return res, err
 	}
-	if opts.Started != nil {
-		opts.Started(res.Operation)
-	}
 	if err := recordPending(ctx, store, revs, rev, res); err != nil {
 		return res, err
 	}
@@ -509,6 +506,18 @@ type runner struct {
 }
 
 func (r *runner) open(ctx context.Context, jstore *journal.Store, existing *Journal, id string, sp spec) error {
+	if err := r.journal(ctx, jstore, existing, id, sp); err != nil {
+		return err
+	}
+	if r.opts.Started != nil {
+		r.opts.Started(id)
+	}
+	return nil
+}
+
+// journal opens the operation's journal: the existing one resumed, or a
+// new one.
+func (r *runner) journal(ctx context.Context, jstore *journal.Store, existing *Journal, id string, sp spec) error {
 	if existing != nil {
 		r.w = journal.NewWriter(jstore, existing)
 		return r.w.Update(ctx, func(op *Journal) {
