@@ -18,7 +18,7 @@ func GroupVersion() schema.GroupVersion { return schema.GroupVersion{Group: Grou
 // AddToScheme registers the API's types with s.
 func AddToScheme(s *runtime.Scheme) error {
 	gv := GroupVersion()
-	s.AddKnownTypes(gv, &NodeRoll{}, &NodeRollList{}, &Component{}, &ComponentList{})
+	s.AddKnownTypes(gv, &NodeRoll{}, &NodeRollList{}, &Component{}, &ComponentList{}, &Migration{}, &MigrationList{})
 	metav1.AddToGroupVersion(s, gv)
 	return nil
 }

@@ -51,12 +51,16 @@ type sourceError struct {
 // An artifact whose digest is the one last loaded (last) is not pulled
 // again.
 func loadBundle(ctx context.Context, kube kubernetes.Interface, c *v1alpha1.Component, last *bundle) (*bundle, error) {
-	src := c.Spec.Source
+	return loadSource(ctx, kube, c.Spec.Source, "spec.source", last)
+}
+
+// loadSource reads a source whose path in the resource is field.
+func loadSource(ctx context.Context, kube kubernetes.Interface, src v1alpha1.ComponentSource, field string, last *bundle) (*bundle, error) {
 	files := map[string][]byte{}
 	var b bundle
 	switch {
 	case src.ConfigMap != nil:
-		b.name, b.field = "ConfigMap "+lock.Namespace+"/"+src.ConfigMap.Name, "spec.source.configMap.name"
+		b.name, b.field = "ConfigMap "+lock.Namespace+"/"+src.ConfigMap.Name, field+".configMap.name"
 		cm, err := kube.CoreV1().ConfigMaps(lock.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{})
 		if err != nil {
 			return nil, readError(b, err)
@@ -68,7 +72,7 @@ func loadBundle(ctx context.Context, kube kubernetes.Interface, c *v1alpha1.Comp
 			files[k] = v
 		}
 	case src.Secret != nil:
-		b.name, b.field = "Secret "+lock.Namespace+"/"+src.Secret.Name, "spec.source.secret.name"
+		b.name, b.field = "Secret "+lock.Namespace+"/"+src.Secret.Name, field+".secret.name"
 		sec, err := kube.CoreV1().Secrets(lock.Namespace).Get(ctx, src.Secret.Name, metav1.GetOptions{})
 		if err != nil {
 			return nil, readError(b, err)
@@ -77,8 +81,8 @@ func loadBundle(ctx context.Context, kube kubernetes.Interface, c *v1alpha1.Comp
 			files[k] = v
 		}
 	case src.OCI != nil:
-		b.name, b.field = "OCI artifact "+src.OCI.Ref, "spec.source.oci.ref"
-		a, err := resolveArtifact(ctx, kube, src.OCI)
+		b.name, b.field = "OCI artifact "+src.OCI.Ref, field+".oci.ref"
+		a, err := resolveArtifact(ctx, kube, src.OCI, field+".oci")
 		if err != nil {
 			return nil, err
 		}
@@ -86,11 +90,11 @@ func loadBundle(ctx context.Context, kube kubernetes.Interface, c *v1alpha1.Comp
 		if last != nil && last.resolved == b.resolved {
 			return last, nil
 		}
-		if files, err = a.files(); err != nil {
+		if files, err = a.files(b.field); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, &sourceError{FieldError: FieldError{Field: "spec.source", Msg: "give configMap, secret or oci"}}
+		return nil, &sourceError{FieldError: FieldError{Field: field, Msg: "give configMap, secret or oci"}}
 	}
 	if b.resolved == "" {
 		b.resolved = b.name

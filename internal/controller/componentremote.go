@@ -84,40 +84,56 @@ func BundleFor(component string, files map[string][]byte) (*corev1.ConfigMap, er
 // bundle behind.
 func PutComponent(ctx context.Context, c client.Client, kube kubernetes.Interface, bundle *corev1.ConfigMap, name string, spec v1alpha1.ComponentSpec) (*v1alpha1.Component, bool, error) {
 	spec.Source = v1alpha1.ComponentSource{ConfigMap: &v1alpha1.BundleRef{Name: bundle.Name}}
-	write := func(dry bool) (*v1alpha1.Component, bool, error) {
-		comp := &v1alpha1.Component{
+	return put(ctx, c, kube, []*corev1.ConfigMap{bundle}, func() *v1alpha1.Component {
+		return &v1alpha1.Component{
 			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion().String(), Kind: "Component"},
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec:       spec,
 		}
+	}, func(live *v1alpha1.Component) { live.Spec = spec })
+}
+
+// put creates the resource fresh() makes or, when one of its name is
+// there, sets its spec (setSpec), with the bundles it names created
+// first; the write is tried as a server-side dry run before anything, so
+// that an admission refusal (returned as is: apierrors.IsInvalid) leaves
+// no bundle behind.
+func put[T client.Object](ctx context.Context, c client.Client, kube kubernetes.Interface, bundles []*corev1.ConfigMap, fresh func() T, setSpec func(T)) (T, bool, error) {
+	write := func(dry bool) (T, bool, error) {
+		obj := fresh()
+		var zero T
 		var copts []client.CreateOption
 		var popts []client.PatchOption
 		if dry {
 			copts, popts = append(copts, client.DryRunAll), append(popts, client.DryRunAll)
 		}
-		err := c.Create(ctx, comp, copts...)
+		err := c.Create(ctx, obj, copts...)
 		if err == nil {
-			return comp, true, nil
+			return obj, true, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return nil, false, fmt.Errorf("creating Component %s: %w", name, err)
+			return zero, false, fmt.Errorf("creating %s %s: %w", kindOf(obj), obj.GetName(), err)
 		}
-		live := &v1alpha1.Component{}
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, live); err != nil {
-			return nil, false, fmt.Errorf("reading Component %s: %w", name, err)
+		live := fresh()
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+			return zero, false, fmt.Errorf("reading %s %s: %w", kindOf(obj), obj.GetName(), err)
 		}
-		patch := client.MergeFrom(live.DeepCopy())
-		live.Spec = spec
+		patch := client.MergeFrom(live.DeepCopyObject().(client.Object))
+		setSpec(live)
 		if err := c.Patch(ctx, live, patch, popts...); err != nil {
-			return nil, false, fmt.Errorf("updating Component %s: %w", name, err)
+			return zero, false, fmt.Errorf("updating %s %s: %w", kindOf(obj), obj.GetName(), err)
 		}
 		return live, false, nil
 	}
 	if _, _, err := write(true); err != nil {
-		return nil, false, err
+		var zero T
+		return zero, false, err
 	}
-	if _, err := kube.CoreV1().ConfigMaps(bundle.Namespace).Create(ctx, bundle, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, false, fmt.Errorf("creating the bundle ConfigMap %s/%s: %w", bundle.Namespace, bundle.Name, err)
+	for _, b := range bundles {
+		if _, err := kube.CoreV1().ConfigMaps(b.Namespace).Create(ctx, b, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			var zero T
+			return zero, false, fmt.Errorf("creating the bundle ConfigMap %s/%s: %w", b.Namespace, b.Name, err)
+		}
 	}
 	return write(false)
 }
@@ -146,25 +162,8 @@ func ComponentOver(comp *v1alpha1.Component) bool {
 // a verdict on a generation at least gen (ComponentOver), calling changed
 // whenever its status moved.
 func FollowComponent(ctx context.Context, c client.Client, name string, gen int64, interval time.Duration, changed func(*v1alpha1.Component)) (*v1alpha1.Component, error) {
-	last := ""
-	for {
-		comp := &v1alpha1.Component{}
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, comp); err != nil {
-			return nil, fmt.Errorf("reading Component %s: %w", name, err)
-		}
-		if line := ComponentLine(comp); line != last {
-			last = line
-			changed(comp)
-		}
-		if comp.Generation >= gen && ComponentOver(comp) {
-			return comp, nil
-		}
-		select {
-		case <-ctx.Done():
-			return comp, ctx.Err()
-		case <-time.After(interval):
-		}
-	}
+	return follow(ctx, c, name, interval, func() *v1alpha1.Component { return &v1alpha1.Component{} }, ComponentLine,
+		func(comp *v1alpha1.Component) bool { return comp.Generation >= gen && ComponentOver(comp) }, changed)
 }
 
 // ComponentLine sums a Component's status up in a line.

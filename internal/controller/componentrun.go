@@ -136,7 +136,7 @@ func (g *componentGate) Check(ctx context.Context, next string) error {
 	}
 	if c.Spec.Paused {
 		g.paused.Store(true)
-		return fmt.Errorf("before node %s: spec.paused is true", next)
+		return fmt.Errorf("before %s: spec.paused is true", operation.Before(next))
 	}
 	if g.probe != nil {
 		return g.probe.Check(ctx, next)

@@ -47,7 +47,7 @@ func (g *gate) Check(ctx context.Context, next string) error {
 	}
 	if why, reason, _ := closed(nr, g.now()); why != "" {
 		g.refused(reason)
-		return fmt.Errorf("before node %s: %s", next, why)
+		return fmt.Errorf("before %s: %s", operation.Before(next), why)
 	}
 	if g.probe != nil {
 		if err := g.probe.Check(ctx, next); err != nil {

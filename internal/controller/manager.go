@@ -42,8 +42,12 @@ type Options struct {
 	// ComponentResync is how often a settled Component's source is read
 	// again (default 1m).
 	ComponentResync time.Duration
-	// Actions are the per-node actions NodeRolls may name; nil is
-	// roll.DefaultActions.
+	// MigrationRetry is how soon a Migration a gate or a wait paused is
+	// run again (default 1m).
+	MigrationRetry time.Duration
+	// Actions are the per-node actions NodeRolls and the Migrations' roll
+	// steps may name; nil is roll.DefaultActions for NodeRolls and
+	// migrate.Actions without exec for Migrations.
 	Actions *roll.Actions
 	// Ready, when set, is closed once the controller leads (or runs
 	// without an election) and its caches are synced.
@@ -84,7 +88,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		// Only what the controller acts on is cached: its resources. The
 		// engines read nodes, pods and PDBs with their own informers and
 		// calls, scoped to an operation.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeRoll{}: {}, &v1alpha1.Component{}: {}}},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeRoll{}: {}, &v1alpha1.Component{}: {}, &v1alpha1.Migration{}: {}}},
 	}
 	if opts.LeaseDuration > 0 {
 		mopts.LeaseDuration = &opts.LeaseDuration
@@ -110,6 +114,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	comps := &Components{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Kube: kube, Config: cfg, Events: mgr.GetEventRecorder("hitless-controller"), Metrics: m, Resync: opts.ComponentResync}
 	if err := comps.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Component controller: %w", err)
+	}
+	migrations := &Migrations{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Kube: kube, Config: cfg, Events: mgr.GetEventRecorder("hitless-controller"), Metrics: m, Actions: opts.Actions, Retry: opts.MigrationRetry}
+	if err := migrations.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Migration controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
@@ -124,6 +125,13 @@ func (m *Metrics) ended(op *roll.Journal, result string) {
 func (m *Metrics) component(out outcome, phase string) {
 	if m != nil {
 		m.operations.WithLabelValues(out.action, historyResult(phase)).Inc()
+	}
+}
+
+// migration counts a migration (or its rollback) that ended.
+func (m *Metrics) migration(phase string) {
+	if m != nil {
+		m.operations.WithLabelValues(migrate.Kind, historyResult(phase)).Inc()
 	}
 }
 

@@ -45,8 +45,10 @@ type artifact struct {
 
 // resolveArtifact reads the artifact's manifest: its digest says whether
 // anything changed without pulling the layers.
-func resolveArtifact(ctx context.Context, kube kubernetes.Interface, src *v1alpha1.OCISource) (*artifact, error) {
-	field := "spec.source.oci.ref"
+// Field is the source's path in the resource.
+func resolveArtifact(ctx context.Context, kube kubernetes.Interface, src *v1alpha1.OCISource, field string) (*artifact, error) {
+	secretField := field + ".pullSecret.name"
+	field += ".ref"
 	var opts []name.Option
 	if src.Insecure {
 		opts = append(opts, name.Insecure)
@@ -57,7 +59,7 @@ func resolveArtifact(ctx context.Context, kube kubernetes.Interface, src *v1alph
 	}
 	ropts := []remote.Option{remote.WithContext(ctx)}
 	if src.PullSecret != nil {
-		auth, err := pullAuth(ctx, kube, src.PullSecret.Name, ref.Context().RegistryStr())
+		auth, err := pullAuth(ctx, kube, src.PullSecret.Name, ref.Context().RegistryStr(), secretField)
 		if err != nil {
 			return nil, err
 		}
@@ -73,8 +75,7 @@ func resolveArtifact(ctx context.Context, kube kubernetes.Interface, src *v1alph
 // files pulls the artifact's files: a Helm chart layer as one .tgz, a
 // tar+gzip layer's regular files by path (one top directory that holds
 // everything is dropped).
-func (a *artifact) files() (map[string][]byte, error) {
-	field := "spec.source.oci.ref"
+func (a *artifact) files(field string) (map[string][]byte, error) {
 	ref, desc := a.ref, a.desc
 	img, err := desc.Image()
 	if err != nil {
@@ -182,8 +183,7 @@ func dropTopDir(files map[string][]byte) map[string][]byte {
 
 // pullAuth reads the registry's credentials from a dockerconfigjson
 // Secret in hitless-system.
-func pullAuth(ctx context.Context, kube kubernetes.Interface, secret, registry string) (authn.Authenticator, error) {
-	field := "spec.source.oci.pullSecret.name"
+func pullAuth(ctx context.Context, kube kubernetes.Interface, secret, registry, field string) (authn.Authenticator, error) {
 	sec, err := kube.CoreV1().Secrets(lock.Namespace).Get(ctx, secret, metav1.GetOptions{})
 	if err != nil {
 		return nil, readError(bundle{name: "Secret " + lock.Namespace + "/" + secret, field: field}, err)

@@ -15,6 +15,9 @@ package controller
 // +kubebuilder:rbac:groups=hitless.dev,resources=components,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=hitless.dev,resources=components/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=hitless.dev,resources=components/finalizers,verbs=update
+// +kubebuilder:rbac:groups=hitless.dev,resources=migrations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=hitless.dev,resources=migrations/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=hitless.dev,resources=migrations/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create

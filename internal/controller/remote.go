@@ -108,31 +108,55 @@ func Waiting(nr *v1alpha1.NodeRoll) (reason, msg string, ok bool) {
 // Follow reads the NodeRoll every interval until its roll is over or it
 // waits for a person (Waiting), calling changed whenever its status moved.
 func Follow(ctx context.Context, c client.Client, name string, interval time.Duration, changed func(*v1alpha1.NodeRoll)) (*v1alpha1.NodeRoll, error) {
+	return follow(ctx, c, name, interval, func() *v1alpha1.NodeRoll { return &v1alpha1.NodeRoll{} }, StatusLine, func(nr *v1alpha1.NodeRoll) bool {
+		if nr.Status.ObservedGeneration != nr.Generation {
+			return false
+		}
+		switch nr.Status.Phase {
+		case v1alpha1.PhaseSucceeded, v1alpha1.PhaseFailed, v1alpha1.PhaseAborted:
+			return true
+		}
+		_, _, ok := Waiting(nr)
+		return ok
+	}, changed)
+}
+
+// follow reads the resource name every interval until over says its
+// status is a verdict, calling changed whenever its line moved.
+func follow[T client.Object](ctx context.Context, c client.Client, name string, interval time.Duration, fresh func() T, line func(T) string, over func(T) bool, changed func(T)) (T, error) {
 	last := ""
 	for {
-		nr := &v1alpha1.NodeRoll{}
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, nr); err != nil {
-			return nil, fmt.Errorf("reading NodeRoll %s: %w", name, err)
+		obj := fresh()
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, obj); err != nil {
+			var zero T
+			return zero, fmt.Errorf("reading %s %s: %w", kindOf(obj), name, err)
 		}
-		if line := StatusLine(nr); line != last {
-			last = line
-			changed(nr)
+		if l := line(obj); l != last {
+			last = l
+			changed(obj)
 		}
-		if nr.Status.ObservedGeneration == nr.Generation {
-			switch nr.Status.Phase {
-			case v1alpha1.PhaseSucceeded, v1alpha1.PhaseFailed, v1alpha1.PhaseAborted:
-				return nr, nil
-			}
-			if _, _, ok := Waiting(nr); ok {
-				return nr, nil
-			}
+		if over(obj) {
+			return obj, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nr, ctx.Err()
+			return obj, ctx.Err()
 		case <-time.After(interval):
 		}
 	}
+}
+
+// kindOf names a hitless.dev resource's kind for messages.
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *v1alpha1.NodeRoll:
+		return "NodeRoll"
+	case *v1alpha1.Component:
+		return "Component"
+	case *v1alpha1.Migration:
+		return "Migration"
+	}
+	return fmt.Sprintf("%T", obj)
 }
 
 // StatusLine sums a NodeRoll's status up in a line.

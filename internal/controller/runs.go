@@ -32,10 +32,13 @@ func newRuns() *runs {
 }
 
 type run struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	id     string
+	// rollback says the run undoes the resource's operation (a
+	// Migration's spec.rollback).
+	rollback bool
+	cancel   context.CancelFunc
+	done     chan struct{}
+	mu       sync.Mutex
+	id       string
 }
 
 func (r *run) operation() string {
@@ -103,13 +106,18 @@ func (s *runs) forget(uid types.UID, rn *run) {
 
 // launch records a new run of uid and returns its context.
 func (s *runs) launch(uid types.UID) (context.Context, *run, error) {
+	return s.launchRun(uid, false)
+}
+
+// launchRun is launch of a run that undoes (rollback) or not.
+func (s *runs) launchRun(uid types.UID, rollback bool) (context.Context, *run, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.base == nil {
 		return nil, nil, errors.New("the controller is not started")
 	}
 	ctx, cancel := context.WithCancel(s.base)
-	rn := &run{cancel: cancel, done: make(chan struct{})}
+	rn := &run{rollback: rollback, cancel: cancel, done: make(chan struct{})}
 	s.m[uid] = rn
 	return ctx, rn, nil
 }

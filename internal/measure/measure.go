@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/hitless-dev/hitless/internal/engine/operation"
 	"github.com/hitless-dev/hitless/internal/measure/agent"
 	"github.com/hitless-dev/hitless/internal/measure/probe"
 )
@@ -353,7 +354,7 @@ type BudgetError struct {
 }
 
 func (e *BudgetError) Error() string {
-	return fmt.Sprintf("disruption budget exceeded before node %s: %s", e.Node, e.Why)
+	return fmt.Sprintf("disruption budget exceeded before %s: %s", operation.Before(e.Node), e.Why)
 }
 
 // Gate returns a check for the roll engine: before each node, the latest

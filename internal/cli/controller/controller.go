@@ -13,14 +13,16 @@ import (
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
 	core "github.com/hitless-dev/hitless/internal/controller"
+	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
-// NewCommand returns `hitless controller`. NodeRolls may name the roll's
-// built-in per-node actions but exec: a NodeRoll must not run a command in
-// the controller's pod with the controller's credentials.
+// NewCommand returns `hitless controller`. NodeRolls and the Migrations'
+// roll steps may name the built-in per-node actions (reboot and cutover
+// too) but exec: a resource must not run a command in the controller's
+// pod with the controller's credentials.
 func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter) *cobra.Command {
-	actions := roll.DefaultActions().Without(roll.ActionExec)
+	actions := migrate.Actions().Without(roll.ActionExec)
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "The in-cluster controller: the same engines, driven by hitless.dev custom resources",
@@ -96,6 +98,7 @@ Several replicas elect one leader (--leader-elect); the others wait.`,
 	f.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal")
 	f.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it stops leading")
 	f.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to take the lead")
+	f.DurationVar(&opts.MigrationRetry, "migration-retry", time.Minute, "how soon a Migration that a plan's gate or wait paused is run again (the cluster may have changed, not the resource)")
 	f.DurationVar(&opts.ComponentResync, "component-resync", time.Minute, "how often a settled Component's source is read again (a ConfigMap edited in place, a tag moved in a registry)")
 	return cmd
 }

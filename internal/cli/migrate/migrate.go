@@ -39,6 +39,8 @@ migrations too.`,
 // source is how a command names its plan: a built-in name or -f FILE.
 type source struct {
 	file string
+	// data is the file's content, once loaded.
+	data []byte
 }
 
 func (s *source) addFlag(cmd *cobra.Command) {
@@ -58,6 +60,7 @@ func (s *source) load(args []string) (*plan.Plan, error) {
 		if err != nil {
 			return nil, exitcode.BadInput(&plan.Error{File: s.file, Msg: err.Error()})
 		}
+		s.data = b
 		p, err := plan.Parse(s.file, b)
 		return p, classify(err)
 	case len(args) == 1:

@@ -65,6 +65,7 @@ type runFlags struct {
 	agents    time.Duration
 	format    output.Format
 	probing   opcmd.Probing
+	ic        inCluster
 }
 
 func newRun(streams genericiooptions.IOStreams, getter genericclioptions.RESTClientGetter, actions *roll.Actions) *cobra.Command {
@@ -94,6 +95,7 @@ naming the object; fix it and run the same command again to continue.`,
 	fs.StringVar(&f.backupDir, "backup-dir", "", "Also write every backup to a file (mode 0600) in this directory")
 	fs.DurationVar(&f.agents, "agent-timeout", 20*time.Second, "How long the plan's preflight and postflight wait for the node agents' fresh results (node MTU, kernel, connectivity); 0 runs them without")
 	opcmd.AddProbeFlags(fs, &f.probing)
+	f.ic.addFlags(cmd)
 	output.AddFlag(fs, &f.format)
 	return cmd
 }
@@ -108,15 +110,24 @@ func run(cmd *cobra.Command, streams genericiooptions.IOStreams, getter genericc
 	if err != nil {
 		return err
 	}
+	if f.agents < 0 {
+		return exitcode.BadInput(errors.New("--agent-timeout: must not be negative"))
+	}
+	if f.ic.enabled {
+		return f.ic.run(cmd, streams, getter, f, p, set, args)
+	}
+	switch {
+	case f.ic.name != "":
+		return exitcode.BadInput(errors.New("--migration names the Migration of --in-cluster"))
+	case f.ic.rollbackOnBreach:
+		return exitcode.BadInput(errors.New("--rollback-on-breach is for --in-cluster (without it: --on-budget abort)"))
+	}
 	if err := f.probing.Validate(); err != nil {
 		return err
 	}
 	cfg, cs, err := opcmd.Clients(getter)
 	if err != nil {
 		return err
-	}
-	if f.agents < 0 {
-		return exitcode.BadInput(errors.New("--agent-timeout: must not be negative"))
 	}
 	sources, err := loadReleases(f.releases)
 	if err != nil {

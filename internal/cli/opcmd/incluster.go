@@ -52,7 +52,7 @@ func RunComponentInCluster(cmd *cobra.Command, streams genericiooptions.IOStream
 	if err != nil {
 		return err
 	}
-	files, err := bundleFiles(f.Source)
+	files, err := BundleFiles("-f", f.Source)
 	if err != nil {
 		return err
 	}
@@ -141,19 +141,14 @@ func componentSpec(f *ComponentFlags, ic InClusterFlags) (v1alpha1.ComponentSpec
 		return v1alpha1.ComponentSpec{}, exitcode.BadInput(errors.New("--backup-dir: with --in-cluster the backups stay in the cluster (`hitless history NAME`)"))
 	case len(f.ValueFiles) > 0 || len(f.Set) > 0 || o.ResetValues:
 		return v1alpha1.ComponentSpec{}, exitcode.BadInput(errors.New("--values, --set and --reset-values: not with --in-cluster (a Component's values are in its spec, readable by whoever reads Components: write them there, without secrets)"))
-	case f.Probing.Report != "":
-		return v1alpha1.ComponentSpec{}, exitcode.BadInput(errors.New("--report: the controller keeps the disruption in the Component's status (status.disruption), not in a file where the CLI runs"))
-	case f.Probing.Enabled && f.Probing.OnBudget != "pause":
-		return v1alpha1.ComponentSpec{}, exitcode.BadInput(errors.New("--on-budget: a Component pauses on a breach, or rolls back with --rollback-on-breach"))
-	case ic.RollbackOnBreach && !f.Probing.Enabled:
-		return v1alpha1.ComponentSpec{}, exitcode.BadInput(errors.New("--rollback-on-breach needs --probe and a budget"))
 	case f.Source == "":
 		return v1alpha1.ComponentSpec{}, exitcode.BadInput(errors.New("-f is required"))
 	}
 	if errs := validation.IsDNS1123Label(o.Name); len(errs) > 0 || len(o.Name) > 40 {
 		return v1alpha1.ComponentSpec{}, exitcode.BadInput(fmt.Errorf("--name %q: want a DNS label of at most 40 characters (the Component's name)", o.Name))
 	}
-	if err := f.Probing.Validate(); err != nil {
+	probe, err := InClusterProbe(f.Probing, ic.RollbackOnBreach, "Component")
+	if err != nil {
 		return v1alpha1.ComponentSpec{}, err
 	}
 	n, pct, err := roll.ParseBatch(o.Batch)
@@ -168,6 +163,7 @@ func componentSpec(f *ComponentFlags, ic InClusterFlags) (v1alpha1.ComponentSpec
 		AllowMixedVersions: o.MixedVersions,
 		Profile:            o.Profile,
 		RollbackOnBreach:   ic.RollbackOnBreach,
+		Probe:              probe,
 	}
 	if pct {
 		s.Batch = intstr.FromString(strconv.Itoa(n) + "%")
@@ -175,39 +171,57 @@ func componentSpec(f *ComponentFlags, ic InClusterFlags) (v1alpha1.ComponentSpec
 	if o.Wait > 0 {
 		s.Wait = &metav1.Duration{Duration: o.Wait}
 	}
-	if f.Probing.Enabled {
-		p := f.Probing
-		s.Probe = controller.ProbeBudgetFor(measure.GuardSpec{Rate: p.Options.Rate, Sample: p.Options.Sample, Budget: p.Budget, Settle: p.Settle})
-	}
 	return s, nil
 }
 
-// bundleFiles reads -f for a bundle: a file, or a flat directory's files
-// (a ConfigMap's keys cannot hold directories).
-func bundleFiles(path string) (map[string][]byte, error) {
+// InClusterProbe is the resource's probe budget of the probe flags (nil
+// without --probe); what a resource cannot carry is refused, naming the
+// flag, and kind names the resource in the messages.
+func InClusterProbe(p Probing, rollbackOnBreach bool, kind string) (*v1alpha1.ProbeBudget, error) {
+	switch {
+	case p.Report != "":
+		return nil, exitcode.BadInput(fmt.Errorf("--report: the controller keeps the disruption in the %s's status (status.disruption), not in a file where the CLI runs", kind))
+	case p.Enabled && p.OnBudget != "pause":
+		return nil, exitcode.BadInput(fmt.Errorf("--on-budget: a %s pauses on a breach, or rolls back with --rollback-on-breach", kind))
+	case rollbackOnBreach && !p.Enabled:
+		return nil, exitcode.BadInput(errors.New("--rollback-on-breach needs --probe and a budget"))
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if !p.Enabled {
+		return nil, nil
+	}
+	return controller.ProbeBudgetFor(measure.GuardSpec{Rate: p.Options.Rate, Sample: p.Options.Sample, Budget: p.Budget, Settle: p.Settle}), nil
+}
+
+// BundleFiles reads a bundle's files from path, which flag gave: a file,
+// or a flat directory's files (a ConfigMap's keys cannot hold
+// directories).
+func BundleFiles(flag, path string) (map[string][]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, exitcode.BadInput(fmt.Errorf("-f %s: %w", path, err))
+		return nil, exitcode.BadInput(fmt.Errorf("%s %s: %w", flag, path, err))
 	}
 	if !st.IsDir() {
 		b, err := os.ReadFile(path) //nolint:gosec // the user names the file
 		if err != nil {
-			return nil, exitcode.BadInput(fmt.Errorf("-f %s: %w", path, err))
+			return nil, exitcode.BadInput(fmt.Errorf("%s %s: %w", flag, path, err))
 		}
 		return map[string][]byte{filepath.Base(path): b}, nil
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
-		return nil, exitcode.BadInput(fmt.Errorf("-f %s: %w", path, err))
+		return nil, exitcode.BadInput(fmt.Errorf("%s %s: %w", flag, path, err))
 	}
 	files := map[string][]byte{}
 	for _, e := range entries {
 		if e.IsDir() {
-			return nil, exitcode.BadInput(fmt.Errorf("-f %s: holds the directory %s; with --in-cluster -f is a file, a flat directory or a packaged chart (.tgz), as a ConfigMap's keys cannot hold directories", path, e.Name()))
+			return nil, exitcode.BadInput(fmt.Errorf("%s %s: holds the directory %s; with --in-cluster it is a file, a flat directory or a packaged chart (.tgz), as a ConfigMap's keys cannot hold directories", flag, path, e.Name()))
 		}
 		b, err := os.ReadFile(filepath.Join(path, e.Name())) //nolint:gosec // the user names the directory
 		if err != nil {
-			return nil, exitcode.BadInput(fmt.Errorf("-f %s: %w", path, err))
+			return nil, exitcode.BadInput(fmt.Errorf("%s %s: %w", flag, path, err))
 		}
 		files[e.Name()] = b
 	}

@@ -56,6 +56,9 @@ type Options struct {
 	AgentTimeout time.Duration
 	// Poll is how often waits and gates read the cluster (default 1s).
 	Poll time.Duration
+	// Started, when set, is told the operation's ID once its journal is
+	// open (new or resumed), before the first step.
+	Started func(id string)
 }
 
 func (o *Options) progressf(format string, args ...any) {
@@ -172,6 +175,20 @@ type spec struct {
 	Params     map[string]any `json:"params"`
 }
 
+func specOf(p *plan.Plan, params map[string]any) spec {
+	return spec{Plan: p.Metadata.Name, PlanDigest: operation.Hash(p), Params: params}
+}
+
+// SpecHash identifies the migration of p with the parameters set: a
+// front end finds its unfinished journal by it (journal.Store.Resumable).
+func SpecHash(ctx context.Context, p *plan.Plan, set map[string]string) (string, error) {
+	params, err := p.Params(ctx, set)
+	if err != nil {
+		return "", err
+	}
+	return operation.Hash(specOf(p, params)), nil
+}
+
 // Run checks the plan against the cluster and, unless DryRun, runs it: a
 // new operation, or the unfinished one of the same plan and parameters.
 func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error) {
@@ -198,7 +215,7 @@ func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error
 		return nil, err
 	}
 	cel := condition.NewCompiler(condition.Discovery(c.Client.Discovery()))
-	sp := spec{Plan: opts.Plan.Metadata.Name, PlanDigest: operation.Hash(opts.Plan), Params: params}
+	sp := specOf(opts.Plan, params)
 	// A resumed run does not check what the steps it finished named: a
 	// later step may have removed it (the source uninstalled).
 	finished, err := finishedSteps(ctx, c, sp)
@@ -216,6 +233,9 @@ func Run(ctx context.Context, c operation.Cluster, opts Options) (*Result, error
 		return res, err
 	}
 	defer r.lock.Close(ctx)
+	if opts.Started != nil {
+		opts.Started(res.Operation)
+	}
 	// An abort (hitless abort ID) marks the journal Aborting: the run
 	// stops wherever it is, even inside a long wait.
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -358,6 +378,9 @@ func (r *runner) run(ctx context.Context) error {
 			r.resumeRunSync(s)
 			continue
 		}
+		if err := r.guard(ctx, s.Name); err != nil {
+			return err
+		}
 		if !s.SkipGates {
 			if err := r.gates(ctx, s.Name); err != nil {
 				return err
@@ -373,6 +396,22 @@ func (r *runner) run(ctx context.Context) error {
 		return r.step(ctx, "postflight", func(ctx context.Context) ([]string, error) {
 			return r.runCheck(ctx, plan.Check{Profile: p, Kind: "postflight", NetworkType: r.plan.NetworkType})
 		})
+	}
+	return nil
+}
+
+// guard asks the migration's guard before a step: a refusal pauses the
+// migration before it (a guard that aborts fails it instead).
+func (r *runner) guard(ctx context.Context, step string) error {
+	g := r.opts.Guard
+	if g == nil {
+		return nil
+	}
+	if err := g.Check(ctx, operation.StepTarget(step)); err != nil {
+		if g.Aborts() {
+			return fmt.Errorf("before step %s: %w", step, err)
+		}
+		return &PausedError{Step: step, Reason: err.Error()}
 	}
 	return nil
 }

@@ -349,7 +349,7 @@ func (g *gateWatch) check(ctx context.Context, r *runner, step string) (bool, er
 
 // pause asks the approver; a refusal pauses the plan before the step.
 func (r *runner) pause(ctx context.Context, step string, p *plan.Pause) ([]string, error) {
-	if err := operation.Ask(ctx, r.opts.Approver, operation.Question{Kind: AskStep, Text: p.Message}); err != nil {
+	if err := operation.Ask(ctx, r.opts.Approver, operation.Question{Kind: AskStep, Step: step, Text: p.Message}); err != nil {
 		return nil, &PausedError{Step: step, Reason: err.Error()}
 	}
 	return []string{"approved: " + p.Message}, nil

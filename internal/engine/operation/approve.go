@@ -24,6 +24,9 @@ const (
 type Question struct {
 	Kind string `json:"kind"`
 	Node string `json:"node,omitempty"`
+	// Step is the step of a migration that asks (its pause step, or the
+	// roll step whose canary is done).
+	Step string `json:"step,omitempty"`
 	Text string `json:"text"`
 }
 

@@ -3,14 +3,16 @@ package operation
 import (
 	"context"
 	"encoding/json"
+	"strings"
 )
 
 // Guard watches an operation from outside and may stop it: a probe
 // session with a disruption budget (measure.Guard). Any operation can
 // attach one; the same guard serves an operation and the rolls inside it.
 type Guard interface {
-	// Check is asked before each node or step starts; an error stops the
-	// operation there, with the error as the reason.
+	// Check is asked before each node or step starts (next is the node's
+	// name, or StepTarget of the step's); an error stops the operation
+	// there, with the error as the reason.
 	Check(ctx context.Context, next string) error
 	// Aborts says whether a failed Check aborts the operation cleanly
 	// instead of pausing it (resumable).
@@ -35,4 +37,18 @@ func Attach(ctx context.Context, given Guard, journaled json.RawMessage, guards 
 		return nil, &FieldError{Field: "guard", Msg: "the operation was started under a guard (" + string(journaled) + "); resume it with the same guard"}
 	}
 	return guards(ctx, journaled)
+}
+
+// StepTarget is what a guard is asked about before a step: next names the
+// step, not a node.
+func StepTarget(step string) string { return stepPrefix + step }
+
+const stepPrefix = "step "
+
+// Before says what a guard's next is: "node NAME" or "step NAME".
+func Before(next string) string {
+	if strings.HasPrefix(next, stepPrefix) {
+		return next
+	}
+	return "node " + next
 }
