@@ -263,7 +263,7 @@ func TestDeleteMigrationMidRoll(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("Migration %s still there: %v", m.Name, err)
+		return fmt.Errorf("Migration %s still there: %w", m.Name, err)
 	})
 	if got := cordoned(t, nodes); len(got) > 0 {
 		t.Errorf("cordoned after the delete: %v", got)
