@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
 	"testing/fstest"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -103,6 +105,26 @@ func loadSource(ctx context.Context, kube kubernetes.Interface, src v1alpha1.Com
 		return nil, err
 	}
 	return &b, nil
+}
+
+// refusal classifies what the controller cannot use: the condition's
+// reason and how soon the resource is looked at again (a missing source
+// after RetryAfter, else again); ok is false for an error that is no
+// refusal (the API server's).
+func refusal(err error, again time.Duration) (reason string, after time.Duration, ok bool) {
+	var (
+		se *sourceError
+		fe *FieldError
+	)
+	switch {
+	case errors.As(err, &se) && se.missing:
+		return reasonSourceNotFound, RetryAfter, true
+	case errors.As(err, &se):
+		return reasonInvalidSource, again, true
+	case errors.As(err, &fe):
+		return reasonInvalidSpec, again, true
+	}
+	return "", 0, false
 }
 
 func readError(b bundle, err error) error {

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -19,8 +18,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/component"
@@ -83,12 +80,7 @@ func (r *Components) SetupWithManager(mgr ctrl.Manager) error {
 		r.StatusEvery = time.Second
 	}
 	r.runs = newRuns()
-	if err := mgr.Add(r.runs); err != nil {
-		return err
-	}
-	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.Component{}).Named("component").
-		WatchesRawSource(source.Channel(r.retry, &handler.EnqueueRequestForObject{})).
-		Complete(r)
+	return r.watch(mgr, &v1alpha1.Component{}, "component", r)
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -151,19 +143,8 @@ func (r *Components) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // status: Failed naming the field, nothing changed; a missing source is
 // looked for again.
 func (r *Components) refuse(ctx context.Context, c *v1alpha1.Component, err error) (ctrl.Result, error) {
-	var (
-		se *sourceError
-		fe *FieldError
-	)
-	reason, after := reasonInvalidSpec, r.Resync
-	switch {
-	case errors.As(err, &se):
-		reason = reasonInvalidSource
-		if se.missing {
-			reason, after = reasonSourceNotFound, RetryAfter
-		}
-	case errors.As(err, &fe):
-	default:
+	reason, after, ok := refusal(err, r.Resync)
+	if !ok {
 		return ctrl.Result{}, err
 	}
 	msg := err.Error() + "; nothing was changed"

@@ -18,8 +18,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/component"
@@ -76,12 +74,7 @@ func (r *Migrations) SetupWithManager(mgr ctrl.Manager) error {
 		r.Actions = migrate.Actions().Without(roll.ActionExec)
 	}
 	r.runs = newRuns()
-	if err := mgr.Add(r.runs); err != nil {
-		return err
-	}
-	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.Migration{}).Named("migration").
-		WatchesRawSource(source.Channel(r.retry, &handler.EnqueueRequestForObject{})).
-		Complete(r)
+	return r.watch(mgr, &v1alpha1.Migration{}, "migration", r)
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -254,19 +247,8 @@ func planField(err error) error {
 // refuse writes what the controller cannot use into the status: Failed
 // naming the field, nothing changed; a missing source is looked for again.
 func (r *Migrations) refuse(ctx context.Context, m *v1alpha1.Migration, err error) (ctrl.Result, error) {
-	var (
-		se *sourceError
-		fe *FieldError
-	)
-	reason, after := reasonInvalidSpec, time.Duration(0)
-	switch {
-	case errors.As(err, &se):
-		reason = reasonInvalidSource
-		if se.missing {
-			reason, after = reasonSourceNotFound, RetryAfter
-		}
-	case errors.As(err, &fe):
-	default:
+	reason, after, ok := refusal(err, 0)
+	if !ok {
 		return ctrl.Result{}, err
 	}
 	msg := err.Error() + "; nothing was changed"

@@ -16,8 +16,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
@@ -87,12 +85,7 @@ func (r *NodeRolls) SetupWithManager(mgr ctrl.Manager) error {
 		r.Actions = roll.DefaultActions()
 	}
 	r.runs = newRuns()
-	if err := mgr.Add(r.runs); err != nil {
-		return err
-	}
-	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.NodeRoll{}).Named("noderoll").
-		WatchesRawSource(source.Channel(r.retry, &handler.EnqueueRequestForObject{})).
-		Complete(r)
+	return r.watch(mgr, &v1alpha1.NodeRoll{}, "noderoll", r)
 }
 
 // Reconcile implements reconcile.Reconciler.

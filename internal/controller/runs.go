@@ -12,6 +12,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 )
 
 // runs are a reconciler's operations running in the background, one per
@@ -72,6 +75,17 @@ func (s *runs) Start(ctx context.Context) error {
 		<-rn.done
 	}
 	return nil
+}
+
+// watch adds s to the manager (it owns the runs' lifetime) and registers
+// rec for obj's kind under name, reconciling again what s asks for.
+func (s *runs) watch(mgr ctrl.Manager, obj client.Object, name string, rec reconcile.Reconciler) error {
+	if err := mgr.Add(s); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).For(obj).Named(name).
+		WatchesRawSource(source.Channel(s.retry, &handler.EnqueueRequestForObject{})).
+		Complete(rec)
 }
 
 // started is when this process started reconciling.
