@@ -131,6 +131,7 @@ func TestMigrationApprovedThenRolledBack(t *testing.T) {
 	if err := c.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), m) })
 	m = waitMigration(t, c, m.Name, v1alpha1.PhasePaused, 2*time.Minute)
 	if cond := conditionTrueOf(m.Status.Conditions, v1alpha1.ConditionPaused); cond == nil || cond.Reason != "AwaitingApproval" || !strings.Contains(cond.Message, "spec.approve") {
 		t.Errorf("Paused condition %+v, want AwaitingApproval naming spec.approve", cond)
@@ -382,6 +383,15 @@ func TestMigrateInCluster(t *testing.T) {
 	env.StartController(t)
 
 	args := []string{"migrate", "run", "-f", file, "--set", "mode=cli", "--in-cluster", "--agent-timeout", "0s"}
+	migrations := func() int {
+		t.Helper()
+		list := &v1alpha1.MigrationList{}
+		if err := c.List(ctx, list); err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Items)
+	}
+	before := migrations()
 	t.Run("bad input", func(t *testing.T) {
 		for _, tc := range []struct {
 			extra []string
@@ -399,9 +409,8 @@ func TestMigrateInCluster(t *testing.T) {
 				t.Errorf("%v: exit %d, %s; want 2 naming %s", tc.extra, code, errb, tc.want)
 			}
 		}
-		list := &v1alpha1.MigrationList{}
-		if err := c.List(ctx, list); err != nil || len(list.Items) != 0 {
-			t.Errorf("Migrations after bad input: %d, %v", len(list.Items), err)
+		if n := migrations(); n != before {
+			t.Errorf("Migrations after bad input: %d, before %d", n, before)
 		}
 		code, out, errb := lifecycletest.Hitless(t, env, append(slices.Clone(args), "--dry-run")...)
 		if code != 0 || !strings.Contains(out, "kind: Migration") || !strings.Contains(out, "inline:") || !strings.Contains(out, "mode: cli") {
@@ -423,11 +432,15 @@ func TestMigrateInCluster(t *testing.T) {
 	if got := cordoned(t, nodes); len(got) > 0 {
 		t.Errorf("nodes left cordoned: %v", got)
 	}
-	list := &v1alpha1.MigrationList{}
-	if err := c.List(ctx, list); err != nil || len(list.Items) != 1 {
-		t.Fatalf("Migrations: %+v, %v; want the one the command created", list.Items, err)
+	m := &v1alpha1.Migration{}
+	for _, line := range strings.Split(errb, "\n") {
+		if name, ok := strings.CutPrefix(line, "Migration "); ok && strings.Contains(name, " exists; following it") {
+			m.Name, _, _ = strings.Cut(name, " ")
+		}
 	}
-	m := &list.Items[0]
+	if err := c.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
+		t.Fatalf("the Migration the command named (%q): %v\n%s", m.Name, err, errb)
+	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), m) })
 	if !slices.Equal(m.Spec.Approve, []string{"confirm"}) || m.Spec.Parameters["mode"] != "cli" || m.Spec.Inline == nil {
 		t.Errorf("Migration spec %+v", m.Spec)

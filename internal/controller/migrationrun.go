@@ -270,7 +270,7 @@ func fillSteps(st *v1alpha1.MigrationStatus, op *migrate.Journal) {
 	if op.Record.Plan != nil {
 		st.Plan = op.Record.Plan.Metadata.Name
 	}
-	st.Steps = stepsOf(op)
+	st.Steps, st.Step = stepsOf(op), ""
 	for _, s := range st.Steps {
 		if s.Phase == v1alpha1.StepRunning || s.Phase == v1alpha1.StepFailed || s.Phase == v1alpha1.StepPaused {
 			st.Step = s.Name
