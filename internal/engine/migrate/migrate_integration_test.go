@@ -291,6 +291,21 @@ func watchNotReady(cs kubernetes.Interface, nodes []string, stop chan struct{}) 
 func TestPlanPrechecksStopBeforeAnyChange(t *testing.T) {
 	c, cs, ns, _ := setup(t)
 	ctx := context.Background()
+	// The generic preflight judges every pod of the cluster: an earlier
+	// test's namespace still terminating (its PDB refusing evictions, new
+	// pods forbidden) would be a finding about that test, not this plan.
+	clustertest.Eventually(t, 2*time.Minute, func() error {
+		list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range list.Items {
+			if n.Status.Phase == corev1.NamespaceTerminating {
+				return fmt.Errorf("namespace %s is still terminating", n.Name)
+			}
+		}
+		return nil
+	})
 	doc := `apiVersion: hitless.dev/v1alpha1
 kind: MigrationPlan
 metadata: {name: prechecked}
