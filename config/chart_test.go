@@ -63,7 +63,7 @@ func renderKustomize(t *testing.T) []*unstructured.Unstructured {
 func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, into any) {
 	t.Helper()
 	for _, o := range objs {
-		if o.GetKind() == kind && o.GetName() == name {
+		if o.GetKind() == kind && (o.GetName() == name || o.GetNamespace()+"/"+o.GetName() == name) {
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, into); err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string, in
 func kinds(objs []*unstructured.Unstructured) []string {
 	var out []string
 	for _, o := range objs {
-		out = append(out, o.GetKind()+"/"+o.GetName())
+		out = append(out, o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName())
 	}
 	slices.Sort(out)
 	return out
@@ -118,15 +118,18 @@ func TestChartMatchesTheKustomizeBases(t *testing.T) {
 
 	want := []string{}
 	for _, k := range kinds(kustObjs) {
-		if k != "Namespace/hitless-system" { // Helm's --create-namespace
+		if k != "Namespace//hitless-system" { // Helm's --create-namespace
 			want = append(want, k)
 		}
 	}
 	if got := kinds(chartObjs); !slices.Equal(got, want) {
 		t.Errorf("the chart renders %v\nthe kustomize bases %v", got, want)
 	}
-	for _, kind := range []string{"ClusterRole", "Role"} {
-		for _, name := range []string{"hitless-controller", "hitless-agent"} {
+	for kind, names := range map[string][]string{
+		"ClusterRole": {"hitless-controller", "hitless-agent"},
+		"Role":        {"hitless-system/hitless-controller", "hitless-hooks/hitless-controller", "hitless-system/hitless-agent"},
+	} {
+		for _, name := range names {
 			var c, k rbacv1.ClusterRole
 			find(t, chartObjs, kind, name, &c)
 			find(t, kustObjs, kind, name, &k)

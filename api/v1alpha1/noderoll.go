@@ -31,7 +31,7 @@ type NodeRoll struct {
 // NodeRollSpec is what a roll does.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.nodeSelector) != has(self.nodes)",message="give nodeSelector or nodes (one of them; nodeSelector: {} selects every node)"
-// +kubebuilder:validation:XValidation:rule="has(self.nodeSelector) == has(oldSelf.nodeSelector) && (!has(self.nodeSelector) || self.nodeSelector == oldSelf.nodeSelector) && has(self.nodes) == has(oldSelf.nodes) && (!has(self.nodes) || self.nodes == oldSelf.nodes) && self.batch == oldSelf.batch && self.order == oldSelf.order && has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary) && has(self.actions) == has(oldSelf.actions) && (!has(self.actions) || self.actions == oldSelf.actions) && has(self.drain) == has(oldSelf.drain) && (!has(self.drain) || self.drain == oldSelf.drain) && self.maxFailures == oldSelf.maxFailures && has(self.actionTimeout) == has(oldSelf.actionTimeout) && (!has(self.actionTimeout) || self.actionTimeout == oldSelf.actionTimeout)",message="only paused, canaryApproved, maintenanceWindow and probe may change once a roll exists: create another NodeRoll for another roll"
+// +kubebuilder:validation:XValidation:rule="has(self.nodeSelector) == has(oldSelf.nodeSelector) && (!has(self.nodeSelector) || self.nodeSelector == oldSelf.nodeSelector) && has(self.nodes) == has(oldSelf.nodes) && (!has(self.nodes) || self.nodes == oldSelf.nodes) && self.batch == oldSelf.batch && self.order == oldSelf.order && has(self.canary) == has(oldSelf.canary) && (!has(self.canary) || self.canary == oldSelf.canary) && has(self.actions) == has(oldSelf.actions) && (!has(self.actions) || self.actions == oldSelf.actions) && has(self.drain) == has(oldSelf.drain) && (!has(self.drain) || self.drain == oldSelf.drain) && self.maxFailures == oldSelf.maxFailures && has(self.actionTimeout) == has(oldSelf.actionTimeout) && (!has(self.actionTimeout) || self.actionTimeout == oldSelf.actionTimeout) && has(self.hooks) == has(oldSelf.hooks) && (!has(self.hooks) || self.hooks == oldSelf.hooks)",message="only paused, canaryApproved, maintenanceWindow and probe may change once a roll exists: create another NodeRoll for another roll"
 type NodeRollSpec struct {
 	// NodeSelector selects the nodes to roll by their labels; {} selects
 	// every node.
@@ -72,6 +72,13 @@ type NodeRollSpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	Actions []NodeAction `json:"actions,omitempty"`
+
+	// Hooks run on each node: preNode after its cordon and before its
+	// drain (stop routing to it), postNode once it and its DaemonSet pods
+	// are Ready again, before its uncordon (route to it again). A hook
+	// that fails fails the node, which is uncordoned.
+	// +optional
+	Hooks *NodeHooks `json:"hooks,omitempty"`
 
 	// Drain is how each node is drained.
 	// +optional
@@ -121,6 +128,56 @@ type NodeAction struct {
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=object
 	Params *runtime.RawExtension `json:"params,omitempty"`
+}
+
+// NodeHooks are what runs on each node before its drain and before its
+// uncordon, in order, each bounded by actionTimeout.
+type NodeHooks struct {
+	// PreNode run after the node's cordon, before its drain.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	PreNode []NodeHook `json:"preNode,omitempty"`
+	// PostNode run once the node is Ready again, before its uncordon.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	PostNode []NodeHook `json:"postNode,omitempty"`
+}
+
+// NodeHook is a Job run for the node, or a registered action.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.job) != has(self.action)",message="give job or action (one of them)"
+type NodeHook struct {
+	// Job runs a Kubernetes Job for the node and waits for it to complete.
+	// +optional
+	Job *JobHook `json:"job,omitempty"`
+	// Action is an action registered with the controller.
+	// +optional
+	Action *NodeAction `json:"action,omitempty"`
+}
+
+// JobHook is a Job the controller creates once per node, in its hook
+// namespace (hitless-hooks unless the controller's --hook-namespace says
+// otherwise), and waits for: Complete goes on, Failed fails the node
+// (naming the Job, its exit code and message). Every container gets
+// HITLESS_NODE, HITLESS_NODE_IP, HITLESS_BATCH, HITLESS_OPERATION and
+// HITLESS_HOOK. A Job that fails is replaced when the node is retried; one
+// that does not finish within actionTimeout is deleted with its pods.
+type JobHook struct {
+	// OnNode runs the Job's pod on the node itself (spec.nodeName,
+	// tolerating the cordon); otherwise the scheduler places it.
+	// +optional
+	OnNode bool `json:"onNode,omitempty"`
+	// Template is the Job's metadata and spec (a batch/v1
+	// JobTemplateSpec). restartPolicy defaults to Never,
+	// automountServiceAccountToken to false and ttlSecondsAfterFinished to
+	// 3600. The controller has the API server validate it (a dry run)
+	// before the roll starts.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Template runtime.RawExtension `json:"template"`
 }
 
 // DrainPolicy is how nodes are drained.

@@ -21,12 +21,19 @@ import (
 
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 )
 
 // LeaderElectionID is the Lease the controllers elect their leader with,
 // in hitless-system beside the operation lock.
 const LeaderElectionID = "hitless-controller"
+
+// DefaultHookNamespace is where the controller runs Jobs (the job action,
+// a NodeRoll's Job hooks) unless told otherwise: a namespace of its own,
+// so that whoever may create a NodeRoll can run pods only under the
+// ServiceAccounts an administrator put there.
+const DefaultHookNamespace = "hitless-hooks"
 
 // Options configure Run.
 type Options struct {
@@ -46,9 +53,12 @@ type Options struct {
 	// run again (default 1m).
 	MigrationRetry time.Duration
 	// Actions are the per-node actions NodeRolls and the Migrations' roll
-	// steps may name; nil is roll.DefaultActions for NodeRolls and
-	// migrate.Actions without exec for Migrations.
+	// steps may name; nil is migrate.Actions without exec. Their job
+	// action is pinned to HookNamespace.
 	Actions *roll.Actions
+	// HookNamespace is the only namespace the job action and the NodeRolls'
+	// Job hooks run Jobs in (default hitless-hooks).
+	HookNamespace string
 	// Ready, when set, is closed once the controller leads (or runs
 	// without an election) and its caches are synced.
 	Ready chan<- struct{}
@@ -107,6 +117,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("registering the metrics: %w", err)
 	}
+	if opts.HookNamespace == "" {
+		opts.HookNamespace = DefaultHookNamespace
+	}
+	if opts.Actions == nil {
+		opts.Actions = migrate.Actions().Without(roll.ActionExec)
+	}
+	opts.Actions = opts.Actions.Replace(roll.JobActionType(opts.HookNamespace))
 	rolls := &NodeRolls{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Kube: kube, Events: mgr.GetEventRecorder("hitless-controller"), Actions: opts.Actions, Metrics: m}
 	if err := rolls.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the NodeRoll controller: %w", err)

@@ -71,7 +71,7 @@ func (r *Migrations) SetupWithManager(mgr ctrl.Manager) error {
 		r.StatusEvery = time.Second
 	}
 	if r.Actions == nil {
-		r.Actions = migrate.Actions().Without(roll.ActionExec)
+		r.Actions = migrate.Actions().Without(roll.ActionExec).Replace(roll.JobActionType(DefaultHookNamespace))
 	}
 	r.runs = newRuns()
 	return r.watch(mgr, &v1alpha1.Migration{}, "migration", r)

@@ -20,6 +20,7 @@ import (
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
+	"github.com/hitless-dev/hitless/internal/engine/migrate"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
 	"github.com/hitless-dev/hitless/internal/measure"
 )
@@ -82,7 +83,7 @@ func (r *NodeRolls) SetupWithManager(mgr ctrl.Manager) error {
 		r.StatusEvery = time.Second
 	}
 	if r.Actions == nil {
-		r.Actions = roll.DefaultActions()
+		r.Actions = migrate.Actions().Without(roll.ActionExec).Replace(roll.JobActionType(DefaultHookNamespace))
 	}
 	r.runs = newRuns()
 	return r.watch(mgr, &v1alpha1.NodeRoll{}, "noderoll", r)
@@ -101,6 +102,9 @@ func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		return ctrl.Result{}, nil
 	}
 	spec, err := rollSpec(nr, r.Actions)
+	if err == nil {
+		err = r.check(ctx, nr)
+	}
 	if err != nil {
 		var fe *FieldError
 		if !errors.As(err, &fe) {
@@ -138,6 +142,16 @@ func (r *NodeRolls) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		return ctrl.Result{Requeue: true}, nil // a newer version is on its way to the cache
 	}
 	return ctrl.Result{}, r.start(nr, spec)
+}
+
+// check has the API server judge what rollSpec cannot (a Job hook's
+// template, by a dry run) before the roll starts.
+func (r *NodeRolls) check(ctx context.Context, nr *v1alpha1.NodeRoll) error {
+	acts, err := nodeActions(nr.Spec)
+	if err != nil {
+		return err
+	}
+	return checkActions(ctx, r.Kube, r.Actions, acts)
 }
 
 // over says whether the resource needs nothing more: its roll succeeded

@@ -6,8 +6,10 @@ package controller
 // deleted; pods are evicted through the Eviction API, and deleted only
 // for a drain with `force` (pods no controller manages) or the
 // restart-daemonset action; Secrets are never read. The journal, the lock
-// and the leader election live in hitless-system, the only namespace the
-// controller writes to.
+// and the leader election live in hitless-system; the Jobs of the job
+// action and the NodeRolls' Job hooks run in hitless-hooks, whose
+// ServiceAccounts an administrator chooses (the controller's own are not
+// there): the only namespaces the controller writes to.
 //
 // +kubebuilder:rbac:groups=hitless.dev,resources=noderolls,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=hitless.dev,resources=noderolls/status,verbs=get;update;patch
@@ -28,3 +30,5 @@ package controller
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get,resourceNames=hitless-system
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete,namespace=hitless-system
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=hitless-system
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete,namespace=hitless-hooks
+// +kubebuilder:rbac:groups="",resources=pods/log,verbs=get,namespace=hitless-hooks

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -69,13 +70,54 @@ func NodeRollFor(name string, s roll.Spec) (*v1alpha1.NodeRoll, error) {
 		nr.Spec.Batch = intstr.FromString(strconv.Itoa(n) + "%")
 	}
 	for _, a := range s.Actions {
-		na := v1alpha1.NodeAction{Name: a.Name}
-		if len(a.Params) > 0 && string(a.Params) != "null" {
-			na.Params = &runtime.RawExtension{Raw: a.Params}
+		nr.Spec.Actions = append(nr.Spec.Actions, resourceAction(a))
+	}
+	if len(s.PreNodeActions)+len(s.PostNodeActions) > 0 {
+		nr.Spec.Hooks = &v1alpha1.NodeHooks{}
+	}
+	for _, l := range []struct {
+		field string
+		specs []roll.ActionSpec
+		into  *[]v1alpha1.NodeHook
+	}{{"preNodeActions", s.PreNodeActions, &nr.Spec.Hooks.PreNode}, {"postNodeActions", s.PostNodeActions, &nr.Spec.Hooks.PostNode}} {
+		for _, a := range l.specs {
+			h, err := nodeHook(l.field, a)
+			if err != nil {
+				return nil, err
+			}
+			*l.into = append(*l.into, h)
 		}
-		nr.Spec.Actions = append(nr.Spec.Actions, na)
 	}
 	return nr, nil
+}
+
+func resourceAction(a roll.ActionSpec) v1alpha1.NodeAction {
+	na := v1alpha1.NodeAction{Name: a.Name}
+	if len(a.Params) > 0 && string(a.Params) != "null" {
+		na.Params = &runtime.RawExtension{Raw: a.Params}
+	}
+	return na
+}
+
+// nodeHook is a hook action as a NodeRoll's hook: the job action is a Job
+// hook, which runs in the controller's hook namespace.
+func nodeHook(field string, a roll.ActionSpec) (v1alpha1.NodeHook, error) {
+	if a.Name != roll.ActionJob {
+		na := resourceAction(a)
+		return v1alpha1.NodeHook{Action: &na}, nil
+	}
+	p, err := roll.ParseJobParams(a.Params)
+	if err != nil {
+		return v1alpha1.NodeHook{}, &operation.FieldError{Field: field, Msg: err.Error()}
+	}
+	if p.Namespace != "" {
+		return v1alpha1.NodeHook{}, &operation.FieldError{Field: field, Msg: fmt.Sprintf("job namespace %q: the controller runs Jobs in its hook namespace (hitless-hooks by default); leave namespace out", p.Namespace)}
+	}
+	tmpl, err := json.Marshal(p.Template)
+	if err != nil {
+		return v1alpha1.NodeHook{}, &operation.FieldError{Field: field, Msg: err.Error()}
+	}
+	return v1alpha1.NodeHook{Job: &v1alpha1.JobHook{OnNode: p.OnNode, Template: runtime.RawExtension{Raw: tmpl}}}, nil
 }
 
 // Create creates nr, or finds the NodeRoll of that name already there

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -40,13 +39,11 @@ func rollSpec(nr *v1alpha1.NodeRoll, actions *roll.Actions) (roll.Spec, error) {
 	default:
 		s.Batch = in.Batch.StrVal
 	}
-	for _, a := range in.Actions {
-		spec := roll.ActionSpec{Name: a.Name}
-		if a.Params != nil && len(a.Params.Raw) > 0 {
-			spec.Params = json.RawMessage(a.Params.Raw)
-		}
-		s.Actions = append(s.Actions, spec)
+	acts, err := nodeActions(in)
+	if err != nil {
+		return s, err
 	}
+	into(&s, acts)
 	if d := in.Drain; d != nil {
 		s.DrainTimeout = duration(d.Timeout)
 		s.OnDrainTimeout = d.OnTimeout
@@ -59,8 +56,8 @@ func rollSpec(nr *v1alpha1.NodeRoll, actions *roll.Actions) (roll.Spec, error) {
 	if err := s.Validate(); err != nil {
 		return s, resourceField(err)
 	}
-	if err := actions.Validate(s.Actions); err != nil {
-		return s, resourceField(err)
+	if err := validateActions(actions, acts); err != nil {
+		return s, err
 	}
 	if _, err := probeSpec(in.Probe); err != nil {
 		return s, err

@@ -98,6 +98,7 @@ Several replicas elect one leader (--leader-elect); the others wait.`,
 	f.DurationVar(&opts.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal")
 	f.DurationVar(&opts.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it stops leading")
 	f.DurationVar(&opts.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to take the lead")
+	f.StringVar(&opts.HookNamespace, "hook-namespace", core.DefaultHookNamespace, "the only namespace the job action and NodeRolls' Job hooks run Jobs in (the shipped RBAC grants Jobs there only)")
 	f.DurationVar(&opts.MigrationRetry, "migration-retry", time.Minute, "how soon a Migration that a plan's gate or wait paused is run again (the cluster may have changed, not the resource)")
 	f.DurationVar(&opts.ComponentResync, "component-resync", time.Minute, "how often a settled Component's source is read again (a ConfigMap edited in place, a tag moved in a registry)")
 	return cmd

@@ -41,6 +41,10 @@ func flagOf(field string) string {
 		return "--exec"
 	case "actions":
 		return "--action"
+	case "preNodeActions":
+		return "--pre-node-action"
+	case "postNodeActions":
+		return "--post-node-action"
 	case "preNode":
 		return "--pre-node"
 	case "postNode":

@@ -3,12 +3,14 @@ package roll
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/yaml"
 
 	"github.com/hitless-dev/hitless/internal/cli/exitcode"
 	"github.com/hitless-dev/hitless/internal/cli/opcmd"
@@ -31,6 +33,8 @@ func NewCommand(streams genericiooptions.IOStreams, getter genericclioptions.RES
 		exec          string
 		restart       string
 		custom        []string
+		preActions    []string
+		postActions   []string
 		yes, dry      bool
 		format        output.Format
 		batchFlag     string
@@ -64,6 +68,7 @@ or with --on-budget abort stops cleanly.`,
 		Example: `  hitless roll --selector pool=blue --batch 2 --exec './upgrade-node.sh' --dry-run
   hitless roll --nodes w1,w2,w3 --restart-daemonset contrail/contrail-vrouter-nodes
   hitless roll --batch 10% --order zone --canary 1 --confirm
+  hitless roll --selector pool=blue --pre-node-action job=@lb-deregister.yaml --post-node-action job=@lb-register.yaml
   hitless roll --restart-daemonset contrail/contrail-vrouter-nodes --probe --max-outage 3s --report roll.html`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,6 +81,12 @@ or with --on-budget abort stops cleanly.`,
 			}
 			var err error
 			if spec.Actions, err = actionSpecs(exec, restart, labels, annots, custom, spec.ActionTimeout); err != nil {
+				return exitcode.BadInput(err)
+			}
+			if spec.PreNodeActions, err = namedActions("--pre-node-action", preActions); err != nil {
+				return exitcode.BadInput(err)
+			}
+			if spec.PostNodeActions, err = namedActions("--post-node-action", postActions); err != nil {
 				return exitcode.BadInput(err)
 			}
 			if ic.name != "" && !inClusterFlag {
@@ -117,6 +128,8 @@ or with --on-budget abort stops cleanly.`,
 	f.StringArrayVar(&labels, "set-node-label", nil, "Action: set a node label k=v (repeatable)")
 	f.StringArrayVar(&annots, "wait-node-annotation", nil, "Action: wait until the node has annotation k=v (repeatable)")
 	f.StringArrayVar(&custom, "action", nil, "Action: a registered per-node action NAME or NAME=PARAMS (PARAMS a JSON object), run after the actions above (repeatable; registered: "+strings.Join(actions.Names(), ", ")+")")
+	f.StringArrayVar(&preActions, "pre-node-action", nil, "Pre-node hook: a registered action NAME=PARAMS run after --pre-node, before the drain (repeatable; PARAMS JSON or @FILE in JSON or YAML; job=@FILE runs a Job per node)")
+	f.StringArrayVar(&postActions, "post-node-action", nil, "Post-node hook: a registered action NAME=PARAMS run after --post-node, before the uncordon (repeatable, as --pre-node-action)")
 	f.StringVar(&spec.PreNode, "pre-node", "", "Command run before draining each node")
 	f.StringVar(&spec.PostNode, "post-node", "", "Command run before uncordoning each node")
 	f.BoolVar(&spec.Confirm, "confirm", false, "Ask the operator before draining and before uncordoning each node (stop / resume routing)")
@@ -184,15 +197,32 @@ func actionSpecs(exec, restart string, labels, annots, custom []string, timeout 
 			}
 		}
 	}
-	for _, c := range custom {
+	more, err := namedActions("--action", custom)
+	return append(out, more...), err
+}
+
+// namedActions reads NAME or NAME=PARAMS values of flag, PARAMS a JSON
+// object or @FILE, a file holding one in JSON or YAML.
+func namedActions(flag string, values []string) ([]core.ActionSpec, error) {
+	var out []core.ActionSpec
+	for _, c := range values {
 		name, params, _ := strings.Cut(c, "=")
 		if name == "" {
-			return nil, fmt.Errorf("--action %q: want NAME or NAME=PARAMS", c)
+			return nil, fmt.Errorf("%s %q: want NAME or NAME=PARAMS", flag, c)
 		}
-		if params != "" && !json.Valid([]byte(params)) {
-			return nil, fmt.Errorf("--action %s: parameters %q are not JSON", name, params)
+		raw := []byte(params)
+		if file, ok := strings.CutPrefix(params, "@"); ok {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", flag, name, err)
+			}
+			if raw, err = yaml.YAMLToJSON(b); err != nil {
+				return nil, fmt.Errorf("%s %s: %s: %w", flag, name, file, err)
+			}
+		} else if params != "" && !json.Valid(raw) {
+			return nil, fmt.Errorf("%s %s: parameters %q are not JSON (or @FILE)", flag, name, params)
 		}
-		out = append(out, core.ActionSpec{Name: name, Params: json.RawMessage(params)})
+		out = append(out, core.ActionSpec{Name: name, Params: json.RawMessage(raw)})
 	}
 	return out, nil
 }

@@ -47,6 +47,9 @@ type Target struct {
 	NodeIP    string
 	Operation string
 	Batch     int
+	// Phase is the node's phase the action runs in: pre-node, action or
+	// post-node.
+	Phase string
 	// Record journals a command's outcome on the node.
 	Record func(HookRecord) error
 	// Progress reports a line about the action.
@@ -58,6 +61,14 @@ type Target struct {
 // interrupted it: it must be idempotent.
 type Action interface {
 	Run(ctx context.Context, t Target) error
+}
+
+// Checker is an action that can check its parameters against the cluster
+// without changing it (a server-side dry run): a roll checks its actions
+// before it starts, so that what the API server would refuse stops it
+// before any node is touched.
+type Checker interface {
+	Check(ctx context.Context, cs kubernetes.Interface) error
 }
 
 // DaemonSetRestarter is an action that replaces the pods of a DaemonSet
@@ -85,7 +96,7 @@ type Actions struct {
 }
 
 // DefaultActions returns a registry of the built-in actions: exec,
-// restart-daemonset, set-node-label and wait-node-annotation.
+// restart-daemonset, set-node-label, wait-node-annotation and job.
 func DefaultActions() *Actions {
 	a := &Actions{types: map[string]ActionType{}}
 	for _, t := range []ActionType{
@@ -93,10 +104,20 @@ func DefaultActions() *Actions {
 		{Name: ActionRestartDaemonSet, New: newRestart},
 		{Name: ActionSetNodeLabels, New: newSetLabels},
 		{Name: ActionWaitNodeAnnotation, New: newWaitAnnotation},
+		JobActionType(""),
 	} {
 		a.types[t.Name] = t
 	}
 	return a
+}
+
+// Replace adds an action type, or replaces the one of its name: how a
+// front end restricts a built-in action (the controller pins the job
+// action's namespace).
+func (a *Actions) Replace(t ActionType) *Actions {
+	out := a.Without(t.Name)
+	out.types[t.Name] = t
+	return out
 }
 
 // Register adds an action type; a name already taken is refused.
@@ -160,27 +181,88 @@ func (a *Actions) Names() []string {
 // Validate checks that every action is registered and its parameters
 // are good, without running anything.
 func (a *Actions) Validate(specs []ActionSpec) error {
-	_, err := a.resolve(specs)
+	_, err := a.resolve("actions", specs)
 	return err
 }
 
+// Check validates the actions and checks those that can be checked
+// against the cluster (Checker) without changing it; field is the spec's
+// field of the list (actions, preNodeActions, postNodeActions).
+func (a *Actions) Check(ctx context.Context, cs kubernetes.Interface, field string, specs []ActionSpec) error {
+	acts, err := a.resolve(field, specs)
+	if err != nil {
+		return err
+	}
+	return check(ctx, cs, field, specs, acts)
+}
+
+func check(ctx context.Context, cs kubernetes.Interface, field string, specs []ActionSpec, acts []Action) error {
+	for i, act := range acts {
+		c, ok := act.(Checker)
+		if !ok {
+			continue
+		}
+		if err := c.Check(ctx, cs); err != nil {
+			var fe *operation.FieldError
+			if errors.As(err, &fe) {
+				return &operation.FieldError{Field: field, Msg: fmt.Sprintf("%s[%d] (%s): %s: %s", field, i, specs[i].Name, fe.Field, fe.Msg)}
+			}
+			return fmt.Errorf("checking %s[%d] (%s): %w", field, i, specs[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// nodeActions are a roll's actions by phase.
+type nodeActions struct{ action, pre, post []Action }
+
+// forSpec resolves the spec's actions of every phase.
+func (a *Actions) forSpec(spec Spec) (nodeActions, error) {
+	var out nodeActions
+	var err error
+	if out.action, err = a.resolve("actions", spec.Actions); err != nil {
+		return out, err
+	}
+	if out.pre, err = a.resolve("preNodeActions", spec.PreNodeActions); err != nil {
+		return out, err
+	}
+	out.post, err = a.resolve("postNodeActions", spec.PostNodeActions)
+	return out, err
+}
+
+// check checks every phase's actions against the cluster (Checker).
+func (n nodeActions) check(ctx context.Context, cs kubernetes.Interface, spec Spec) error {
+	for _, l := range []struct {
+		field string
+		specs []ActionSpec
+		acts  []Action
+	}{{"actions", spec.Actions, n.action}, {"preNodeActions", spec.PreNodeActions, n.pre}, {"postNodeActions", spec.PostNodeActions, n.post}} {
+		if err := check(ctx, cs, l.field, l.specs, l.acts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // resolve builds the spec's actions; an unknown name or bad parameters
-// are a *operation.FieldError naming actions[i].
-func (a *Actions) resolve(specs []ActionSpec) ([]Action, error) {
+// are a *operation.FieldError naming field[i].
+func (a *Actions) resolve(base string, specs []ActionSpec) ([]Action, error) {
 	out := make([]Action, 0, len(specs))
 	for i, s := range specs {
-		field := fmt.Sprintf("actions[%d]", i)
+		field := fmt.Sprintf("%s[%d]", base, i)
 		t, ok := a.types[s.Name]
 		if !ok {
-			return nil, &operation.FieldError{Field: "actions", Msg: fmt.Sprintf("%s: unknown action %q (registered: %s)", field, s.Name, strings.Join(a.Names(), ", "))}
+			return nil, &operation.FieldError{Field: base, Msg: fmt.Sprintf("%s: unknown action %q (registered: %s)", field, s.Name, strings.Join(a.Names(), ", "))}
 		}
 		act, err := t.New(s.Params)
 		var fe *operation.FieldError
 		switch {
+		case errors.As(err, &fe) && base == "actions":
+			return nil, err // names its own field (the CLI's flags)
 		case errors.As(err, &fe):
-			return nil, err // names its own field
+			return nil, &operation.FieldError{Field: base, Msg: fmt.Sprintf("%s (%s): %s: %s", field, s.Name, fe.Field, fe.Msg)}
 		case err != nil:
-			return nil, &operation.FieldError{Field: "actions", Msg: fmt.Sprintf("%s (%s): %v", field, s.Name, err)}
+			return nil, &operation.FieldError{Field: base, Msg: fmt.Sprintf("%s (%s): %v", field, s.Name, err)}
 		}
 		out = append(out, act)
 	}

@@ -60,7 +60,7 @@ func everything() labels.Selector { return labels.Everything() }
 // phases returns the node's phases for this spec, in order.
 func (r *runner) phases() []string {
 	out := []string{PhaseCordon}
-	if r.spec.PreNode != "" || r.spec.Confirm {
+	if r.spec.hasPreNode() {
 		out = append(out, PhasePreNode)
 	}
 	out = append(out, PhaseDrain)
@@ -68,7 +68,7 @@ func (r *runner) phases() []string {
 		out = append(out, PhaseAction)
 	}
 	out = append(out, PhaseWait)
-	if r.spec.PostNode != "" || r.spec.Confirm {
+	if r.spec.hasPostNode() {
 		out = append(out, PhasePostNode)
 	}
 	return append(out, PhaseUncordon)
@@ -285,13 +285,18 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 func (r *runner) action(ctx context.Context, name string, env hookEnv) error {
 	actx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
 	defer cancel()
-	t := Target{Client: r.cs, Node: name, NodeIP: env.NodeIP, Operation: env.Operation, Batch: env.Batch,
+	return r.runActions(actx, name, PhaseAction, r.actions.action, env)
+}
+
+// runActions runs a phase's actions on the node, in order.
+func (r *runner) runActions(ctx context.Context, name, phase string, acts []Action, env hookEnv) error {
+	t := Target{Client: r.cs, Node: name, NodeIP: env.NodeIP, Operation: env.Operation, Batch: env.Batch, Phase: phase,
 		Record: func(rec HookRecord) error { return r.recordHook(ctx, name, rec) },
 		Progress: func(msg string) {
-			r.emit(Event{Node: name, Batch: env.Batch, Phase: PhaseAction, Message: msg})
+			r.emit(Event{Node: name, Batch: env.Batch, Phase: phase, Message: msg})
 		}}
-	for _, a := range r.actions {
-		if err := a.Run(actx, t); err != nil {
+	for _, a := range acts {
+		if err := a.Run(ctx, t); err != nil {
 			return err
 		}
 	}
@@ -299,8 +304,27 @@ func (r *runner) action(ctx context.Context, name string, env hookEnv) error {
 }
 
 // hook runs a pre- or post-node command, or with Confirm asks the
-// operator through the approver.
+// operator through the approver, then the phase's hook actions.
 func (r *runner) hook(ctx context.Context, name, which, command, question string, env hookEnv) error {
+	if err := r.hookStep(ctx, name, which, command, question, env); err != nil {
+		return err
+	}
+	acts := r.actions.pre
+	if which == PhasePostNode {
+		acts = r.actions.post
+	}
+	if len(acts) == 0 {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
+	defer cancel()
+	return r.runActions(hctx, name, which, acts, env)
+}
+
+func (r *runner) hookStep(ctx context.Context, name, which, command, question string, env hookEnv) error {
+	if command == "" && !r.spec.Confirm {
+		return nil
+	}
 	if r.spec.Confirm {
 		start := time.Now()
 		kind := operation.AskPreNode

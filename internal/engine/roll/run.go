@@ -113,12 +113,15 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 	if opts.Actions == nil {
 		opts.Actions = DefaultActions()
 	}
-	actions, err := opts.Actions.resolve(spec.Actions)
+	actions, err := opts.Actions.forSpec(spec)
 	if err != nil {
 		return nil, err
 	}
 	if opts.DryRun {
-		plan, err := MakePlan(ctx, cs, spec, actions)
+		if err := actions.check(ctx, cs, spec); err != nil {
+			return nil, err
+		}
+		plan, err := MakePlan(ctx, cs, spec, actions.action)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +155,10 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		}
 		res.Resumed = true
 	} else {
-		plan, err := MakePlan(ctx, cs, spec, actions)
+		if err := actions.check(ctx, cs, spec); err != nil {
+			return nil, err
+		}
+		plan, err := MakePlan(ctx, cs, spec, actions.action)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +190,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 type runner struct {
 	cs      kubernetes.Interface
 	spec    Spec
-	actions []Action
+	actions nodeActions
 	opts    Options
 	store   *journal.Store
 	lock    *lock.Lock

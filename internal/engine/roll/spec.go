@@ -52,6 +52,12 @@ type Spec struct {
 	PreNode  string       `json:"preNode,omitempty"`
 	PostNode string       `json:"postNode,omitempty"`
 	Confirm  bool         `json:"confirm,omitempty"`
+	// PreNodeActions run on each node after its cordon and before its
+	// drain (after PreNode or the confirmation); PostNodeActions after it
+	// is Ready again, before its uncordon (after PostNode): hooks, as
+	// registered actions (a job, a label).
+	PreNodeActions  []ActionSpec `json:"preNodeActions,omitempty"`
+	PostNodeActions []ActionSpec `json:"postNodeActions,omitempty"`
 
 	DrainTimeout       time.Duration `json:"drainTimeout"`
 	OnDrainTimeout     string        `json:"onDrainTimeout"`
@@ -162,6 +168,10 @@ func (s *Spec) BatchSize(total int) int {
 
 // Hash identifies the spec: re-running a roll with the same hash resumes it.
 func (s *Spec) Hash() string { return operation.Hash(s) }
+
+// hasPreNode and hasPostNode report whether the node has those phases.
+func (s *Spec) hasPreNode() bool  { return s.PreNode != "" || s.Confirm || len(s.PreNodeActions) > 0 }
+func (s *Spec) hasPostNode() bool { return s.PostNode != "" || s.Confirm || len(s.PostNodeActions) > 0 }
 
 // HasAction reports whether the roll changes something on each node beyond
 // the drain.

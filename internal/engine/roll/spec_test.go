@@ -39,7 +39,7 @@ func TestSpecValidate(t *testing.T) {
 			s.Defaults()
 			err := s.Validate()
 			if err == nil {
-				_, err = DefaultActions().resolve(s.Actions)
+				_, err = DefaultActions().resolve("actions", s.Actions)
 			}
 			var se *SpecError
 			switch {
