@@ -54,6 +54,7 @@ engine/journal FuzzParse
 engine/migrate/plan FuzzParse
 engine/roll FuzzBatch
 engine/roll FuzzSpec
+engine/roll FuzzJobParams
 kube/store FuzzUnpack
 controller FuzzUntar
 cli/cluster FuzzFault

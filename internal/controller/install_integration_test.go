@@ -12,6 +12,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,6 +25,7 @@ import (
 	"github.com/hitless-dev/hitless/api/v1alpha1"
 	"github.com/hitless-dev/hitless/config"
 	"github.com/hitless-dev/hitless/internal/component/apply"
+	"github.com/hitless-dev/hitless/internal/controller"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
@@ -155,6 +157,12 @@ func TestInstalledControllerUnderItsOwnRBAC(t *testing.T) {
 	c := env.APIClient(t)
 	ctx := context.Background()
 	nr := nodeRoll("under-its-own-rbac", sel)
+	// A Job hook per node: the Jobs in hitless-hooks are within the RBAC.
+	nr.Spec.Hooks = &v1alpha1.NodeHooks{PreNode: []v1alpha1.NodeHook{{Job: &v1alpha1.JobHook{Template: jobTemplate("")}}}}
+	t.Cleanup(func() {
+		background := metav1.DeletePropagationBackground
+		_ = env.Client(t).BatchV1().Jobs(controller.DefaultHookNamespace).DeleteCollection(context.Background(), metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{LabelSelector: "test=hooks"})
+	})
 	if err := c.Create(ctx, nr); err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +210,11 @@ func TestInstalledControllerUnderItsOwnRBAC(t *testing.T) {
 		}},
 		{"write a ConfigMap outside hitless-system", func() error {
 			_, err := sa.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}},
+		{"create a Job outside hitless-hooks", func() error {
+			_, err := sa.BatchV1().Jobs(lock.Namespace).Create(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+				Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "x", Image: "x"}}}}}}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		}},
 		{"change its own RBAC", func() error {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -334,6 +336,12 @@ func TestBadNodeRolls(t *testing.T) {
 				nr.Spec.MaintenanceWindow = &v1alpha1.MaintenanceWindow{Start: "01:00", Days: []string{"Someday"}, Duration: metav1.Duration{Duration: time.Hour}}
 			}, "spec.maintenanceWindow.days[0]"},
 			{"node name", func(nr *v1alpha1.NodeRoll) { nr.Spec.NodeSelector, nr.Spec.Nodes = nil, []string{"Not_A_Node"} }, "spec.nodes[0]"},
+			{"hook with a job and an action", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.Hooks = &v1alpha1.NodeHooks{PreNode: []v1alpha1.NodeHook{{Action: &v1alpha1.NodeAction{Name: "reboot"}, Job: &v1alpha1.JobHook{Template: runtime.RawExtension{Raw: []byte(`{}`)}}}}}
+			}, "spec.hooks.preNode[0]"},
+			{"hook with neither", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.Hooks = &v1alpha1.NodeHooks{PostNode: []v1alpha1.NodeHook{{}}}
+			}, "give job or action"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				nr := nodeRoll("bad-"+strings.ReplaceAll(tc.name, " ", "-"), sel)
@@ -371,6 +379,7 @@ func TestBadNodeRolls(t *testing.T) {
 	})
 
 	t.Run("refused by the controller", func(t *testing.T) {
+		hookNamespace(t)
 		env.StartController(t)
 		cs := env.Client(t)
 		before, err := journal.NewStore(cs).List(ctx)
@@ -382,11 +391,25 @@ func TestBadNodeRolls(t *testing.T) {
 			mutate func(*v1alpha1.NodeRoll)
 			field  string
 		}{
-			{"unknown action", func(nr *v1alpha1.NodeRoll) { nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "reboot-the-world"}} }, "spec.actions"},
+			{"unknown action", func(nr *v1alpha1.NodeRoll) { nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "reboot-the-world"}} }, "spec.actions[0].name"},
 			// exec would run a command in the controller's pod.
 			{"exec action", func(nr *v1alpha1.NodeRoll) {
 				nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "exec", Params: &runtime.RawExtension{Raw: []byte(`{"command":"id"}`)}}}
-			}, "spec.actions"},
+			}, "spec.actions[0].name"},
+			{"unknown hook action", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.Hooks = &v1alpha1.NodeHooks{PostNode: []v1alpha1.NodeHook{{Action: &v1alpha1.NodeAction{Name: "warp"}}}}
+			}, "spec.hooks.postNode[0].action.name"},
+			{"unknown field in a job hook template", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.Hooks = &v1alpha1.NodeHooks{PreNode: []v1alpha1.NodeHook{{Job: &v1alpha1.JobHook{Template: runtime.RawExtension{Raw: []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"a","imagee":"x"}]}}}}`)}}}}}
+			}, "spec.hooks.preNode[0].job"},
+			{"job hook the api server refuses", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.Hooks = &v1alpha1.NodeHooks{PreNode: []v1alpha1.NodeHook{{Job: &v1alpha1.JobHook{Template: runtime.RawExtension{Raw: []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"a"}]}}}}`)}}}}}
+			}, "spec.hooks.preNode[0].job.template"},
+			// A job action in another namespace would run pods under its
+			// ServiceAccounts.
+			{"job action elsewhere", func(nr *v1alpha1.NodeRoll) {
+				nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "job", Params: &runtime.RawExtension{Raw: []byte(`{"namespace":"kube-system","template":{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"x"}]}}}}}`)}}}
+			}, "spec.actions[0].params"},
 			{"unknown time zone", func(nr *v1alpha1.NodeRoll) {
 				nr.Spec.MaintenanceWindow = &v1alpha1.MaintenanceWindow{Start: "01:00", Duration: metav1.Duration{Duration: time.Hour}, TimeZone: "Mars/Olympus_Mons"}
 			}, "spec.maintenanceWindow.timeZone"},
@@ -403,6 +426,9 @@ func TestBadNodeRolls(t *testing.T) {
 				t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
 				nr = waitPhase(t, c, nr.Name, v1alpha1.PhaseFailed, time.Minute)
 				cond := conditionTrue(nr, v1alpha1.ConditionFailed)
+				if cond != nil {
+					t.Log(cond.Message)
+				}
 				if cond == nil || cond.Reason != "InvalidSpec" || !strings.HasPrefix(cond.Message, tc.field+": ") || !strings.Contains(cond.Message, "nothing was changed") {
 					t.Errorf("Failed condition %+v; want InvalidSpec naming %s", cond, tc.field)
 				}
@@ -545,6 +571,27 @@ func TestRollInCluster(t *testing.T) {
 			if code != 2 || !strings.Contains(errb, bad[0]) {
 				t.Errorf("%v with --in-cluster: exit %d, %s; want 2 naming the flag", bad, code, errb)
 			}
+		}
+	})
+	t.Run("job hooks", func(t *testing.T) {
+		dir := t.TempDir()
+		write := func(name, doc string) string {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		job := "onNode: true\ntemplate:\n  spec:\n    template:\n      spec:\n        containers: [{name: lb, image: registry.example/lb-tool:1.0}]\n"
+		good := write("job.yaml", job)
+		code, out, errb := lifecycletest.Hitless(t, env, append(slices.Clone(args), "--post-node-action", "job=@"+good, "--dry-run")...)
+		if code != 0 || !strings.Contains(out, "postNode:") || !strings.Contains(out, "onNode: true") || !strings.Contains(out, "image: registry.example/lb-tool:1.0") {
+			t.Errorf("--post-node-action job=@FILE --dry-run: exit %d\n%s\n%s", code, out, errb)
+		}
+		elsewhere := write("elsewhere.yaml", "namespace: kube-system\n"+job)
+		code, _, errb = lifecycletest.Hitless(t, env, append(slices.Clone(args), "--pre-node-action", "job=@"+elsewhere)...)
+		if code != 2 || !strings.Contains(errb, "--pre-node-action") || !strings.Contains(errb, "hook namespace") {
+			t.Errorf("a Job hook in kube-system with --in-cluster: exit %d, %s; want 2 naming the flag", code, errb)
 		}
 	})
 	cmd, status, done := env.StartCLI(t, "status")

@@ -72,14 +72,15 @@ func NodeRollFor(name string, s roll.Spec) (*v1alpha1.NodeRoll, error) {
 	for _, a := range s.Actions {
 		nr.Spec.Actions = append(nr.Spec.Actions, resourceAction(a))
 	}
+	hooks := &v1alpha1.NodeHooks{}
 	if len(s.PreNodeActions)+len(s.PostNodeActions) > 0 {
-		nr.Spec.Hooks = &v1alpha1.NodeHooks{}
+		nr.Spec.Hooks = hooks
 	}
 	for _, l := range []struct {
 		field string
 		specs []roll.ActionSpec
 		into  *[]v1alpha1.NodeHook
-	}{{"preNodeActions", s.PreNodeActions, &nr.Spec.Hooks.PreNode}, {"postNodeActions", s.PostNodeActions, &nr.Spec.Hooks.PostNode}} {
+	}{{"preNodeActions", s.PreNodeActions, &hooks.PreNode}, {"postNodeActions", s.PostNodeActions, &hooks.PostNode}} {
 		for _, a := range l.specs {
 			h, err := nodeHook(l.field, a)
 			if err != nil {
