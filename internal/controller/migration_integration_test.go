@@ -351,9 +351,14 @@ func TestBadMigrations(t *testing.T) {
 			if m.Status.Operation != "" {
 				t.Errorf("an operation was started: %s", m.Status.Operation)
 			}
-			if ws := env.Events(t, "Migration", m.Name); !clustertest.HasEvent(ws, "Warning "+tc.reason+": ") {
-				t.Errorf("no Warning Event %s among %v", tc.reason, ws)
-			}
+			// The Event is recorded asynchronously: it may land after the
+			// status.
+			clustertest.Eventually(t, 10*time.Second, func() error {
+				if ws := env.Events(t, "Migration", m.Name); !clustertest.HasEvent(ws, "Warning "+tc.reason+": ") {
+					return fmt.Errorf("no Warning Event %s among %v", tc.reason, ws)
+				}
+				return nil
+			})
 		})
 	}
 	after, err := journal.NewStore(cs).List(ctx)

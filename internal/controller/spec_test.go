@@ -41,7 +41,10 @@ func TestRollSpec(t *testing.T) {
 		mutate func(*v1alpha1.NodeRoll)
 		field  string
 	}{
-		{"unknown action", func(nr *v1alpha1.NodeRoll) { nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "nope"}} }, "spec.actions"},
+		{"unknown action", func(nr *v1alpha1.NodeRoll) { nr.Spec.Actions = []v1alpha1.NodeAction{{Name: "nope"}} }, "spec.actions[0].name"},
+		{"unknown hook action", func(nr *v1alpha1.NodeRoll) {
+			nr.Spec.Hooks = &v1alpha1.NodeHooks{PreNode: []v1alpha1.NodeHook{{Action: &v1alpha1.NodeAction{Name: "nope"}}}}
+		}, "spec.hooks.preNode[0].action.name"},
 		{"bad selector operator", func(nr *v1alpha1.NodeRoll) {
 			nr.Spec.NodeSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}
 		}, "spec.nodeSelector"},

@@ -147,7 +147,7 @@ func TestJobHooks(t *testing.T) {
 	args := []string{"roll", "--selector", selector, "--pre-node-action", "job=@" + failing}
 	var firstUID string
 	for run := 1; run <= 2; run++ {
-		code, out, errOut = hitless(t, args...)
+		code, out, _ = hitless(t, args...)
 		if code == 0 {
 			t.Fatalf("run %d: a failing pre-node Job: exit 0\n%s", run, out)
 		}
