@@ -162,6 +162,9 @@ type componentRecord struct {
 	Action   string `json:"action"`
 	Previous int    `json:"previous"`
 	Revision int    `json:"revision"`
+	// InFlight: journaled before the component operation, not yet
+	// marked done (Revision is not known yet).
+	InFlight bool `json:"inFlight,omitempty"`
 }
 
 // Journal is a migration's journal.

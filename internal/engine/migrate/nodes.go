@@ -10,10 +10,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
 
 	"github.com/hitless-dev/hitless/internal/check/catalog"
 	"github.com/hitless-dev/hitless/internal/component"
 	"github.com/hitless-dev/hitless/internal/component/manifest"
+	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/cutover"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
@@ -210,29 +212,57 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 			opts.Source = sel
 		}
 	}
+	// The step is journaled before it acts, with the revision it
+	// replaces: a run killed after the component operation ended but
+	// before the step was marked done finds the install it made (an
+	// install run again would be refused: the component is installed),
+	// and a rollback knows what to undo.
+	revs, err := release.NewStore(r.c.Client).List(ctx, p.Name)
+	if err != nil {
+		return nil, fmt.Errorf("reading the revisions of %s: %w", p.Name, err)
+	}
+	before := 0
+	if cur := release.Current(revs); cur != nil {
+		before = cur.Number
+	}
+	rec, started := r.w.Snapshot().Record.Components[step]
+	if !started {
+		rec = componentRecord{Name: p.Name, Action: p.Action, Previous: before, InFlight: true}
+		if err := r.recordComponent(ctx, step, rec); err != nil {
+			return nil, err
+		}
+	}
 	var res *lifecycle.Result
-	var err error
-	switch p.Action {
-	case plan.ComponentInstall:
+	switch {
+	case p.Action == plan.ComponentInstall && rec.InFlight && before > rec.Previous:
+		cur := release.Current(revs)
+		klog.FromContext(ctx).Info("the install of an earlier run is done", "component", p.Name, "revision", cur.Number, "operation", cur.Operation)
+		res = &lifecycle.Result{Revision: cur.Number, Previous: rec.Previous, Operation: cur.Operation}
+	case p.Action == plan.ComponentInstall:
 		res, err = lifecycle.Install(ctx, r.c, opts)
-	case plan.ComponentUpgrade:
+	case p.Action == plan.ComponentUpgrade:
 		res, err = lifecycle.Upgrade(ctx, r.c, opts)
-	case plan.ComponentUninstall:
+	case p.Action == plan.ComponentUninstall:
 		res, err = lifecycle.Uninstall(ctx, r.c, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", p.Action, p.Name, err)
 	}
-	rec := componentRecord{Name: p.Name, Action: p.Action, Previous: res.Previous, Revision: res.Revision}
-	if err := r.w.Update(ctx, func(op *Journal) {
+	rec.InFlight, rec.Revision = false, res.Revision
+	if err := r.recordComponent(ctx, step, rec); err != nil {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("%s %s: revision %d (operation %s)", p.Action, p.Name, res.Revision, res.Operation)}, nil
+}
+
+// recordComponent journals a component step.
+func (r *runner) recordComponent(ctx context.Context, step string, rec componentRecord) error {
+	return r.w.Update(ctx, func(op *Journal) {
 		if op.Record.Components == nil {
 			op.Record.Components = map[string]componentRecord{}
 		}
 		op.Record.Components[step] = rec
-	}); err != nil {
-		return nil, err
-	}
-	return []string{fmt.Sprintf("%s %s: revision %d (operation %s)", p.Action, p.Name, res.Revision, res.Operation)}, nil
+	})
 }
 
 // runCheck runs a profile's checks with the plan's network parameters,

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
@@ -302,11 +303,26 @@ func (r *runner) undoComponent(ctx context.Context, s plan.Step) ([]string, erro
 	opts := lifecycle.Options{Name: rec.Name, Command: r.opts.Command, Lock: r.lock}
 	switch rec.Action {
 	case plan.ComponentInstall:
-		if _, err := lifecycle.Uninstall(ctx, r.c, opts); err != nil {
+		_, err := lifecycle.Uninstall(ctx, r.c, opts)
+		var state *lifecycle.StateError
+		if rec.InFlight && errors.As(err, &state) {
+			// Killed before its install made anything.
+			return []string{rec.Name + " was not installed: nothing to undo"}, nil
+		}
+		if err != nil {
 			return nil, err
 		}
 		return []string{"uninstalled " + rec.Name}, nil
 	case plan.ComponentUpgrade:
+		if rec.InFlight {
+			revs, err := release.NewStore(r.c.Client).List(ctx, rec.Name)
+			if err != nil {
+				return nil, fmt.Errorf("reading the revisions of %s: %w", rec.Name, err)
+			}
+			if cur := release.Current(revs); cur != nil && cur.Number == rec.Previous {
+				return []string{fmt.Sprintf("%s is still at revision %d: the upgrade did not deploy, nothing to undo", rec.Name, rec.Previous)}, nil
+			}
+		}
 		opts.Revision = rec.Previous
 		res, err := lifecycle.Rollback(ctx, r.c, opts)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"syscall"
 	"time"
 
@@ -16,6 +17,17 @@ import (
 func Is(err error) bool {
 	if err == nil {
 		return false
+	}
+	// The server answered, and said no: a 4xx other than a timeout or
+	// too many requests is the same answer next time. A resource whose
+	// type is no longer served (its CRD deleted) answers a plain-text 404
+	// that client-go marks as an unexpected server response as well: not
+	// found, not something to wait out.
+	var st apierrors.APIStatus
+	if errors.As(err, &st) {
+		if c := st.Status().Code; c >= 400 && c < 500 && c != http.StatusRequestTimeout && c != http.StatusTooManyRequests {
+			return false
+		}
 	}
 	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err) {
