@@ -134,6 +134,57 @@ steps:
 	if cur := release.Current(revs); cur == nil || cur.Number != 1 {
 		t.Fatalf("revisions after the install: %+v", revs)
 	}
+
+	// Killed after the install ended, before the step was marked done:
+	// the journal as such a run leaves it (the step journaled in flight
+	// before it acted, the operation running). Run again, the migration
+	// takes the install it made instead of refusing it as installed.
+	store := journal.NewStore(cs)
+	raw, err := store.Get(ctx, res.Operation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := journal.Decode[migrate.Record](raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, ok := op.Record.Components["install-plugin"]
+	if !ok || rec.InFlight || rec.Revision != 1 || rec.Previous != 0 {
+		t.Fatalf("the component step's record: %+v (journaled %v), want revision 1 over none, done", rec, ok)
+	}
+	rec.InFlight, rec.Revision = true, 0
+	op.Record.Components["install-plugin"] = rec
+	op.Status, op.Finished = journal.Running, nil
+	st := op.StepByName("install-plugin")
+	st.Finished, st.Detail = nil, nil
+	forged, err := journal.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	again, err := migrate.Run(ctx, c, migrate.Options{Plan: p, Poll: 100 * time.Millisecond, Sources: map[string]*component.Source{"v1": src}})
+	if err != nil {
+		t.Fatalf("run again after the kill: %v", err)
+	}
+	if again.Operation != res.Operation || !again.Resumed {
+		t.Errorf("run again: operation %s (resumed %v), want %s resumed", again.Operation, again.Resumed, res.Operation)
+	}
+	revs, _ = release.NewStore(cs).List(ctx, "plugin")
+	if cur := release.Current(revs); cur == nil || cur.Number != 1 || len(revs) != 1 {
+		t.Errorf("revisions after the run again: %+v, want revision 1 alone", revs)
+	}
+	if raw, err = store.Get(ctx, res.Operation); err != nil {
+		t.Fatal(err)
+	}
+	if op, err = journal.Decode[migrate.Record](raw); err != nil {
+		t.Fatal(err)
+	}
+	if rec := op.Record.Components["install-plugin"]; rec.InFlight || rec.Revision != 1 || op.Status != journal.Succeeded {
+		t.Errorf("after the run again: %s, record %+v; want Succeeded, revision 1 done", op.Status, rec)
+	}
+
 	if _, err := migrate.Rollback(ctx, c, res.Operation, migrate.RollbackOptions{Poll: 100 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
