@@ -225,8 +225,10 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 	if cur := release.Current(revs); cur != nil {
 		before = cur.Number
 	}
+	// A record in flight is an earlier run's, killed in the act; any
+	// other (none, or a step done before and now run again) starts anew.
 	rec, started := r.w.Snapshot().Record.Components[step]
-	if !started {
+	if !started || !rec.InFlight {
 		rec = componentRecord{Name: p.Name, Action: p.Action, Previous: before, InFlight: true}
 		if err := r.recordComponent(ctx, step, rec); err != nil {
 			return nil, err
