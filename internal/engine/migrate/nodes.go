@@ -217,12 +217,12 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 	// before the step was marked done finds the install it made (an
 	// install run again would be refused: the component is installed),
 	// and a rollback knows what to undo.
-	revs, err := release.NewStore(r.c.Client).List(ctx, p.Name)
+	cur, err := r.deployed(ctx, p.Name)
 	if err != nil {
-		return nil, fmt.Errorf("reading the revisions of %s: %w", p.Name, err)
+		return nil, err
 	}
 	before := 0
-	if cur := release.Current(revs); cur != nil {
+	if cur != nil {
 		before = cur.Number
 	}
 	// A record in flight is an earlier run's, killed in the act; any
@@ -237,7 +237,6 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 	var res *lifecycle.Result
 	switch {
 	case p.Action == plan.ComponentInstall && rec.InFlight && before > rec.Previous:
-		cur := release.Current(revs)
 		klog.FromContext(ctx).Info("the install of an earlier run is done", "component", p.Name, "revision", cur.Number, "operation", cur.Operation)
 		res = &lifecycle.Result{Revision: cur.Number, Previous: rec.Previous, Operation: cur.Operation}
 	case p.Action == plan.ComponentInstall:
@@ -255,6 +254,15 @@ func (r *runner) component(ctx context.Context, step string, p *plan.Component) 
 		return nil, err
 	}
 	return []string{fmt.Sprintf("%s %s: revision %d (operation %s)", p.Action, p.Name, res.Revision, res.Operation)}, nil
+}
+
+// deployed is the component's deployed revision, nil when none is.
+func (r *runner) deployed(ctx context.Context, name string) (*release.Revision, error) {
+	revs, err := release.NewStore(r.c.Client).List(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("reading the revisions of %s: %w", name, err)
+	}
+	return release.Current(revs), nil
 }
 
 // recordComponent journals a component step.

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/hitless-dev/hitless/internal/component/release"
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lifecycle"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
@@ -315,11 +314,11 @@ func (r *runner) undoComponent(ctx context.Context, s plan.Step) ([]string, erro
 		return []string{"uninstalled " + rec.Name}, nil
 	case plan.ComponentUpgrade:
 		if rec.InFlight {
-			revs, err := release.NewStore(r.c.Client).List(ctx, rec.Name)
+			cur, err := r.deployed(ctx, rec.Name)
 			if err != nil {
-				return nil, fmt.Errorf("reading the revisions of %s: %w", rec.Name, err)
+				return nil, err
 			}
-			if cur := release.Current(revs); cur != nil && cur.Number == rec.Previous {
+			if cur != nil && cur.Number == rec.Previous {
 				return []string{fmt.Sprintf("%s is still at revision %d: the upgrade did not deploy, nothing to undo", rec.Name, rec.Previous)}, nil
 			}
 		}
