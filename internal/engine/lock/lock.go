@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
+	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 )
 
@@ -123,8 +124,9 @@ type Lock struct {
 // Acquire takes the cluster lock for holder. The lock can be taken when it
 // is free, its lease lapsed, already ours (same operation and process), or
 // held by a holder proven gone: its pod deleted or replaced, its node
-// deleted, or, for the same operation on this host, its process no longer
-// running, so re-running a killed command resumes at once. Otherwise it
+// deleted, or a process on this host that no longer runs, when the
+// operation is the same one (re-running a killed command resumes at once)
+// or was never journaled (killed before it did anything). Otherwise it
 // returns a *HeldError naming the holder and when its lease lapses.
 func Acquire(ctx context.Context, cs kubernetes.Interface, holder Holder) (*Lock, error) {
 	if err := store.New(cs).EnsureNamespace(ctx); err != nil {
@@ -285,8 +287,21 @@ func takeable(ctx context.Context, cs kubernetes.Interface, lease *coordinationv
 	if gone, why, err := holderGone(ctx, cs, current); err != nil || gone {
 		return gone, why, err
 	}
-	if current.Operation == want.Operation && current.Pod == "" && current.Host == want.Host && !processRuns(current.PID) {
+	if current.Pod != "" || current.Host != want.Host || processRuns(current.PID) {
+		return false, "", nil
+	}
+	if current.Operation == want.Operation {
 		return true, fmt.Sprintf("process %d on this host no longer runs", current.PID), nil
+	}
+	// Every engine takes the lock before it creates its journal, and
+	// journals before it acts: a dead holder whose operation has no
+	// journal died in between and did nothing that could interleave.
+	_, err := journal.NewStore(cs).Get(ctx, current.Operation)
+	switch {
+	case errors.Is(err, journal.ErrNotFound):
+		return true, fmt.Sprintf("process %d on this host no longer runs and operation %s was never journaled", current.PID, current.Operation), nil
+	case err != nil:
+		return false, "", fmt.Errorf("reading the journal of lock holder %s: %w", current.Operation, err)
 	}
 	return false, "", nil
 }

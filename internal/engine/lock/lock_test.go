@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/kube/store"
 	"github.com/hitless-dev/hitless/internal/localcluster/clustertest"
@@ -59,6 +60,53 @@ func TestLock(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.Release(ctx) //nolint:errcheck // already taken over
+	})
+
+	// A run killed between taking the lock and creating its journal did
+	// nothing: the next command (a new operation) need not wait for the
+	// lease. A dead holder whose operation is journaled keeps the lock
+	// from any other operation until its lease lapses.
+	t.Run("a dead process whose operation was never journaled is taken over at once", func(t *testing.T) {
+		dead := lock.Self("op-never-journaled", "hitless migrate run x")
+		dead.PID = 1 << 22
+		l, err := lock.Acquire(ctx, cs, dead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := lock.Acquire(ctx, cs, lock.Self("op-next", "hitless migrate run x"))
+		if err != nil {
+			t.Fatalf("lock of a dead, never journaled operation refused: %v", err)
+		}
+		if err := next.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l.Release(ctx) //nolint:errcheck // already taken over
+	})
+
+	t.Run("a dead process whose operation is journaled keeps the lock from others", func(t *testing.T) {
+		id := journal.NewID("roll")
+		op := &journal.Raw{Operation: journal.Operation{ID: id, Kind: "roll", Status: journal.Running, Started: time.Now().UTC(), Runs: 1}}
+		store := journal.NewStore(cs)
+		if err := store.Create(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := cs.CoreV1().ConfigMaps(lock.Namespace).Delete(ctx, "hitless-op-"+id, metav1.DeleteOptions{}); err != nil {
+				t.Error(err)
+			}
+		}()
+		dead := lock.Self(id, "hitless roll")
+		dead.PID = 1 << 22
+		l, err := lock.Acquire(ctx, cs, dead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release(ctx) //nolint:errcheck // released or taken over
+		_, err = lock.Acquire(ctx, cs, lock.Self("op-other", "hitless roll"))
+		var held *lock.HeldError
+		if !errors.As(err, &held) || held.Holder.Operation != id {
+			t.Fatalf("another operation beside a dead, journaled holder: Acquire = %v, want *HeldError naming %s", err, id)
+		}
 	})
 
 	t.Run("an expired lease is free", func(t *testing.T) {
