@@ -322,6 +322,8 @@ type Writer[R any] struct {
 	store *Store
 	mu    sync.Mutex
 	op    *Entry[R]
+	// deferredSince is when the oldest change not yet written was made.
+	deferredSince time.Time
 }
 
 // NewWriter wraps an operation read from or created in store.
@@ -342,6 +344,31 @@ func (w *Writer[R]) Update(ctx context.Context, mutate func(op *Entry[R])) error
 		}
 		return nil
 	})
+}
+
+// Defer applies mutate to the operation as the writer sees it (Snapshot
+// shows it) without writing it: the next Update, Force or Flush writes it
+// with its own change. It is for changes whose loss in a crash only makes
+// a resume repeat an idempotent step, never skip one (a phase that started,
+// when the journaled phase before it redoes it).
+func (w *Writer[R]) Defer(mutate func(op *Entry[R])) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mutate(w.op)
+	if w.deferredSince.IsZero() {
+		w.deferredSince = time.Now()
+	}
+}
+
+// Flush writes the deferred changes, if there are any older than age.
+func (w *Writer[R]) Flush(ctx context.Context, age time.Duration) error {
+	w.mu.Lock()
+	since := w.deferredSince
+	w.mu.Unlock()
+	if since.IsZero() || time.Since(since) < age {
+		return nil
+	}
+	return w.Update(ctx, func(*Entry[R]) {})
 }
 
 // Force is Update for the final writes of an aborted or interrupted run:
@@ -365,6 +392,7 @@ func (w *Writer[R]) write(ctx context.Context, mutate func(op *Entry[R]), onConf
 		err = transient.Retry(ctx, func() error { return put(ctx, w.store, next) })
 		if err == nil {
 			w.op = next
+			w.deferredSince = time.Time{}
 			return nil
 		}
 		if !apierrors.IsConflict(err) || attempt >= 5 {

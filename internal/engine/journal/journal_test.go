@@ -101,3 +101,57 @@ func TestWriterNoticesAbort(t *testing.T) {
 		t.Errorf("status after Force = %s", got.Status)
 	}
 }
+
+// A deferred change shows in the writer's snapshot at once, is not in the
+// cluster until the next write or a flush of changes that waited long
+// enough, and then is.
+func TestWriterDefers(t *testing.T) {
+	store := journal.NewStore(env.Client(t))
+	ctx := context.Background()
+	op := &roll.Journal{Operation: journal.Operation{ID: journal.NewID("test"), Kind: "test", Status: journal.Running, Started: time.Now().UTC(), Spec: []byte(`{}`)},
+		Record: roll.Record{Nodes: []roll.Node{{Name: "n1", Phase: "pending"}, {Name: "n2", Phase: "pending"}}}}
+	raw, err := journal.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Create(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	op.Operation = raw.Operation
+	w := journal.NewWriter(store, op)
+	stored := func() []roll.Node {
+		t.Helper()
+		gotRaw, err := store.Get(ctx, op.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := journal.Decode[roll.Record](gotRaw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Record.Nodes
+	}
+	w.Defer(func(op *roll.Journal) { op.Record.Nodes[0].Phase = "done" })
+	if got := w.Snapshot().Record.Nodes[0].Phase; got != "done" {
+		t.Errorf("snapshot after Defer: %s, want done", got)
+	}
+	if err := w.Flush(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored()[0].Phase; got != "pending" {
+		t.Errorf("stored after a flush of older changes only: %s, want pending", got)
+	}
+	if err := w.Update(ctx, func(op *roll.Journal) { op.Record.Nodes[1].Phase = "cordon" }); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); got[0].Phase != "done" || got[1].Phase != "cordon" {
+		t.Errorf("stored after the next write: %s, %s; want done, cordon", got[0].Phase, got[1].Phase)
+	}
+	w.Defer(func(op *roll.Journal) { op.Record.Nodes[1].Phase = "drain" })
+	if err := w.Flush(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored()[1].Phase; got != "drain" {
+		t.Errorf("stored after the flush: %s, want drain", got)
+	}
+}

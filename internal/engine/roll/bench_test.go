@@ -3,10 +3,12 @@ package roll_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -75,26 +77,41 @@ func settle(b *testing.B, ns string) {
 // BenchmarkRollVsKubectlLoop compares, on the same 20 nodes with 20 pods
 // each, `hitless roll --batch 1` with the loop the vendor runbooks use:
 // kubectl drain --ignore-daemonsets --delete-emptydir-data NODE && kubectl
-// uncordon NODE. Run:
+// uncordon NODE, at PDB maxUnavailable 1 and 5, and prints a table. Run:
 //
-//	go test -run '^$' -bench RollVsKubectlLoop -benchtime 1x ./internal/engine/roll
+//	bash hack/bench.sh RollVsKubectlLoop
 func BenchmarkRollVsKubectlLoop(b *testing.B) {
-	// With maxUnavailable 5 the PDBs themselves make some drains take two
-	// rounds of grace periods; with 10 every node drains in one, which
-	// isolates each tool's own overhead.
-	for _, maxUnavailable := range []int{5, 10} {
+	var rows []rollRow
+	// With maxUnavailable 1 each budget lets one pod go at a time, so a
+	// drain waits for replacements; with 5 a node's five pods of each
+	// Deployment may go at once, which isolates each tool's own overhead.
+	for _, maxUnavailable := range []int{1, 5} {
 		b.Run(fmt.Sprintf("pdb-max-unavailable=%d", maxUnavailable), func(b *testing.B) {
-			benchRollVsKubectl(b, maxUnavailable)
+			rows = append(rows, benchRollVsKubectl(b, maxUnavailable)...)
 		})
 	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	_, _ = fmt.Fprintln(tw, "\nPDB maxUnavailable\ttool\ts/node\tfloor s/node\toverhead s/node\tdrain s/node\trequests/node\tbeyond pods/node\t")
+	for _, r := range rows {
+		_, _ = fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%.1f\t\n", r.maxUnavailable, r.tool, r.perNode, r.floor, r.perNode-r.floor, r.drain, r.requests, r.requests-r.pods)
+	}
+	_ = tw.Flush()
 }
 
-func benchRollVsKubectl(b *testing.B, maxUnavailable int) {
+// rollRow is one line of BenchmarkRollVsKubectlLoop's table, per node.
+type rollRow struct {
+	maxUnavailable                 int
+	tool, drain                    string
+	perNode, floor, requests, pods float64
+}
+
+func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 	const nodes, podsPerNode = 20, 20
 	label := fmt.Sprintf("vs%d", maxUnavailable)
 	ns, names := benchPool(b, label, nodes, podsPerNode, maxUnavailable)
 	cs, requests := countingClient(b)
 	selector := "bench=" + label
+	var rows []rollRow
 
 	b.Run("hitless-roll", func(b *testing.B) {
 		for b.Loop() {
@@ -126,6 +143,8 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) {
 			report(b, total, term, nodes, pods)
 			b.ReportMetric(float64(requests.Load())/nodes, "requests/node")
 			b.ReportMetric(float64(requests.Load())/nodes-float64(pods)/nodes, "requests-beyond-pods/node")
+			rows = append(rows, rollRow{maxUnavailable: maxUnavailable, tool: "hitless roll --batch 1", drain: fmt.Sprintf("%.2f", phases["drain"].Seconds()/nodes),
+				perNode: total.Seconds() / nodes, floor: term.Seconds() / nodes, requests: float64(requests.Load()) / nodes, pods: float64(pods) / nodes})
 		}
 	})
 
@@ -160,8 +179,11 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) {
 			report(b, total, term, nodes, pods)
 			b.ReportMetric(float64(kubectlRequests)/nodes, "requests/node")
 			b.ReportMetric(float64(kubectlRequests)/nodes-float64(pods)/nodes, "requests-beyond-pods/node")
+			rows = append(rows, rollRow{maxUnavailable: maxUnavailable, tool: "kubectl drain && uncordon", drain: "",
+				perNode: total.Seconds() / nodes, floor: term.Seconds() / nodes, requests: float64(kubectlRequests) / nodes, pods: float64(pods) / nodes})
 		}
 	})
+	return rows
 }
 
 func report(b *testing.B, total, term time.Duration, nodes, pods int) {

@@ -65,12 +65,11 @@ type drainResult struct {
 // refusals after retryDelay, and waits for the pods to be gone with one
 // watch instead of polling each pod.
 //
-// pdbChanged returns a channel closed at the next change of any
-// PodDisruptionBudget: a refused eviction is retried as soon as its budget
-// may allow it, or after the retry delay at the latest.
-//
-// budgetOf names the PodDisruptionBudget covering a pod, or "".
-func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec Spec, pdbChanged func() <-chan struct{}, budgetOf func(*corev1.Pod) string) (drainResult, error) {
+// An eviction is asked for when the budget covering the pod may allow
+// it, as the budgets last seen say; a refused one is asked again as soon
+// as its budget changed and allows a disruption, or after the retry delay
+// at the latest.
+func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec Spec, pdbs budgetView) (drainResult, error) {
 	var res drainResult
 	helper := &drain.Helper{
 		Ctx:                 ctx,
@@ -98,15 +97,18 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 			res.Evicted = append(res.Evicted, p.Namespace+"/"+p.Name)
 		}
 	}
-	e := &evictor{helper: helper, ctx: dctx, retryDelay: spec.EvictRetryDelay, pdbChanged: pdbChanged, blocking: map[string]string{}}
+	e := &evictor{helper: helper, ctx: dctx, retryDelay: spec.EvictRetryDelay, budgets: pdbs, blocking: map[string]string{}}
 	var wg sync.WaitGroup
 	// Pods under one PDB are evicted one after the other (concurrent
 	// evictions against one budget conflict in the API server, which backs
 	// off half a second per conflict); groups run side by side.
-	for _, group := range byBudget(pods, budgetOf) {
+	for key, group := range byBudget(pods, pdbs.Of) {
 		wg.Go(func() {
+			if strings.HasPrefix(key, noBudget) {
+				key = ""
+			}
 			for _, p := range group {
-				if !e.evict(p) {
+				if !e.evict(p, key) {
 					return
 				}
 			}
@@ -208,6 +210,20 @@ func (d daemonSetsKept) Get(ctx context.Context, name string, opts metav1.GetOpt
 	return ds, err
 }
 
+// budgetView is what a drain needs to know of the PodDisruptionBudgets.
+type budgetView interface {
+	// Of names the budget covering a pod (namespace/name), or "".
+	Of(p *corev1.Pod) string
+	// Changed returns a channel closed at the next change of a budget.
+	Changed(key string) <-chan struct{}
+	// Allows says whether a budget, as last seen, may allow an eviction.
+	Allows(key string) bool
+}
+
+// noBudget prefixes the group key of a pod no budget covers (a budget's
+// key is namespace/name, which never starts with a space).
+const noBudget = " pod-"
+
 // byBudget groups pods by the PodDisruptionBudget covering them; a pod
 // without one is a group of its own.
 func byBudget(pods []corev1.Pod, budgetOf func(*corev1.Pod) string) map[string][]corev1.Pod {
@@ -215,7 +231,7 @@ func byBudget(pods []corev1.Pod, budgetOf func(*corev1.Pod) string) map[string][
 	for i, p := range pods {
 		key := budgetOf(&p)
 		if key == "" {
-			key = fmt.Sprintf("pod-%d", i)
+			key = fmt.Sprintf("%s%d", noBudget, i)
 		}
 		groups[key] = append(groups[key], p)
 	}
@@ -227,7 +243,7 @@ type evictor struct {
 	helper     *drain.Helper
 	ctx        context.Context // the drain's deadline
 	retryDelay time.Duration
-	pdbChanged func() <-chan struct{}
+	budgets    budgetView
 
 	mu       sync.Mutex
 	blocking map[string]string // pod -> the budget's refusal
@@ -235,36 +251,70 @@ type evictor struct {
 }
 
 // evict retries one pod's eviction until it is accepted, refused for
-// good, or the drain ends; it reports whether the pod goes.
-func (e *evictor) evict(p corev1.Pod) bool {
+// good, or the drain ends; it reports whether the pod goes. key names
+// the budget covering the pod, or is "".
+func (e *evictor) evict(p corev1.Pod, key string) bool {
+	force := false
 	for {
-		changed := e.pdbChanged()
-		err := e.helper.EvictPod(p, policyv1.SchemeGroupVersion)
-		switch {
-		case err == nil || apierrors.IsNotFound(err):
-			return true
-		case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-			// Its namespace is being deleted: no eviction is accepted
-			// there, and the namespace controller deletes the pod; the
-			// drain waits for it to go, as kubectl drain does.
-			return true
-		case apierrors.IsTooManyRequests(err):
-			e.mu.Lock()
-			e.blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
-			e.mu.Unlock()
-		case transient.Is(err):
-			// The API server is restarting or overloaded: retry.
-		default:
-			e.mu.Lock()
-			e.err = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
-			e.mu.Unlock()
+		changed := e.budgets.Changed(key)
+		if force || key == "" || e.budgets.Allows(key) {
+			if done, goes := e.try(p); done {
+				return goes
+			}
+		}
+		var alive bool
+		if force, alive = e.wait(key, changed); !alive {
 			return false
 		}
+	}
+}
+
+// try asks for one eviction: done when the pod goes or is refused for
+// good (goes says which), not done when a budget or the API server said
+// to ask again.
+func (e *evictor) try(p corev1.Pod) (done, goes bool) {
+	err := e.helper.EvictPod(p, policyv1.SchemeGroupVersion)
+	switch {
+	case err == nil || apierrors.IsNotFound(err):
+		return true, true
+	case apierrors.IsForbidden(err) && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		// Its namespace is being deleted: no eviction is accepted there,
+		// and the namespace controller deletes the pod; the drain waits
+		// for it to go, as kubectl drain does.
+		return true, true
+	case apierrors.IsTooManyRequests(err):
+		e.mu.Lock()
+		e.blocking[p.Namespace+"/"+p.Name] = pdbMessage(err)
+		e.mu.Unlock()
+		return false, false
+	case transient.Is(err):
+		// The API server is restarting or overloaded: ask again.
+		return false, false
+	default:
+		e.mu.Lock()
+		e.err = fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err)
+		e.mu.Unlock()
+		return true, false
+	}
+}
+
+// wait waits until budget key changed and allows a disruption, or the
+// retry delay passed (timedOut: ask the API server whatever the budget
+// last said). alive is false when the drain ended.
+func (e *evictor) wait(key string, changed <-chan struct{}) (timedOut, alive bool) {
+	retry := time.NewTimer(e.retryDelay)
+	defer retry.Stop()
+	for {
 		select {
 		case <-e.ctx.Done():
-			return false
+			return false, false
+		case <-retry.C:
+			return true, true
 		case <-changed:
-		case <-time.After(e.retryDelay):
+			changed = e.budgets.Changed(key)
+			if key == "" || e.budgets.Allows(key) {
+				return false, true
+			}
 		}
 	}
 }

@@ -74,61 +74,62 @@ func (r *runner) phases() []string {
 	return append(out, PhaseUncordon)
 }
 
-// takeDrained returns, once, what the node's drain did, for the next write.
-func (r *runner) takeDrained(name string) drainResult {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res := r.drained[name]
-	delete(r.drained, name)
-	return res
-}
-
 func recordDrain(n *Node, res drainResult) {
 	n.Evicted = append(n.Evicted, res.Evicted...)
 	n.Deleted = append(n.Deleted, res.Deleted...)
 }
 
-// deferPhase keeps a phase record to journal with the next write.
-func (r *runner) deferPhase(name string, rec *PhaseRecord) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.deferred[name] = rec
-}
-
-// applyDeferred closes the open phase when the deferred one started and
-// appends the deferred record.
-func (r *runner) applyDeferred(n *Node) {
-	r.mu.Lock()
-	rec := r.deferred[n.Name]
-	delete(r.deferred, n.Name)
-	r.mu.Unlock()
-	if rec == nil {
-		return
-	}
-	closePhase(n, rec.Started, "")
-	n.Phase = rec.Name
-	n.Phases = append(n.Phases, *rec)
-}
-
 // enter journals that the node starts phase, closing the previous one.
 func (r *runner) enter(ctx context.Context, name, phase string, extra func(n *Node)) error {
-	drained := r.takeDrained(name)
-	err := r.w.Update(ctx, func(op *Journal) {
+	err := r.w.Update(ctx, startPhase(name, phase, extra))
+	if err == nil {
+		r.emit(Event{Node: name, Batch: r.batchOf(name), Phase: phase})
+	}
+	return err
+}
+
+// enterLater is enter for a phase whose start need not be written before
+// it acts: the journal writes it with its next change, or within
+// journalLag. A crash before that resumes the node from the phase before
+// it, which is idempotent and redoes it.
+func (r *runner) enterLater(name, phase string) {
+	r.w.Defer(startPhase(name, phase, nil))
+	r.emit(Event{Node: name, Batch: r.batchOf(name), Phase: phase})
+}
+
+func startPhase(name, phase string, extra func(n *Node)) func(op *Journal) {
+	return func(op *Journal) {
 		n := op.Record.NodeByName(name)
 		now := time.Now().UTC()
-		recordDrain(n, drained)
-		r.applyDeferred(n)
 		closePhase(n, now, "")
 		n.Phase = phase
 		n.Phases = append(n.Phases, PhaseRecord{Name: phase, Started: now})
 		if extra != nil {
 			extra(n)
 		}
-	})
-	if err == nil {
-		r.emit(Event{Node: name, Batch: r.batchOf(name), Phase: phase})
 	}
-	return err
+}
+
+// journalLag is how long a change the journal need not write at once
+// (enterLater, a node done) may wait for the next write before it is
+// written on its own, so that `hitless status` is never further behind.
+const journalLag = 5 * time.Second
+
+// flushJournal writes the deferred changes that waited journalLag, until
+// ctx ends.
+func (r *runner) flushJournal(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			// A failed write keeps the changes for the next one; the
+			// operation's final write carries them at the latest.
+			_ = r.w.Flush(ctx, journalLag)
+		}
+	}
 }
 
 func closePhase(n *Node, now time.Time, errMsg string) {
@@ -156,32 +157,24 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 		}
 	}
 	env := hookEnv{Node: name, NodeIP: r.planOf(name).InternalIP, Operation: r.w.Snapshot().ID, Batch: batch}
-	for _, phase := range phases[start:] {
+	for i, phase := range phases[start:] {
 		var err error
-		if phase == PhaseWait && !r.spec.HasAction() {
-			// Waiting changes nothing and, without an action before it, a
-			// resume that finds the node still in its drain loses nothing:
-			// the wait is journaled with the next transition, saving a write.
-			rec := &PhaseRecord{Name: PhaseWait, Started: time.Now().UTC()}
-			r.deferPhase(name, rec)
-			r.emit(Event{Node: name, Batch: batch, Phase: PhaseWait})
-			err = r.doPhase(ctx, name, phase, env)
-			if err == nil {
-				now := time.Now().UTC()
-				rec.Finished = &now
-			}
+		if r.later(phases, start+i) {
+			r.enterLater(name, phase)
 		} else {
 			err = r.enterPhase(ctx, name, phase)
-			if err == nil {
-				err = r.doPhase(ctx, name, phase, env)
-			}
+		}
+		if err == nil {
+			err = r.doPhase(ctx, name, phase, env)
 		}
 		if err != nil {
 			r.nodeFailed(ctx, name, phase, err)
 			return
 		}
 	}
-	err := r.w.Update(ctx, func(op *Journal) {
+	// Uncordoned and unmarked: a crash before this is written redoes the
+	// uncordon, which is idempotent.
+	r.w.Defer(func(op *Journal) {
 		n := op.Record.NodeByName(name)
 		now := time.Now().UTC()
 		closePhase(n, now, "")
@@ -190,11 +183,20 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 		n.CompletedAt = &now
 		n.CordonedByUs = false // uncordoned: nothing of ours left on it
 	})
-	if err != nil {
-		r.nodeFailed(ctx, name, PhaseDone, err)
-		return
-	}
 	r.emit(Event{Node: name, Batch: batch, Phase: PhaseDone})
+}
+
+// later says whether phases[i] may start without a write of its own: the
+// drain right after the cordon (a resume from the cordon cordons again,
+// a no-op, and drains) and the wait right after the drain (waiting
+// changes nothing). A phase after a hook or an action is always written,
+// so that a resume never runs a hook or an action again unannounced.
+func (r *runner) later(phases []string, i int) bool {
+	if i == 0 {
+		return false
+	}
+	prev := phases[i-1]
+	return (phases[i] == PhaseDrain && prev == PhaseCordon) || (phases[i] == PhaseWait && prev == PhaseDrain)
 }
 
 func (r *runner) enterPhase(ctx context.Context, name, phase string) error {
@@ -242,12 +244,10 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 	case PhasePreNode:
 		return r.hook(ctx, name, "pre-node", r.spec.PreNode, fmt.Sprintf("Stop routing requests to node %s (%s)", name, env.NodeIP), env)
 	case PhaseDrain:
-		res, err := drainNode(ctx, r.cs, name, r.spec, r.pdbChanged, r.budgetOf)
-		// Journaled with the next transition (or the failure), not in a
-		// write of its own.
-		r.mu.Lock()
-		r.drained[name] = res
-		r.mu.Unlock()
+		res, err := drainNode(ctx, r.cs, name, r.spec, r.budgets)
+		// Journaled with the next write, not in one of its own: a resume
+		// that lost it drains again and finds the pods gone.
+		r.w.Defer(func(op *Journal) { recordDrain(op.Record.NodeByName(name), res) })
 		if err != nil {
 			return err
 		}
@@ -474,12 +474,9 @@ func (r *runner) nodeFailed(ctx context.Context, name, phase string, cause error
 			blockers = append(blockers, "pods still on the node: "+strings.Join(timeout.Pods, ", "))
 		}
 	}
-	drained := r.takeDrained(name)
 	_ = r.w.Force(cleanup, func(op *Journal) {
 		n := op.Record.NodeByName(name)
 		now := time.Now().UTC()
-		recordDrain(n, drained)
-		r.applyDeferred(n)
 		closePhase(n, now, cause.Error())
 		n.Phase, n.Outcome = final, outcome
 		if final != PhasePending {

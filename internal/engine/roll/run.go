@@ -14,13 +14,11 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
-	policylisters "k8s.io/client-go/listers/policy/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/lock"
 	"github.com/hitless-dev/hitless/internal/engine/operation"
-	"github.com/hitless-dev/hitless/internal/kube/eviction"
 	knode "github.com/hitless-dev/hitless/internal/kube/node"
 )
 
@@ -144,7 +142,7 @@ func Run(ctx context.Context, cs kubernetes.Interface, opts Options) (*Result, e
 		defer lk.Close(ctx)
 	}
 
-	r := &runner{cs: cs, spec: spec, opts: opts, actions: actions, store: store, lock: lk, inflight: map[string]bool{}, drained: map[string]drainResult{}, deferred: map[string]*PhaseRecord{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
+	r := &runner{cs: cs, spec: spec, opts: opts, actions: actions, store: store, lock: lk, inflight: map[string]bool{}, cordonRV: map[string]string{}, wake: make(chan struct{}, 1)}
 	res := &Result{}
 	if existing != nil {
 		if r.opts.Guard, err = operation.Attach(ctx, opts.Guard, existing.Guard, opts.Guards); err != nil {
@@ -198,12 +196,9 @@ type runner struct {
 	plan    *Plan
 	byName  map[string]NodePlan // the plan's nodes, indexed once
 	nodes   listersv1.NodeLister
-	pdbs    policylisters.PodDisruptionBudgetLister
+	budgets *budgets
 
 	mu       sync.Mutex
-	pdbWake  chan struct{} // closed and replaced at every PDB change
-	drained  map[string]drainResult
-	deferred map[string]*PhaseRecord
 	cordonRV map[string]string // node versions read before cordoning
 	inflight map[string]bool
 	failures int
@@ -283,13 +278,9 @@ func (r *runner) execute(ctx context.Context) error {
 	factory := informers.NewSharedInformerFactory(r.cs, 0)
 	nodeInformer := factory.Core().V1().Nodes()
 	r.nodes = nodeInformer.Lister()
-	r.pdbWake = make(chan struct{})
 	pdbInformer := factory.Policy().V1().PodDisruptionBudgets().Informer()
-	r.pdbs = factory.Policy().V1().PodDisruptionBudgets().Lister()
-	_, _ = pdbInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(any, any) { r.pdbUpdated() },
-		AddFunc:    func(any) { r.pdbUpdated() },
-	})
+	r.budgets = newBudgets(factory.Policy().V1().PodDisruptionBudgets().Lister())
+	_, _ = pdbInformer.AddEventHandler(r.budgets.handler())
 	informerCtx, stopInformers := context.WithCancel(ctx)
 	factory.Start(informerCtx.Done())
 	defer func() {
@@ -300,6 +291,7 @@ func (r *runner) execute(ctx context.Context) error {
 		return r.finish(ctx, journal.Interrupted, "stopped before the node cache synced")
 	}
 	go r.watchAbort(ctx, cancel)
+	go r.flushJournal(ctx)
 
 	for bi, batch := range r.plan.Batches {
 		if r.stopped() != "" || ctx.Err() != nil {
@@ -409,34 +401,6 @@ func (r *runner) watchAbort(ctx context.Context, cancel context.CancelCauseFunc)
 			return
 		}
 	}
-}
-
-// budgetOf names the first PodDisruptionBudget whose selector matches the pod.
-func (r *runner) budgetOf(p *corev1.Pod) string {
-	if r.pdbs == nil {
-		return ""
-	}
-	list, err := r.pdbs.PodDisruptionBudgets(p.Namespace).List(everything())
-	if err != nil {
-		return ""
-	}
-	if pdb := eviction.Covering(p, list); pdb != nil {
-		return pdb.Namespace + "/" + pdb.Name
-	}
-	return ""
-}
-
-func (r *runner) pdbUpdated() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	close(r.pdbWake)
-	r.pdbWake = make(chan struct{})
-}
-
-func (r *runner) pdbChanged() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.pdbWake
 }
 
 func (r *runner) stop(why string) {
