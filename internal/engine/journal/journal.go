@@ -324,6 +324,15 @@ type Writer[R any] struct {
 	op    *Entry[R]
 	// deferredSince is when the oldest change not yet written was made.
 	deferredSince time.Time
+
+	queued  sync.Mutex
+	pending []*pendingUpdate[R] // Updates waiting for mu, written together
+}
+
+// pendingUpdate is an Update waiting to be written.
+type pendingUpdate[R any] struct {
+	mutate  func(op *Entry[R])
+	written chan error
 }
 
 // NewWriter wraps an operation read from or created in store.
@@ -335,15 +344,56 @@ func NewWriter[R any](store *Store, op *Entry[R]) *Writer[R] {
 // so the change is journaled before the step it announces acts. If another
 // writer requested an abort meanwhile, it returns ErrAborted and the
 // mutation is not written.
+//
+// Updates that arrive while a write is in flight are written together,
+// in the order they arrived, in one write (a group commit): each returns
+// once its change is written, and all of them share that write's error.
 func (w *Writer[R]) Update(ctx context.Context, mutate func(op *Entry[R])) error {
-	return w.write(ctx, mutate, func(fresh *Raw) error {
-		if fresh.Status == Aborting || fresh.Status == Aborted {
-			w.op.Status = fresh.Status
-			w.op.resourceVersion = fresh.resourceVersion
-			return ErrAborted
+	for {
+		p := &pendingUpdate[R]{mutate: mutate, written: make(chan error, 1)}
+		w.queued.Lock()
+		w.pending = append(w.pending, p)
+		w.queued.Unlock()
+		w.mu.Lock()
+		select {
+		case err := <-p.written: // an earlier writer took ours along
+			w.mu.Unlock()
+			if w.retryOwn(ctx, err) {
+				continue
+			}
+			return err
+		default:
 		}
-		return nil
-	})
+		w.queued.Lock()
+		group := w.pending
+		w.pending = nil
+		w.queued.Unlock()
+		err := w.writeLocked(ctx, func(op *Entry[R]) {
+			for _, g := range group {
+				g.mutate(op)
+			}
+		}, w.refuseAbort)
+		for _, g := range group {
+			g.written <- err
+		}
+		w.mu.Unlock()
+		return <-p.written
+	}
+}
+
+// retryOwn says whether an Update written with another's should be tried
+// again on its own: that writer's context ended, and ours did not.
+func (w *Writer[R]) retryOwn(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
+
+func (w *Writer[R]) refuseAbort(fresh *Raw) error {
+	if fresh.Status == Aborting || fresh.Status == Aborted {
+		w.op.Status = fresh.Status
+		w.op.resourceVersion = fresh.resourceVersion
+		return ErrAborted
+	}
+	return nil
 }
 
 // Defer applies mutate to the operation as the writer sees it (Snapshot
@@ -383,6 +433,11 @@ func (w *Writer[R]) Force(ctx context.Context, mutate func(op *Entry[R])) error 
 func (w *Writer[R]) write(ctx context.Context, mutate func(op *Entry[R]), onConflict func(fresh *Raw) error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.writeLocked(ctx, mutate, onConflict)
+}
+
+// writeLocked is write with mu held.
+func (w *Writer[R]) writeLocked(ctx context.Context, mutate func(op *Entry[R]), onConflict func(fresh *Raw) error) error {
 	for attempt := 0; ; attempt++ {
 		next, err := clone(w.op)
 		if err != nil {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/hitless-dev/hitless/internal/engine/journal"
 	"github.com/hitless-dev/hitless/internal/engine/roll"
@@ -153,5 +156,75 @@ func TestWriterDefers(t *testing.T) {
 	}
 	if got := stored()[1].Phase; got != "drain" {
 		t.Errorf("stored after the flush: %s, want drain", got)
+	}
+}
+
+// Updates made while a write is in flight are written together, and each
+// returns only once its change is in the cluster.
+func TestWriterGroupsConcurrentUpdates(t *testing.T) {
+	cfg, puts := env.CountingConfig(t)
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := journal.NewStore(cs)
+	ctx := context.Background()
+	const n = 40
+	op := &roll.Journal{Operation: journal.Operation{ID: journal.NewID("test"), Kind: "test", Status: journal.Running, Started: time.Now().UTC(), Spec: []byte(`{}`)}}
+	for i := range n {
+		op.Record.Nodes = append(op.Record.Nodes, roll.Node{Name: fmt.Sprintf("n%d", i), Phase: "pending"})
+	}
+	raw, err := journal.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Create(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	op.Operation = raw.Operation
+	w := journal.NewWriter(store, op)
+
+	// The first write is held until the others are waiting.
+	release := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- w.Update(ctx, func(op *roll.Journal) { <-release; op.Record.Nodes[0].Phase = "cordon" })
+	}()
+	time.Sleep(100 * time.Millisecond)
+	puts.Store(0)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 1; i < n; i++ {
+		wg.Go(func() {
+			errs <- w.Update(ctx, func(op *roll.Journal) { op.Record.Nodes[i].Phase = "cordon" })
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := puts.Load(); got > 3 {
+		t.Errorf("%d updates took %d writes, want them grouped (at most 3)", n, got)
+	}
+	gotRaw, err := store.Get(ctx, op.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := journal.Decode[roll.Record](gotRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range got.Record.Nodes {
+		if node.Phase != "cordon" {
+			t.Errorf("node %s stored in phase %s, want cordon", node.Name, node.Phase)
+		}
 	}
 }

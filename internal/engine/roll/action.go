@@ -179,8 +179,10 @@ type nodeGetter interface {
 }
 
 // waitNodeHealthy waits for the node to be Ready and every DaemonSet pod on
-// it Ready.
-func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGetter, node string) error {
+// it Ready. known, when not nil, is the node's pods as listed a moment ago
+// with nothing run on the node since (the drain's list): the first look
+// takes them instead of listing again.
+func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGetter, node string, known []corev1.Pod) error {
 	var why string
 	err := transient.Poll(ctx, 500*time.Millisecond, func() (bool, error) {
 		n, err := nodes.Get(node)
@@ -191,11 +193,16 @@ func waitNodeHealthy(ctx context.Context, cs kubernetes.Interface, nodes nodeGet
 			why = "node not Ready"
 			return false, nil
 		}
-		pods, err := cs.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
-		if err != nil {
-			return false, fmt.Errorf("listing pods on node %s: %w", node, err)
+		pods := known
+		known = nil
+		if pods == nil {
+			list, err := cs.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+			if err != nil {
+				return false, fmt.Errorf("listing pods on node %s: %w", node, err)
+			}
+			pods = list.Items
 		}
-		for _, p := range pods.Items {
+		for _, p := range pods {
 			if c := metav1.GetControllerOf(&p); c != nil && c.Kind == "DaemonSet" && p.DeletionTimestamp == nil && !podutils.IsPodReady(&p) {
 				why = "DaemonSet pod " + p.Namespace + "/" + p.Name + " not Ready"
 				return false, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -116,7 +117,7 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 	b.Run("hitless-roll", func(b *testing.B) {
 		for b.Loop() {
 			settle(b, ns)
-			term, pods := termination(b, cs, ns, names)
+			term, _ := termination(b, cs, ns, names)
 			requests.Store(0)
 			start := time.Now()
 			res, err := roll.Run(context.Background(), cs, roll.Options{Spec: roll.Spec{Selector: selector, Batch: "1", EvictRetryDelay: time.Second}, Command: "bench"})
@@ -126,7 +127,9 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 			total := time.Since(start)
 			phases := map[string]time.Duration{}
 			var inNodes time.Duration
+			pods := 0 // evicted: replacements land on nodes rolled later
 			for _, n := range res.Operation.Record.Nodes {
+				pods += len(n.Evicted) + len(n.Deleted)
 				for _, p := range n.Phases {
 					if p.Finished != nil {
 						phases[p.Name] += p.Finished.Sub(p.Started)
@@ -157,10 +160,12 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// The evictions kubectl -v=6 saw accepted.
+		accepted := regexp.MustCompile(`"Response" verb="POST" url="[^"]*/eviction" status="20[01] `)
 		for b.Loop() {
 			settle(b, ns)
-			term, pods := termination(b, cs, ns, names)
-			var kubectlRequests int
+			term, _ := termination(b, cs, ns, names)
+			var kubectlRequests, pods int
 			start := time.Now()
 			for _, n := range names {
 				for _, args := range [][]string{
@@ -173,9 +178,13 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 						b.Fatalf("kubectl %v: %v\n%s", args, err, out)
 					}
 					kubectlRequests += strings.Count(string(out), `"Response"`)
+					pods += len(accepted.FindAllIndex(out, -1))
 				}
 			}
 			total := time.Since(start)
+			if pods == 0 {
+				b.Fatal("no accepted eviction in kubectl's -v=6 log: its format changed")
+			}
 			report(b, total, term, nodes, pods)
 			b.ReportMetric(float64(kubectlRequests)/nodes, "requests/node")
 			b.ReportMetric(float64(kubectlRequests)/nodes-float64(pods)/nodes, "requests-beyond-pods/node")

@@ -1,6 +1,7 @@
 package roll
 
 import (
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,12 +20,21 @@ import (
 type budgets struct {
 	lister policylisters.PodDisruptionBudgetLister
 
-	mu   sync.Mutex
-	wake map[string]chan struct{} // by namespace/name; closed at its next change
+	mu      sync.Mutex
+	wake    map[string]chan struct{} // by namespace/name; closed at its next change
+	evicted map[string]*awaited      // by namespace/name of the budget, then "/" and the pod's name
+}
+
+// awaited is an eviction whose write to its budget's status (the pod
+// listed in disruptedPods) and the disruption controller's answer to it
+// (the pod gone from the list: it saw the pod terminating) are awaited.
+type awaited struct {
+	listed   bool
+	answered chan struct{}
 }
 
 func newBudgets(lister policylisters.PodDisruptionBudgetLister) *budgets {
-	return &budgets{lister: lister, wake: map[string]chan struct{}{}}
+	return &budgets{lister: lister, wake: map[string]chan struct{}{}, evicted: map[string]*awaited{}}
 }
 
 // handler is the informer's event handler: it wakes the waiters of the
@@ -48,6 +58,46 @@ func (b *budgets) changedObject(obj any) {
 		close(ch)
 		delete(b.wake, key)
 	}
+	pdb, ok := obj.(*policyv1.PodDisruptionBudget)
+	if !ok {
+		return
+	}
+	for id, a := range b.evicted {
+		pod, found := strings.CutPrefix(id, key+"/")
+		if !found || strings.Contains(pod, "/") {
+			continue
+		}
+		if _, listed := pdb.Status.DisruptedPods[pod]; listed {
+			a.listed = true
+		} else if a.listed {
+			close(a.answered)
+			delete(b.evicted, id)
+		}
+	}
+}
+
+// Expect registers the eviction of pod under budget key, before it is
+// asked for, and returns a channel closed once the budget's status listed
+// the pod among its disrupted pods (the eviction's own write) and then no
+// longer did (the disruption controller saw the pod terminating and wrote
+// the budget again). Forget ends the wait.
+//
+// The next eviction under the same budget waits for it: asked before the
+// disruption controller's write, it would race it, and the API server
+// answers the lost race by sleeping half a second before it tries again.
+func (b *budgets) Expect(key, pod string) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a := &awaited{answered: make(chan struct{})}
+	b.evicted[key+"/"+pod] = a
+	return a.answered
+}
+
+// Forget drops what Expect registered.
+func (b *budgets) Forget(key, pod string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.evicted, key+"/"+pod)
 }
 
 // Changed returns a channel closed at the next change of budget key.

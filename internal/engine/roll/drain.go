@@ -20,7 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/kubectl/pkg/drain"
+	"k8s.io/kubectl/pkg/util/podutils"
 
 	"github.com/hitless-dev/hitless/internal/kube/eviction"
 	"github.com/hitless-dev/hitless/internal/kube/transient"
@@ -58,6 +60,9 @@ func (e *DrainTimeoutError) Error() string {
 type drainResult struct {
 	Evicted []string
 	Deleted []string // unmanaged pods removed under --force
+	// onNode is every pod the drain found on the node, DaemonSet pods
+	// included, as listed before it evicted any.
+	onNode []corev1.Pod
 }
 
 // drainNode evicts the node's pods through the Eviction API, as kubectl
@@ -82,7 +87,8 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 		Out:                 io.Discard,
 		ErrOut:              io.Discard,
 	}
-	pods, err := podsToDrain(ctx, helper, node)
+	pods, onNode, err := podsToDrain(ctx, helper, node)
+	res.onNode = onNode
 	if err != nil || len(pods) == 0 {
 		return res, err
 	}
@@ -107,8 +113,8 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 			if strings.HasPrefix(key, noBudget) {
 				key = ""
 			}
-			for _, p := range group {
-				if !e.evict(p, key) {
+			for i, p := range group {
+				if !e.evictInTurn(p, key, i == len(group)-1) {
 					return
 				}
 			}
@@ -130,13 +136,14 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 }
 
 // podsToDrain lists the pods kubectl's filters (and hitless's) let a
-// drain of node evict; a pod they refuse makes a *DrainRefusedError.
+// drain of node evict, and every pod it listed on the node; a pod the
+// filters refuse makes a *DrainRefusedError.
 //
 // kubectl's DaemonSet filter reads each DaemonSet pod's owner and reports
 // a failed read only as text ("cannot delete Get ...: connection
 // refused"): the reads go through a client that keeps their transient
 // errors, so an API server restart is retried, not taken for a refusal.
-func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]corev1.Pod, error) {
+func podsToDrain(ctx context.Context, helper *drain.Helper, node string) (evict, onNode []corev1.Pod, err error) {
 	var (
 		list *drain.PodDeleteList
 		errs []error
@@ -144,8 +151,8 @@ func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]core
 	reads := &daemonSetReads{}
 	filtering := *helper
 	filtering.Client = readsKept{Interface: helper.Client, reads: reads}
-	err := transient.Retry(ctx, func() error {
-		reads.err = nil
+	err = transient.Retry(ctx, func() error {
+		reads.err, reads.listed = nil, nil
 		list, errs = filtering.GetPodsForDeletion(node)
 		if len(errs) == 1 && transient.Is(errs[0]) {
 			return errs[0]
@@ -156,21 +163,28 @@ func podsToDrain(ctx context.Context, helper *drain.Helper, node string) ([]core
 		return nil
 	})
 	if err != nil { // the API server kept failing, or ctx ended
-		return nil, fmt.Errorf("listing the pods to drain from node %s: %w", node, err)
+		return nil, nil, fmt.Errorf("listing the pods to drain from node %s: %w", node, err)
 	}
 	if len(errs) > 0 {
 		reasons := make([]string, 0, len(errs))
 		for _, e := range errs {
 			reasons = append(reasons, e.Error())
 		}
-		return nil, &DrainRefusedError{Node: node, Reasons: reasons}
+		return nil, nil, &DrainRefusedError{Node: node, Reasons: reasons}
 	}
-	return list.Pods(), nil
+	if reads.listed != nil {
+		onNode = reads.listed.Items
+	}
+	return list.Pods(), onNode, nil
 }
 
 // daemonSetReads keeps the first transient error of the DaemonSet reads of
-// one GetPodsForDeletion (its filters run one pod after the other).
-type daemonSetReads struct{ err error }
+// one GetPodsForDeletion (its filters run one pod after the other), and
+// the pods it listed.
+type daemonSetReads struct {
+	err    error
+	listed *corev1.PodList
+}
 
 func (d *daemonSetReads) keep(err error) {
 	if d.err == nil && transient.Is(err) {
@@ -182,6 +196,32 @@ func (d *daemonSetReads) keep(err error) {
 type readsKept struct {
 	kubernetes.Interface
 	reads *daemonSetReads
+}
+
+func (c readsKept) CoreV1() corev1client.CoreV1Interface {
+	return coreKept{CoreV1Interface: c.Interface.CoreV1(), reads: c.reads}
+}
+
+type coreKept struct {
+	corev1client.CoreV1Interface
+	reads *daemonSetReads
+}
+
+func (c coreKept) Pods(namespace string) corev1client.PodInterface {
+	return podsKept{PodInterface: c.CoreV1Interface.Pods(namespace), reads: c.reads}
+}
+
+type podsKept struct {
+	corev1client.PodInterface
+	reads *daemonSetReads
+}
+
+func (p podsKept) List(ctx context.Context, opts metav1.ListOptions) (*corev1.PodList, error) {
+	list, err := p.PodInterface.List(ctx, opts)
+	if err == nil {
+		p.reads.listed = list
+	}
+	return list, err
 }
 
 func (c readsKept) AppsV1() appsv1client.AppsV1Interface {
@@ -218,6 +258,11 @@ type budgetView interface {
 	Changed(key string) <-chan struct{}
 	// Allows says whether a budget, as last seen, may allow an eviction.
 	Allows(key string) bool
+	// Expect registers a pod's eviction under a budget before it is asked
+	// for; the channel closes once the disruption controller answered it.
+	Expect(key, pod string) <-chan struct{}
+	// Forget drops what Expect registered.
+	Forget(key, pod string)
 }
 
 // noBudget prefixes the group key of a pod no budget covers (a budget's
@@ -268,6 +313,37 @@ func (e *evictor) evict(p corev1.Pod, key string) bool {
 		}
 	}
 }
+
+// evictInTurn evicts p, the next pod under budget key (or none, ""), and
+// unless it is the last one there waits for the disruption controller to
+// answer the eviction before the next one is asked for, at most
+// settleLimit: the eviction after it would otherwise race that answer
+// for the budget's status and, losing, wait half a second in the API
+// server. A pod that is not ready is evicted without a write to the
+// budget, so nothing answers it and nothing is awaited.
+func (e *evictor) evictInTurn(p corev1.Pod, key string, last bool) bool {
+	if key == "" || last || !podutils.IsPodReady(&p) {
+		return e.evict(p, key)
+	}
+	answered := e.budgets.Expect(key, p.Name)
+	defer e.budgets.Forget(key, p.Name)
+	if !e.evict(p, key) {
+		return false
+	}
+	limit := time.NewTimer(settleLimit)
+	defer limit.Stop()
+	select {
+	case <-answered:
+	case <-limit.C:
+	case <-e.ctx.Done():
+		return false
+	}
+	return true
+}
+
+// settleLimit bounds the wait for the disruption controller's answer to
+// an eviction: the half second the API server sleeps after a lost race.
+const settleLimit = 500 * time.Millisecond
 
 // try asks for one eviction: done when the pod goes or is refused for
 // good (goes says which), not done when a budget or the API server said

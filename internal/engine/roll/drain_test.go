@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -64,7 +65,7 @@ func TestPodsToDrainRetriesTransientDaemonSetReads(t *testing.T) {
 			}
 			defer cancel()
 			helper := &drain.Helper{Ctx: ctx, Client: cs, GracePeriodSeconds: -1, IgnoreAllDaemonSets: true, Out: io.Discard, ErrOut: io.Discard}
-			pods, err := podsToDrain(ctx, helper, "n1")
+			pods, onNode, err := podsToDrain(ctx, helper, "n1")
 			var refusedErr *DrainRefusedError
 			switch {
 			case tc.refusal != "":
@@ -85,6 +86,16 @@ func TestPodsToDrainRetriesTransientDaemonSetReads(t *testing.T) {
 				}
 				if strings.Join(names, ",") != strings.Join(tc.want, ",") {
 					t.Fatalf("pods to drain %v, want %v", names, tc.want)
+				}
+				// Every pod listed, the DaemonSet's too: the wait after
+				// the drain reads their readiness from this list.
+				var listed []string
+				for _, p := range onNode {
+					listed = append(listed, p.Name)
+				}
+				slices.Sort(listed)
+				if strings.Join(listed, ",") != "agent-x,web-1" {
+					t.Fatalf("pods listed on the node %v, want agent-x,web-1", listed)
 				}
 			}
 		})

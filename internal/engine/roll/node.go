@@ -156,18 +156,22 @@ func (r *runner) runNode(ctx context.Context, name string, batch int) {
 			}
 		}
 	}
-	env := hookEnv{Node: name, NodeIP: r.planOf(name).InternalIP, Operation: r.w.Snapshot().ID, Batch: batch}
+	run := &nodeRun{env: hookEnv{Node: name, NodeIP: r.planOf(name).InternalIP, Operation: r.w.Snapshot().ID, Batch: batch}}
 	for i, phase := range phases[start:] {
 		var err error
 		if r.later(phases, start+i) {
 			r.enterLater(name, phase)
 		} else {
 			err = r.enterPhase(ctx, name, phase)
+			run.onNode = nil // something may run on the node: list afresh
 		}
 		if err == nil {
-			err = r.doPhase(ctx, name, phase, env)
+			err = r.doPhase(ctx, name, phase, run)
 		}
 		if err != nil {
+			if run.drained != "" && phase != PhaseUncordon {
+				r.event(ctx, name, "Drained", run.drained)
+			}
 			r.nodeFailed(ctx, name, phase, err)
 			return
 		}
@@ -233,18 +237,35 @@ func (r *runner) enterPhase(ctx context.Context, name, phase string) error {
 	}
 }
 
-func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) error {
+// nodeRun is what one run of a node carries from phase to phase.
+type nodeRun struct {
+	env hookEnv
+	// onNode is every pod on the node when the drain listed them, while
+	// nothing else has run there since (a wait right after the drain).
+	onNode []corev1.Pod
+	// drained is the Drained event's message, held for the Uncordoned
+	// event when nothing but the wait comes between them.
+	drained string
+}
+
+func (r *runner) doPhase(ctx context.Context, name, phase string, run *nodeRun) error {
+	env := run.env
 	switch phase {
 	case PhaseCordon:
 		if err := r.cordon(ctx, name); err != nil {
 			return err
 		}
-		r.event(ctx, name, "Cordoned", "hitless cordoned the node for operation "+env.Operation)
+		msg := "hitless cordoned the node for operation " + env.Operation
+		if r.w.Snapshot().Record.NodeByName(name).CordonedBefore {
+			msg = "hitless marked the node, cordoned before by someone else (it stays cordoned), for operation " + env.Operation
+		}
+		r.event(ctx, name, "Cordoned", msg)
 		return nil
 	case PhasePreNode:
 		return r.hook(ctx, name, "pre-node", r.spec.PreNode, fmt.Sprintf("Stop routing requests to node %s (%s)", name, env.NodeIP), env)
 	case PhaseDrain:
 		res, err := drainNode(ctx, r.cs, name, r.spec, r.budgets)
+		run.onNode = res.onNode
 		// Journaled with the next write, not in one of its own: a resume
 		// that lost it drains again and finds the pods gone.
 		r.w.Defer(func(op *Journal) { recordDrain(op.Record.NodeByName(name), res) })
@@ -254,6 +275,11 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 		msg := fmt.Sprintf("hitless drained the node: %d pods evicted", len(res.Evicted))
 		if len(res.Deleted) > 0 {
 			msg += fmt.Sprintf("; unmanaged pods deleted as forced: %s", strings.Join(res.Deleted, ", "))
+		}
+		if r.uncordonsRightAfterDrain(name) {
+			// One event says both, a moment apart: one request fewer.
+			run.drained = msg
+			return nil
 		}
 		r.event(ctx, name, "Drained", msg)
 		return nil
@@ -266,7 +292,7 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 	case PhaseWait:
 		wctx, cancel := context.WithTimeout(ctx, r.spec.ActionTimeout)
 		defer cancel()
-		return waitNodeHealthy(wctx, r.cs, r.nodes, name)
+		return waitNodeHealthy(wctx, r.cs, r.nodes, name, run.onNode)
 	case PhasePostNode:
 		return r.hook(ctx, name, "post-node", r.spec.PostNode, fmt.Sprintf("Resume routing requests to node %s (%s)", name, env.NodeIP), env)
 	case PhaseUncordon:
@@ -275,11 +301,21 @@ func (r *runner) doPhase(ctx context.Context, name, phase string, env hookEnv) e
 			return err
 		}
 		if n.CordonedByUs {
-			r.event(ctx, name, "Uncordoned", "hitless uncordoned the node")
+			msg := "hitless uncordoned the node"
+			if run.drained != "" {
+				msg = run.drained + "; then uncordoned it"
+			}
+			r.event(ctx, name, "Uncordoned", msg)
 		}
 		return nil
 	}
 	return fmt.Errorf("unknown phase %q", phase)
+}
+
+// uncordonsRightAfterDrain says whether only the wait comes between the
+// node's drain and its uncordon.
+func (r *runner) uncordonsRightAfterDrain(name string) bool {
+	return !r.spec.HasAction() && !r.spec.hasPostNode() && r.w.Snapshot().Record.NodeByName(name).CordonedByUs
 }
 
 func (r *runner) action(ctx context.Context, name string, env hookEnv) error {

@@ -266,6 +266,33 @@ func TestCordonedByOthersStayCordoned(t *testing.T) {
 	if left := cordoned(t, cs, []string{outside}); len(left) != 1 {
 		t.Errorf("node %s outside the roll was uncordoned", outside)
 	}
+	// Without an action the drain and the uncordon are one event, which
+	// says both; a node left cordoned says it was drained.
+	for _, tc := range []struct {
+		node    string
+		reasons string
+		says    string
+	}{
+		{nodes[0], "Cordoned,Uncordoned", "pods evicted; then uncordoned it"},
+		{nodes[1], "Cordoned,Drained", "hitless drained the node: "},
+	} {
+		evs, err := cs.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + tc.node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		said := false
+		for _, e := range evs.Items {
+			if e.Source.Component == "hitless" {
+				reasons = append(reasons, e.Reason)
+				said = said || strings.Contains(e.Message, tc.says)
+			}
+		}
+		slices.Sort(reasons)
+		if strings.Join(reasons, ",") != tc.reasons || !said {
+			t.Errorf("events on node %s: %v, want %s, one saying %q", tc.node, reasons, tc.reasons, tc.says)
+		}
+	}
 	assertLockFree(t, cs)
 }
 
