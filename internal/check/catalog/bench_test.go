@@ -48,7 +48,7 @@ func BenchmarkPreflight(b *testing.B) {
 	for _, nodes := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
 			cfg, cs := benchCluster(b, nodes)
-			b.Run("hitless", func(b *testing.B) {
+			b.Run("tool=hitless", func(b *testing.B) {
 				c := &counter{}
 				cfg := rest.CopyConfig(cfg)
 				cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { c.next = rt; return c }
@@ -71,7 +71,7 @@ func BenchmarkPreflight(b *testing.B) {
 				}
 				b.ReportMetric(float64(c.n.Load()-start), "requests/run")
 			})
-			b.Run("per-node-pod-list", func(b *testing.B) {
+			b.Run("tool=per-node-pod-list", func(b *testing.B) {
 				c := &counter{}
 				cfg := rest.CopyConfig(cfg)
 				cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { c.next = rt; return c }

@@ -50,7 +50,7 @@ func BenchmarkUpgrade(b *testing.B) {
 	})
 
 	src2 := mustLoad(b, v2)
-	b.Run("hitless-upgrade", func(b *testing.B) {
+	b.Run("tool=hitless-upgrade", func(b *testing.B) {
 		phases := map[string]time.Duration{}
 		var total time.Duration
 		requests.Store(0)
@@ -81,7 +81,7 @@ func BenchmarkUpgrade(b *testing.B) {
 		}
 	})
 
-	b.Run("baseline-plain-apply", func(b *testing.B) {
+	b.Run("tool=plain-apply", func(b *testing.B) {
 		a, err := apply.New(c.Config)
 		if err != nil {
 			b.Fatal(err)
@@ -163,7 +163,7 @@ func BenchmarkInstallCiliumChart(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.Run("hitless-install", func(b *testing.B) {
+	b.Run("tool=hitless-install", func(b *testing.B) {
 		b.ReportAllocs()
 		var total time.Duration
 		var reqs int64
@@ -181,7 +181,7 @@ func BenchmarkInstallCiliumChart(b *testing.B) {
 		b.ReportMetric(total.Seconds()/float64(b.N), "s/install")
 		b.ReportMetric(float64(reqs)/float64(b.N), "requests/install")
 	})
-	b.Run("baseline-render-and-apply", func(b *testing.B) {
+	b.Run("tool=render-and-apply", func(b *testing.B) {
 		b.ReportAllocs()
 		a, err := apply.New(c.Config)
 		if err != nil {

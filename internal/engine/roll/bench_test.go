@@ -51,9 +51,8 @@ func benchPool(b *testing.B, label string, nodes, podsPerNode, maxUnavailable in
 
 // termination is the time pods need to go on each node: the longest grace
 // period among its pods (they terminate side by side).
-func termination(b *testing.B, cs kubernetes.Interface, ns string, nodes []string) (time.Duration, int) {
+func termination(b *testing.B, cs kubernetes.Interface, ns string, nodes []string) time.Duration {
 	var total time.Duration
-	pods := 0
 	for _, n := range nodes {
 		list, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + n})
 		if err != nil {
@@ -63,10 +62,9 @@ func termination(b *testing.B, cs kubernetes.Interface, ns string, nodes []strin
 		for _, p := range list.Items {
 			longest = max(longest, ptr.Deref(p.Spec.TerminationGracePeriodSeconds, 30))
 		}
-		pods += len(list.Items)
 		total += time.Duration(longest) * time.Second
 	}
-	return total, pods
+	return total
 }
 
 func settle(b *testing.B, ns string) {
@@ -114,10 +112,10 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 	selector := "bench=" + label
 	var rows []rollRow
 
-	b.Run("hitless-roll", func(b *testing.B) {
+	b.Run("tool=hitless-roll", func(b *testing.B) {
 		for b.Loop() {
 			settle(b, ns)
-			term, _ := termination(b, cs, ns, names)
+			term := termination(b, cs, ns, names)
 			requests.Store(0)
 			start := time.Now()
 			res, err := roll.Run(context.Background(), cs, roll.Options{Spec: roll.Spec{Selector: selector, Batch: "1", EvictRetryDelay: time.Second}, Command: "bench"})
@@ -125,23 +123,7 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 				b.Fatal(err)
 			}
 			total := time.Since(start)
-			phases := map[string]time.Duration{}
-			var inNodes time.Duration
-			pods := 0 // evicted: replacements land on nodes rolled later
-			for _, n := range res.Operation.Record.Nodes {
-				pods += len(n.Evicted) + len(n.Deleted)
-				for _, p := range n.Phases {
-					if p.Finished != nil {
-						phases[p.Name] += p.Finished.Sub(p.Started)
-					}
-				}
-				if n.StartedAt != nil && n.CompletedAt != nil {
-					inNodes += n.CompletedAt.Sub(*n.StartedAt)
-				}
-			}
-			for name, d := range phases {
-				b.ReportMetric(d.Seconds()/nodes, "s-"+name+"/node")
-			}
+			phases, inNodes, pods := phaseMetrics(b, res, nodes)
 			b.ReportMetric((total-inNodes).Seconds()/nodes, "s-between-nodes/node")
 			report(b, total, term, nodes, pods)
 			b.ReportMetric(float64(requests.Load())/nodes, "requests/node")
@@ -151,7 +133,7 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 		}
 	})
 
-	b.Run("kubectl-loop", func(b *testing.B) {
+	b.Run("tool=kubectl-loop", func(b *testing.B) {
 		resolver, err := binaries.NewResolver(nil) // the cache, or HITLESS_BIN_DIR
 		if err != nil {
 			b.Fatal(err)
@@ -164,7 +146,7 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 		accepted := regexp.MustCompile(`"Response" verb="POST" url="[^"]*/eviction" status="20[01] `)
 		for b.Loop() {
 			settle(b, ns)
-			term, _ := termination(b, cs, ns, names)
+			term := termination(b, cs, ns, names)
 			var kubectlRequests, pods int
 			start := time.Now()
 			for _, n := range names {
@@ -195,6 +177,30 @@ func benchRollVsKubectl(b *testing.B, maxUnavailable int) []rollRow {
 	return rows
 }
 
+// phaseMetrics reports each phase's mean time per node and returns the
+// phases' totals, the time spent inside nodes and the pods evicted
+// (replacements land on nodes rolled later, so more than were there).
+func phaseMetrics(b *testing.B, res *roll.Result, nodes int) (map[string]time.Duration, time.Duration, int) {
+	phases := map[string]time.Duration{}
+	var inNodes time.Duration
+	pods := 0
+	for _, n := range res.Operation.Record.Nodes {
+		pods += len(n.Evicted) + len(n.Deleted)
+		for _, p := range n.Phases {
+			if p.Finished != nil {
+				phases[p.Name] += p.Finished.Sub(p.Started)
+			}
+		}
+		if n.StartedAt != nil && n.CompletedAt != nil {
+			inNodes += n.CompletedAt.Sub(*n.StartedAt)
+		}
+	}
+	for name, d := range phases {
+		b.ReportMetric(d.Seconds()/float64(nodes), "s-"+name+"/node")
+	}
+	return phases, inNodes, pods
+}
+
 func report(b *testing.B, total, term time.Duration, nodes, pods int) {
 	b.ReportMetric(total.Seconds(), "s-total")
 	b.ReportMetric(total.Seconds()/float64(nodes), "s/node")
@@ -211,11 +217,13 @@ func BenchmarkRoll500NodesBatch10Percent(b *testing.B) {
 		settle(b, ns)
 		requests.Store(0)
 		start := time.Now()
-		_, err := roll.Run(context.Background(), cs, roll.Options{Spec: roll.Spec{Selector: "bench=big", Batch: "10%", EvictRetryDelay: time.Second}, Command: "bench"})
+		res, err := roll.Run(context.Background(), cs, roll.Options{Spec: roll.Spec{Selector: "bench=big", Batch: "10%", EvictRetryDelay: time.Second}, Command: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(time.Since(start).Seconds(), "s-total")
 		b.ReportMetric(float64(requests.Load())/500, "requests/node")
+		_, _, pods := phaseMetrics(b, res, 500)
+		b.ReportMetric(float64(requests.Load()-int64(pods))/500, "requests-beyond-pods/node")
 	}
 }

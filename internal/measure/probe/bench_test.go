@@ -137,7 +137,7 @@ func BenchmarkAgentFiftyPeers(b *testing.B) {
 //	go test -run '^$' -bench SmallestOutage -benchtime 1x ./internal/measure/probe
 func BenchmarkSmallestOutage(b *testing.B) {
 	for _, d := range []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond, 50 * time.Millisecond} {
-		b.Run(d.String(), func(b *testing.B) {
+		b.Run("outage="+d.String(), func(b *testing.B) {
 			for b.Loop() {
 				detected, measured := outageTrials(b, d, 10)
 				b.ReportMetric(float64(detected)*10, "detected-%")
