@@ -59,17 +59,7 @@ func TestLargeOperationRoundTrips(t *testing.T) {
 func TestWriterNoticesAbort(t *testing.T) {
 	store := journal.NewStore(env.Client(t))
 	ctx := context.Background()
-	op := &roll.Journal{Operation: journal.Operation{ID: journal.NewID("test"), Kind: "test", Status: journal.Running, Started: time.Now().UTC(), Spec: []byte(`{}`)},
-		Record: roll.Record{Nodes: []roll.Node{{Name: "n1", Phase: "pending"}}}}
-	raw, err := journal.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Create(ctx, raw); err != nil {
-		t.Fatal(err)
-	}
-	op.Operation = raw.Operation
-	w := journal.NewWriter(store, op)
+	op, w := created(t, store, "n1")
 	if err := w.Update(ctx, func(op *roll.Journal) { op.Record.Nodes[0].Phase = "cordon" }); err != nil {
 		t.Fatal(err)
 	}
@@ -111,17 +101,7 @@ func TestWriterNoticesAbort(t *testing.T) {
 func TestWriterDefers(t *testing.T) {
 	store := journal.NewStore(env.Client(t))
 	ctx := context.Background()
-	op := &roll.Journal{Operation: journal.Operation{ID: journal.NewID("test"), Kind: "test", Status: journal.Running, Started: time.Now().UTC(), Spec: []byte(`{}`)},
-		Record: roll.Record{Nodes: []roll.Node{{Name: "n1", Phase: "pending"}, {Name: "n2", Phase: "pending"}}}}
-	raw, err := journal.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Create(ctx, raw); err != nil {
-		t.Fatal(err)
-	}
-	op.Operation = raw.Operation
-	w := journal.NewWriter(store, op)
+	op, w := created(t, store, "n1", "n2")
 	stored := func() []roll.Node {
 		t.Helper()
 		gotRaw, err := store.Get(ctx, op.ID)
@@ -170,19 +150,11 @@ func TestWriterGroupsConcurrentUpdates(t *testing.T) {
 	store := journal.NewStore(cs)
 	ctx := context.Background()
 	const n = 40
-	op := &roll.Journal{Operation: journal.Operation{ID: journal.NewID("test"), Kind: "test", Status: journal.Running, Started: time.Now().UTC(), Spec: []byte(`{}`)}}
+	var names []string
 	for i := range n {
-		op.Record.Nodes = append(op.Record.Nodes, roll.Node{Name: fmt.Sprintf("n%d", i), Phase: "pending"})
+		names = append(names, fmt.Sprintf("n%d", i))
 	}
-	raw, err := journal.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Create(ctx, raw); err != nil {
-		t.Fatal(err)
-	}
-	op.Operation = raw.Operation
-	w := journal.NewWriter(store, op)
+	op, w := created(t, store, names...)
 
 	// The first write is held until the others are waiting.
 	release := make(chan struct{})
@@ -227,4 +199,23 @@ func TestWriterGroupsConcurrentUpdates(t *testing.T) {
 			t.Errorf("node %s stored in phase %s, want cordon", node.Name, node.Phase)
 		}
 	}
+}
+
+// created journals a running test operation whose record has the nodes,
+// all pending, and returns it with a writer.
+func created(t *testing.T, store *journal.Store, nodes ...string) (*roll.Journal, *journal.Writer[roll.Record]) {
+	t.Helper()
+	op := &roll.Journal{Operation: journal.Operation{ID: journal.NewID("test"), Kind: "test", Status: journal.Running, Started: time.Now().UTC(), Spec: []byte(`{}`)}}
+	for _, n := range nodes {
+		op.Record.Nodes = append(op.Record.Nodes, roll.Node{Name: n, Phase: "pending"})
+	}
+	raw, err := journal.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Create(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	op.Operation = raw.Operation
+	return op, journal.NewWriter(store, op)
 }
