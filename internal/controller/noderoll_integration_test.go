@@ -169,13 +169,15 @@ func TestLeaderKilledMidRoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), nr) })
-	// Kill the leader while its second node drains.
+	// Kill the leader while its second node drains. The drain right after
+	// the cordon is journaled with the next write, so the status shows the
+	// node cordoned (or, once that write came, draining).
 	clustertest.Eventually(t, 2*time.Minute, func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(nr), nr); err != nil {
 			return err
 		}
 		for _, n := range nr.Status.Nodes {
-			if n.Phase == roll.PhaseDrain && nr.Status.Summary.Done >= 1 {
+			if (n.Phase == roll.PhaseCordon || n.Phase == roll.PhaseDrain) && nr.Status.Summary.Done >= 1 {
 				return nil
 			}
 		}
