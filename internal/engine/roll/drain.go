@@ -108,13 +108,10 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, spec S
 	// Pods under one PDB are evicted one after the other (concurrent
 	// evictions against one budget conflict in the API server, which backs
 	// off half a second per conflict); groups run side by side.
-	for key, group := range byBudget(pods, pdbs.Of) {
+	for _, group := range byBudget(pods, pdbs.Of) {
 		wg.Go(func() {
-			if strings.HasPrefix(key, noBudget) {
-				key = ""
-			}
-			for i, p := range group {
-				if !e.evictInTurn(p, key, i == len(group)-1) {
+			for i, p := range group.pods {
+				if !e.evictInTurn(p, group.budget, i == len(group.pods)-1) {
 					return
 				}
 			}
@@ -265,20 +262,28 @@ type budgetView interface {
 	Forget(key, pod string)
 }
 
-// noBudget prefixes the group key of a pod no budget covers (a budget's
-// key is namespace/name, which never starts with a space).
-const noBudget = " pod-"
+// podGroup is pods evicted one after the other: those one budget covers
+// (namespace/name), or a single pod no budget covers (budget "").
+type podGroup struct {
+	budget string
+	pods   []corev1.Pod
+}
 
 // byBudget groups pods by the PodDisruptionBudget covering them; a pod
 // without one is a group of its own.
-func byBudget(pods []corev1.Pod, budgetOf func(*corev1.Pod) string) map[string][]corev1.Pod {
-	groups := map[string][]corev1.Pod{}
-	for i, p := range pods {
+func byBudget(pods []corev1.Pod, budgetOf func(*corev1.Pod) string) []podGroup {
+	var groups []podGroup
+	index := map[string]int{} // budget -> its group
+	for _, p := range pods {
 		key := budgetOf(&p)
-		if key == "" {
-			key = fmt.Sprintf("%s%d", noBudget, i)
+		if i, ok := index[key]; ok {
+			groups[i].pods = append(groups[i].pods, p)
+			continue
 		}
-		groups[key] = append(groups[key], p)
+		if key != "" {
+			index[key] = len(groups)
+		}
+		groups = append(groups, podGroup{budget: key, pods: []corev1.Pod{p}})
 	}
 	return groups
 }
