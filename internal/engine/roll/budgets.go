@@ -1,7 +1,6 @@
 package roll
 
 import (
-	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,8 +20,8 @@ type budgets struct {
 	lister policylisters.PodDisruptionBudgetLister
 
 	mu      sync.Mutex
-	wake    map[string]chan struct{} // by namespace/name; closed at its next change
-	evicted map[string]*awaited      // by namespace/name of the budget, then "/" and the pod's name
+	wake    map[string]chan struct{}       // by namespace/name; closed at its next change
+	evicted map[string]map[string]*awaited // by namespace/name of the budget, then by pod name
 }
 
 // awaited is an eviction whose write to its budget's status (the pod
@@ -34,7 +33,7 @@ type awaited struct {
 }
 
 func newBudgets(lister policylisters.PodDisruptionBudgetLister) *budgets {
-	return &budgets{lister: lister, wake: map[string]chan struct{}{}, evicted: map[string]*awaited{}}
+	return &budgets{lister: lister, wake: map[string]chan struct{}{}, evicted: map[string]map[string]*awaited{}}
 }
 
 // handler is the informer's event handler: it wakes the waiters of the
@@ -62,16 +61,12 @@ func (b *budgets) changedObject(obj any) {
 	if !ok {
 		return
 	}
-	for id, a := range b.evicted {
-		pod, found := strings.CutPrefix(id, key+"/")
-		if !found || strings.Contains(pod, "/") {
-			continue
-		}
+	for pod, a := range b.evicted[key] {
 		if _, listed := pdb.Status.DisruptedPods[pod]; listed {
 			a.listed = true
 		} else if a.listed {
 			close(a.answered)
-			delete(b.evicted, id)
+			b.forget(key, pod)
 		}
 	}
 }
@@ -89,7 +84,10 @@ func (b *budgets) Expect(key, pod string) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	a := &awaited{answered: make(chan struct{})}
-	b.evicted[key+"/"+pod] = a
+	if b.evicted[key] == nil {
+		b.evicted[key] = map[string]*awaited{}
+	}
+	b.evicted[key][pod] = a
 	return a.answered
 }
 
@@ -97,7 +95,15 @@ func (b *budgets) Expect(key, pod string) <-chan struct{} {
 func (b *budgets) Forget(key, pod string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.evicted, key+"/"+pod)
+	b.forget(key, pod)
+}
+
+// forget is Forget with mu held.
+func (b *budgets) forget(key, pod string) {
+	delete(b.evicted[key], pod)
+	if len(b.evicted[key]) == 0 {
+		delete(b.evicted, key)
+	}
 }
 
 // Changed returns a channel closed at the next change of budget key.
